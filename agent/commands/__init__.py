@@ -1,0 +1,25 @@
+"""One module per `shopedge` subcommand (see `agent.cli`)."""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+
+from agent.config import ConfigError, ShopEdgeConfig, load_config
+
+__all__ = ["load_or_exit", "not_built"]
+
+
+def load_or_exit(path: Path) -> ShopEdgeConfig:
+    """Load the config or print one line per problem and exit 2 (never a traceback)."""
+    try:
+        return load_config(path)
+    except ConfigError as exc:
+        for line in exc.problems:
+            print(f"config error: {line}", file=sys.stderr)
+        raise SystemExit(2) from None
+
+
+def not_built(command: str, issue: str) -> int:
+    print(f"shopedge {command}: not built yet (planned in {issue}).", file=sys.stderr)
+    return 2

@@ -1,0 +1,15 @@
+"""Not built yet: arrives with issue #5 (counter display)."""
+
+from __future__ import annotations
+
+import argparse
+
+from agent.commands import not_built
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("rest", nargs=argparse.REMAINDER, help=argparse.SUPPRESS)
+
+
+def run(args: argparse.Namespace) -> int:
+    return not_built("display", "issue #5 (counter display)")

@@ -1,0 +1,24 @@
+"""Run the agent daemon in the foreground until SIGTERM or SIGINT (systemd starts this)."""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+
+from agent.cli import add_config_argument
+from agent.commands import load_or_exit
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    add_config_argument(parser)
+    parser.add_argument("--log-level", default="INFO", choices=["DEBUG", "INFO", "WARNING", "ERROR"])
+
+
+def run(args: argparse.Namespace) -> int:
+    from agent.config import secret_values
+    from agent.daemon import run_agent
+    from agent.logs import setup_logging
+
+    config = load_or_exit(args.config)
+    setup_logging(args.log_level, secrets=secret_values(config))
+    return asyncio.run(run_agent(config))

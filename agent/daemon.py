@@ -1,0 +1,77 @@
+"""The daemon: open state, migrate, run the components under the supervisor until a signal.
+
+Shutdown order on SIGTERM/SIGINT: stop accepting work, cancel components (their `finally`
+blocks finish in-flight writes), record a clean stop, close the database.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import signal
+from collections.abc import Callable
+
+from sqlalchemy import Engine
+
+from agent import __version__
+from agent.config import ShopEdgeConfig
+from agent.context import AgentContext
+from agent.db import migrate, open_engine
+from agent.state import finish_run, last_run_was_clean, start_run
+from agent.supervisor import Supervisor
+from agent.wiring import build_components
+
+__all__ = ["run_agent"]
+
+log = logging.getLogger(__name__)
+
+
+async def run_agent(
+    config: ShopEdgeConfig,
+    *,
+    on_started: Callable[[AgentContext, Supervisor], None] | None = None,
+) -> int:
+    """Run until SIGTERM/SIGINT (or `Supervisor.stop()`); returns the process exit code."""
+    engine = await asyncio.to_thread(_open_state, config)
+    ctx = AgentContext(config=config, engine=engine)
+    run_id = 0
+    try:
+        if not await asyncio.to_thread(last_run_was_clean, engine):
+            log.warning("previous run did not stop cleanly; reconciling state at start")
+        run_id = await asyncio.to_thread(start_run, engine, __version__)
+        supervisor = Supervisor(build_components(ctx), ctx.health)
+        loop = asyncio.get_running_loop()
+        for sig in (signal.SIGTERM, signal.SIGINT):
+            loop.add_signal_handler(sig, _on_signal, supervisor, sig)
+        log.info(
+            "shopedge started",
+            extra={
+                "version": __version__,
+                "store_id": config.device.store_id,
+                "device_id": config.device.device_id,
+                "components": [c.name for c in supervisor.components],
+            },
+        )
+        if on_started is not None:
+            on_started(ctx, supervisor)
+        try:
+            await supervisor.run()
+        finally:
+            for sig in (signal.SIGTERM, signal.SIGINT):
+                loop.remove_signal_handler(sig)
+        await asyncio.to_thread(finish_run, engine, run_id)
+        log.info("shopedge stopped cleanly")
+        return 0
+    finally:
+        engine.dispose()
+
+
+def _on_signal(supervisor: Supervisor, sig: signal.Signals) -> None:
+    log.info("signal received, stopping", extra={"signal": sig.name})
+    supervisor.stop()
+
+
+def _open_state(config: ShopEdgeConfig) -> Engine:
+    engine = open_engine(config.db_path)
+    migrate(engine)
+    return engine

@@ -1,0 +1,48 @@
+"""Wiring: which components this device runs, built from its config.
+
+The only place that decides what runs; `agent.daemon` hands the list to the supervisor, which
+starts each in the one TaskGroup (tasks named `shopedge.<component>.run`).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+
+from agent.context import AgentContext
+from agent.health import Level
+from agent.supervisor import Component
+
+__all__ = ["StatusReporter", "build_components"]
+
+log = logging.getLogger(__name__)
+
+
+class StatusReporter:
+    """Logs the one-line health summary whenever it changes, and every `interval` seconds."""
+
+    name = "status"
+
+    def __init__(self, ctx: AgentContext, interval: float = 60.0) -> None:
+        self.ctx = ctx
+        self.interval = interval
+        self._changed = asyncio.Event()
+        ctx.health.listen(self._on_change)
+
+    def _on_change(self, item: object) -> None:
+        self._changed.set()
+
+    async def run(self) -> None:
+        self.ctx.health.set(self.name, Level.GREEN, "reporting")
+        while True:
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self._changed.wait(), timeout=self.interval)
+            self._changed.clear()
+            log.info("health", extra={"status": self.ctx.health.summary()})
+
+
+def build_components(ctx: AgentContext) -> list[Component]:
+    """Every component this device runs, in start order."""
+    components: list[Component] = [StatusReporter(ctx)]
+    return components
