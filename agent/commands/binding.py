@@ -1,15 +1,91 @@
-"""Not built yet: arrives with issue #8 (friend conversion)."""
+"""Membership-binding QR tools for technicians.
+
+`shopedge binding url --order ORDER_ID` prints the URL and token the paid screen would show for
+that order now, the decoded claims, the URL length and the QR version it needs (at most 6).
+`shopedge binding verify TOKEN` says whether this device would accept a token, and why not.
+"""
 
 from __future__ import annotations
 
 import argparse
+import json
+import sys
+import time
 
-from agent.commands import not_built
+from agent.cli import add_config_argument
+from agent.commands import load_or_exit
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("rest", nargs=argparse.REMAINDER, help=argparse.SUPPRESS)
+    sub = parser.add_subparsers(dest="action", metavar="ACTION", required=True)
+    url = sub.add_parser("url", help="print the binding URL and token for an order")
+    url.add_argument("--order", required=True, metavar="ORDER_ID", help="the POS order id")
+    url.add_argument("--json", action="store_true", help="print one JSON object")
+    add_config_argument(url)
+    verify = sub.add_parser("verify", help="check a token against this device's key and clock")
+    verify.add_argument("token", help="the token (or a whole chat message containing it)")
+    add_config_argument(verify)
 
 
 def run(args: argparse.Namespace) -> int:
-    return not_built("binding", "issue #8 (friend conversion)")
+    from agent.binding import (
+        MAX_QR_VERSION,
+        BindingError,
+        Rejection,
+        decode_claims,
+        find_token,
+        issue_binding,
+        qr_version,
+        verify_token,
+    )
+
+    config = load_or_exit(args.config)
+    now = time.time()
+    if args.action == "verify":
+        token = find_token(args.token) or args.token.strip()
+        result = verify_token(
+            token,
+            key=config.binding.key.get_secret_value().encode(),
+            store_id=config.device.store_id,
+            device_id=config.device.device_id,
+            now=now,
+        )
+        if isinstance(result, Rejection):
+            print(f"rejected: {result.value}")
+            return 1
+        print(
+            f"valid: order {result.order_id}, store {result.store_id}, device {result.device_id}, "
+            f"expires in {int(result.expires_at - now)} s"
+        )
+        return 0
+    try:
+        token, url = issue_binding(config, args.order, now)
+    except BindingError as exc:
+        print(f"binding error: {exc}", file=sys.stderr)
+        return 2
+    version = qr_version(url)
+    claims = decode_claims(token)
+    assert claims is not None
+    info = {
+        "order_id": args.order,
+        "store_id": config.device.store_id,
+        "device_id": config.device.device_id,
+        "token": token,
+        "url": url,
+        "url_length": len(url),
+        "qr_version": version,
+        "issued_at": claims.issued_at,
+        "expires_at": claims.expires_at,
+    }
+    if args.json:
+        print(json.dumps(info, ensure_ascii=False))
+    else:
+        for name, value in info.items():
+            print(f"{name + ':':<12} {value}")
+    if version > MAX_QR_VERSION:
+        print(
+            f"warning: the QR needs version {version} (> {MAX_QR_VERSION}); shorten the store, "
+            "device or order ids",
+            file=sys.stderr,
+        )
+    return 0
