@@ -1,0 +1,1 @@
+"""Stand-ins for the LINE Messaging platform: the API server and the webhook sender."""
