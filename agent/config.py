@@ -242,8 +242,30 @@ class RelayConfig(_Section):
     listen: str = "127.0.0.1:8740"
     beacon_stores: dict[str, str] = Field(default_factory=dict)
     fleet_topic: str = "shopedge/v1/fleet/line_event"
+    dedupe_window_s: Annotated[float, Field(ge=60, le=7 * 24 * 3600)] = 24 * 3600
+    dedupe_max_events: Annotated[int, Field(ge=1000, le=10_000_000)] = 200_000
+    follow_window_s: Annotated[float, Field(ge=0, le=24 * 3600)] = 600
 
     _listen = field_validator("listen")(_check_listen)
+
+    @field_validator("beacon_stores")
+    @classmethod
+    def _beacon_stores(cls, value: dict[str, str]) -> dict[str, str]:
+        out = {}
+        for hwid, target in value.items():
+            if not _HWID.match(hwid.lower()):
+                raise ValueError(f"each HWID must be 10 hex digits, got {hwid!r}")
+            if not re.fullmatch(r"[A-Za-z0-9_-]{1,32}(/[A-Za-z0-9_-]{1,32})?", target):
+                raise ValueError(f"{hwid}: must be STORE_ID or STORE_ID/DEVICE_ID, got {target!r}")
+            out[hwid.lower()] = target
+        return out
+
+    @field_validator("fleet_topic")
+    @classmethod
+    def _fleet_topic(cls, value: str) -> str:
+        if not value or any(ch in value for ch in "#+\x00") or value.startswith("$"):
+            raise ValueError(f"must be an MQTT topic without wildcards, got {value!r}")
+        return value
 
 
 class CampaignConfig(_Section):
@@ -269,6 +291,8 @@ class TimeoutsConfig(_Section):
     linepay_capture: Annotated[float, Field(gt=0)] = 60.0
     line_api: Annotated[float, Field(gt=0)] = 10.0
     mqtt_connect: Annotated[float, Field(gt=0)] = 10.0
+    # LINE wants the webhook answered within about a second: the relay's PUBACK wait.
+    relay_publish: Annotated[float, Field(gt=0, le=10)] = 0.8
 
 
 class ShopEdgeConfig(BaseModel):

@@ -1,15 +1,55 @@
-"""Not built yet: arrives with issue #8 (friend conversion)."""
+"""Run the LINE webhook relay in the foreground (in the merchant's cloud, not on the Pi).
+
+Listens on `relay.listen`; point the Messaging API channel's webhook URL at
+`https://<host>/line/webhook` (behind TLS termination). Uses `[line].channel_secret` to verify
+signatures and `[mqtt]` for the broker. Stops on SIGTERM/SIGINT.
+"""
 
 from __future__ import annotations
 
 import argparse
+import asyncio
+import signal
+import sys
+from typing import TYPE_CHECKING
 
-from agent.commands import not_built
+from agent.cli import add_config_argument
+from agent.commands import load_or_exit
+
+if TYPE_CHECKING:
+    from agent.config import ShopEdgeConfig
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("rest", nargs=argparse.REMAINDER, help=argparse.SUPPRESS)
+    add_config_argument(parser)
+    parser.add_argument("--log-level", default="INFO", choices=["DEBUG", "INFO", "WARNING", "ERROR"])
 
 
 def run(args: argparse.Namespace) -> int:
-    return not_built("relay", "issue #8 (friend conversion)")
+    from agent.config import secret_values
+    from agent.logs import setup_logging
+
+    config = load_or_exit(args.config)
+    if not config.line.channel_secret.get_secret_value():
+        print("config error: line.channel_secret: empty, cannot verify LINE signatures", file=sys.stderr)
+        return 2
+    setup_logging(args.log_level, secrets=secret_values(config))
+    return asyncio.run(_serve(config))
+
+
+async def _serve(config: ShopEdgeConfig) -> int:
+    from agent.relay import run_relay
+
+    task = asyncio.current_task()
+    assert task is not None
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        loop.add_signal_handler(sig, task.cancel)
+    try:
+        await run_relay(config)
+    except asyncio.CancelledError:
+        return 0
+    except OSError as exc:
+        print(f"relay: cannot listen on {config.relay.listen}: {exc}", file=sys.stderr)
+        return 1
+    return 0

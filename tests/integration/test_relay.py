@@ -1,0 +1,187 @@
+"""The webhook relay over real HTTP, publishing to a real Mosquitto: routing per event, batch
+splitting, redelivery dedupe, 401 on bad signatures, 503 in time when the broker is away."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import time
+import uuid
+from collections.abc import AsyncIterator
+from dataclasses import dataclass
+from pathlib import Path
+
+import aiohttp
+import pytest
+
+from agent.binding import BindingClaims, URL_PROMPT, encode_token
+from agent.config import ShopEdgeConfig, parse_config
+from agent.relay import ENVELOPE_NAMESPACE, run_relay
+from emulators.messaging.webhooks import (
+    account_link_event,
+    beacon_event,
+    follow_event,
+    new_user_id,
+    post_webhook,
+    redelivered,
+    sign,
+    text_message_event,
+    unfollow_event,
+    webhook_body,
+)
+from tests.integration._broker import Collector, collecting, free_port, mosquitto
+
+SECRET = "c0ffee" * 5 + "ab"
+FLEET = "shopedge/v1/fleet/line_event"
+
+
+def token_for(store: str, device: str, order: str, key: bytes = b"store-key") -> str:
+    claims = BindingClaims(
+        store_id=store, device_id=device, order_id=order, issued_at=int(time.time()), ttl_minutes=30
+    )
+    return encode_token(claims, key)
+
+
+def relay_config(mqtt_port: int) -> ShopEdgeConfig:
+    return parse_config(
+        {
+            "device": {"store_id": "cloud", "device_id": "relay-1"},
+            "line": {"channel_secret": SECRET},
+            "mqtt": {"host": "127.0.0.1", "port": mqtt_port},
+            "relay": {
+                "listen": f"127.0.0.1:{free_port()}",
+                "beacon_stores": {"0123456789": "store-b", "abcdef0123": "store-c/till-9"},
+            },
+        },
+        environ={},
+    )
+
+
+@dataclass
+class Relay:
+    url: str
+    collector: Collector
+    config: ShopEdgeConfig
+
+    async def post(self, events: list[dict[str, object]], **kwargs: object) -> int:
+        status, _ = await post_webhook(self.url, events, channel_secret=SECRET, **kwargs)  # type: ignore[arg-type]
+        return status
+
+
+@contextlib.asynccontextmanager
+async def running_relay(config: ShopEdgeConfig, *, wait_connected: bool = True) -> AsyncIterator[str]:
+    started = asyncio.Event()
+    task = asyncio.create_task(run_relay(config, started=started))
+    base = f"http://{config.relay.listen}"
+    try:
+        await asyncio.wait_for(started.wait(), 10)
+        if wait_connected:
+            async with aiohttp.ClientSession() as http:
+                for _ in range(200):
+                    async with http.get(f"{base}/healthz") as response:
+                        if response.status == 200:
+                            break
+                    await asyncio.sleep(0.05)
+                else:
+                    raise AssertionError("relay never connected to the broker")
+        yield f"{base}/line/webhook"
+    finally:
+        task.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await task
+
+
+@pytest.fixture
+async def relay(tmp_path: Path) -> AsyncIterator[Relay]:
+    with mosquitto(tmp_path) as port:
+        config = relay_config(port)
+        async with collecting(port) as collector, running_relay(config) as url:
+            yield Relay(url=url, collector=collector, config=config)
+
+
+async def test_batch_is_split_and_each_event_routed(relay: Relay) -> None:
+    shopper, other, stranger = new_user_id(), new_user_id(), new_user_id()
+    token_a = token_for("store-a", "counter-1", "A-1")
+    token_b = token_for("store-b", "counter-2", "B-7")
+    events = [
+        follow_event(shopper),
+        text_message_event(shopper, URL_PROMPT + token_a),
+        text_message_event(other, f"hi {token_b} thanks"),
+        beacon_event(stranger, "0123456789"),
+        beacon_event(stranger, "abcdef0123", beacon_type="stay"),
+        beacon_event(stranger, "9999999999"),
+        unfollow_event(other),
+        text_message_event(stranger, "no token here"),
+        account_link_event(shopper, token_for("store-a", "counter-3", "L-1")),
+    ]
+    assert await relay.post(events) == 200
+    got = await relay.collector.wait_for(len(events))
+    by_event = {msg["data"]["event"]["webhookEventId"]: (topic, msg) for topic, msg in got}
+    expected = [
+        FLEET,
+        "shopedge/v1/store-a/counter-1/down/line_event",
+        "shopedge/v1/store-b/counter-2/down/line_event",
+        "shopedge/v1/store-b/_store/down/line_event",
+        "shopedge/v1/store-c/till-9/down/line_event",
+        FLEET,
+        FLEET,
+        FLEET,
+        "shopedge/v1/store-a/counter-3/down/line_event",
+    ]
+    assert len(by_event) == len(events)
+    for event, topic in zip(events, expected, strict=True):
+        got_topic, msg = by_event[event["webhookEventId"]]
+        assert got_topic == topic, event["type"]
+        assert msg["data"]["event"] == event  # one event per message, never the batch
+        assert msg["kind"] == "line_event"
+        assert msg["id"] == str(uuid.uuid5(ENVELOPE_NAMESPACE, event["webhookEventId"]))
+        assert msg["seq"] == event["timestamp"]
+    assert by_event[events[1]["webhookEventId"]][1]["data"]["relay"]["new_follower"] is True
+    assert by_event[events[2]["webhookEventId"]][1]["data"]["relay"]["new_follower"] is False
+
+
+async def test_redelivery_is_dropped(relay: Relay) -> None:
+    user = new_user_id()
+    first = text_message_event(user, URL_PROMPT + token_for("store-a", "counter-1", "A-2"))
+    assert await relay.post([first]) == 200
+    await relay.collector.wait_for(1)
+    marker = follow_event(user)
+    assert await relay.post([redelivered(first), marker]) == 200
+    assert await relay.post([redelivered(first)]) == 200
+    got = await relay.collector.wait_for(2)
+    await asyncio.sleep(0.3)
+    ids = [msg["data"]["event"]["webhookEventId"] for _, msg in relay.collector.messages]
+    assert ids == [first["webhookEventId"], marker["webhookEventId"]], got
+
+
+async def test_bad_or_missing_signature_is_401_and_publishes_nothing(relay: Relay) -> None:
+    event = text_message_event(new_user_id(), URL_PROMPT + token_for("store-a", "counter-1", "A-3"))
+    body = webhook_body([event], "U" + "0" * 32)
+    assert await relay.post([event], signature=sign(body, "not-the-secret")) == 401
+    assert await relay.post([event], signature="") == 401
+    async with aiohttp.ClientSession() as http:
+        async with http.post(relay.url, data=body.encode()) as response:
+            assert response.status == 401
+    marker = follow_event(new_user_id())
+    assert await relay.post([marker]) == 200
+    await relay.collector.wait_for(1)
+    await asyncio.sleep(0.3)
+    assert [m["data"]["event"]["webhookEventId"] for _, m in relay.collector.messages] == [marker["webhookEventId"]]
+
+
+async def test_signed_garbage_is_400(relay: Relay) -> None:
+    async with aiohttp.ClientSession() as http:
+        body = '{"destination": "U0", "events": "nope"}'
+        headers = {"X-Line-Signature": sign(body, SECRET)}
+        async with http.post(relay.url, data=body.encode(), headers=headers) as response:
+            assert response.status == 400
+
+
+async def test_broker_away_answers_503_within_a_second() -> None:
+    config = relay_config(free_port())  # nothing listens there
+    async with running_relay(config, wait_connected=False) as url:
+        event = text_message_event(new_user_id(), URL_PROMPT + token_for("store-a", "counter-1", "A-4"))
+        started = time.monotonic()
+        status, _ = await post_webhook(url, [event], channel_secret=SECRET)
+        assert status == 503
+        assert time.monotonic() - started < 1.0
