@@ -40,10 +40,10 @@ from agent.config import RelayConfig, ShopEdgeConfig
 
 __all__ = [
     "ENVELOPE_NAMESPACE",
+    "STATS",
     "EventMemory",
     "MqttPublisher",
     "PublishFailed",
-    "STATS",
     "RelayStats",
     "RouteDecision",
     "create_relay_app",

@@ -60,8 +60,8 @@ class Collector:
         self.messages: list[tuple[str, dict[str, Any]]] = []
         self._arrived = asyncio.Event()
 
-    async def wait_for(self, count: int, timeout: float = 5.0) -> list[tuple[str, dict[str, Any]]]:
-        async with asyncio.timeout(timeout):
+    async def wait_for(self, count: int, within_s: float = 5.0) -> list[tuple[str, dict[str, Any]]]:
+        async with asyncio.timeout(within_s):
             while len(self.messages) < count:
                 self._arrived.clear()
                 await self._arrived.wait()

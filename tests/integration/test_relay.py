@@ -14,7 +14,7 @@ from pathlib import Path
 import aiohttp
 import pytest
 
-from agent.binding import BindingClaims, URL_PROMPT, encode_token
+from agent.binding import URL_PROMPT, BindingClaims, encode_token
 from agent.config import ShopEdgeConfig, parse_config
 from agent.relay import ENVELOPE_NAMESPACE, run_relay
 from emulators.messaging.webhooks import (
@@ -159,14 +159,15 @@ async def test_bad_or_missing_signature_is_401_and_publishes_nothing(relay: Rela
     body = webhook_body([event], "U" + "0" * 32)
     assert await relay.post([event], signature=sign(body, "not-the-secret")) == 401
     assert await relay.post([event], signature="") == 401
-    async with aiohttp.ClientSession() as http:
-        async with http.post(relay.url, data=body.encode()) as response:
-            assert response.status == 401
+    async with aiohttp.ClientSession() as http, http.post(relay.url, data=body.encode()) as response:
+        assert response.status == 401
     marker = follow_event(new_user_id())
     assert await relay.post([marker]) == 200
     await relay.collector.wait_for(1)
     await asyncio.sleep(0.3)
-    assert [m["data"]["event"]["webhookEventId"] for _, m in relay.collector.messages] == [marker["webhookEventId"]]
+    assert [m["data"]["event"]["webhookEventId"] for _, m in relay.collector.messages] == [
+        marker["webhookEventId"]
+    ]
 
 
 async def test_signed_garbage_is_400(relay: Relay) -> None:

@@ -27,7 +27,11 @@ TOKEN = encode_token(
 @pytest.mark.parametrize(
     ("event", "topic", "reason"),
     [
-        (text_message_event(USER, URL_PROMPT + TOKEN), "shopedge/v1/store-a/counter-1/down/line_event", "binding"),
+        (
+            text_message_event(USER, URL_PROMPT + TOKEN),
+            "shopedge/v1/store-a/counter-1/down/line_event",
+            "binding",
+        ),
         (text_message_event(USER, "JOIN 入會" + TOKEN[:-1]), FLEET, "message_without_token"),
         (text_message_event(USER, URL_PROMPT + TOKEN.lower()), FLEET, "message_without_token"),
         (account_link_event(USER, TOKEN), "shopedge/v1/store-a/counter-1/down/line_event", "account_link"),
