@@ -234,6 +234,8 @@ class BindingConfig(_Section):
     key: SecretStr = SecretStr("")
     ttl_s: Annotated[int, Field(ge=60, le=7 * 24 * 3600)] = 1800
     phone_salt: SecretStr = SecretStr("")
+    # When the display cannot say what it shows: "joined" only while the QR is this young.
+    joined_window_s: Annotated[float, Field(gt=0, le=3600)] = 120.0
 
 
 class RelayConfig(_Section):

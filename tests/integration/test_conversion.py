@@ -1,0 +1,217 @@
+"""The device-side line_event handler on a real SQLite state DB: record once, reject and count
+forgeries and replays, survive redeliveries and a missing outbox without losing anything."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import pytest
+from sqlalchemy import Engine, func, inspect, select
+
+from agent.binding import URL_PROMPT, BindingClaims, encode_token, issue_binding
+from agent.config import ShopEdgeConfig, parse_config
+from agent.context import AgentContext
+from agent.conversion import (
+    ConversionStatus,
+    SaleFacts,
+    conversions,
+    handle_line_event,
+    rejection_counts_blocking,
+)
+from agent.db import current_heads, migrate, open_engine, script_heads
+from emulators.messaging.webhooks import account_link_event, follow_event, new_user_id, text_message_event
+
+KEY = "s" * 32
+NOW = 1_795_000_000.0
+
+
+@dataclass
+class RecordingOutbox:
+    """The outbox contract's `put`, recording calls (the real one is offline_queue.Outbox)."""
+
+    puts: list[dict[str, Any]] = field(default_factory=list)
+
+    async def put(self, stream: str, payload: dict[str, Any], **kwargs: Any) -> int:
+        self.puts.append({"stream": stream, "payload": payload, **kwargs})
+        return len(self.puts)
+
+
+@dataclass
+class Sales:
+    facts: dict[str, SaleFacts]
+
+    async def sale_facts(self, order_id: str) -> SaleFacts | None:
+        return self.facts.get(order_id)
+
+
+def make_config(store: str = "demo-store", device: str = "counter-1", key: str = KEY) -> ShopEdgeConfig:
+    return parse_config(
+        {
+            "device": {"store_id": store, "device_id": device},
+            "binding": {"key": key, "phone_salt": "pepper"},
+            "line": {"oa_basic_id": "@shopedge"},
+        },
+        environ={},
+    )
+
+
+@pytest.fixture
+def engine(tmp_path: Path) -> Iterator[Engine]:
+    engine = open_engine(tmp_path / "state.db")
+    migrate(engine)
+    yield engine
+    engine.dispose()
+
+
+@pytest.fixture
+def ctx(engine: Engine) -> AgentContext:
+    now = [NOW + 60]
+    ctx = AgentContext(config=make_config(), engine=engine, wall_clock=lambda: now[0])
+    ctx.services["outbox"] = RecordingOutbox()
+    ctx.services["sale_lookup"] = Sales({"A-1": SaleFacts(amount_twd=350, member_phone="0912-345-678")})
+    return ctx
+
+
+def envelope_data(event: dict[str, Any], **relay: Any) -> dict[str, Any]:
+    return {"destination": "U" + "0" * 32, "event": event, "relay": {"received_at": NOW + 61, **relay}}
+
+
+def token(order: str = "A-1", *, store: str = "demo-store", device: str = "counter-1", key: str = KEY) -> str:
+    return issue_binding(make_config(store, device, key), order, NOW)[0]
+
+
+def rows(engine: Engine) -> list[Any]:
+    with engine.connect() as conn:
+        return list(conn.execute(select(conversions)).all())
+
+
+async def test_valid_binding_is_recorded_once_and_queued(ctx: AgentContext, engine: Engine) -> None:
+    user = new_user_id()
+    event = text_message_event(user, URL_PROMPT + token(), timestamp_ms=int((NOW + 59) * 1000))
+    result = await handle_line_event(ctx, envelope_data(event, new_follower=True))
+    assert result.status is ConversionStatus.RECORDED
+    conv = result.conversion
+    assert conv is not None
+    assert (conv.order_id, conv.line_user_id, conv.amount_twd, conv.is_new_follower) == (
+        "A-1",
+        user,
+        350,
+        True,
+    )
+    assert conv.reply_token == event["replyToken"] and conv.reply_token_received_at == NOW + 61
+    assert conv.converted_at == NOW + 59 and conv.token_issued_at == int(NOW)
+    assert conv.member_phone_hash is not None and len(conv.member_phone_hash) == 64
+    [row] = rows(engine)
+    assert row.order_id == "A-1" and row.member_phone_hash == conv.member_phone_hash
+    assert "0912" not in repr(tuple(row))
+    [put] = ctx.services["outbox"].puts
+    assert put["stream"] == "conversion"
+    assert put["dedupe_key"] == "conversion:demo-store:counter-1:A-1"
+    assert "reply_token" not in put["payload"] and put["payload"]["line_user_id"] == user
+    assert "0912" not in repr(put["payload"])
+
+
+async def test_redelivered_envelope_is_a_duplicate_requeued_under_the_same_key(
+    ctx: AgentContext, engine: Engine
+) -> None:
+    event = text_message_event(new_user_id(), URL_PROMPT + token())
+    first = await handle_line_event(ctx, envelope_data(event))
+    again = await handle_line_event(ctx, {"id": "x", "kind": "line_event", "data": envelope_data(event)})
+    assert (first.status, again.status) == (ConversionStatus.RECORDED, ConversionStatus.DUPLICATE)
+    assert len(rows(engine)) == 1
+    keys = [p["dedupe_key"] for p in ctx.services["outbox"].puts]
+    assert keys == ["conversion:demo-store:counter-1:A-1"] * 2
+    assert ctx.services["outbox"].puts[0]["payload"] == ctx.services["outbox"].puts[1]["payload"]
+    assert rejection_counts_blocking(engine) == {}
+
+
+@pytest.mark.parametrize(
+    ("make_token", "reason"),
+    [
+        (lambda: token(key="another-store-key"), "bad_signature"),
+        (lambda: token(store="other-store"), "wrong_store"),
+        (lambda: token(device="counter-2"), "wrong_device"),
+        (
+            lambda: encode_token(
+                BindingClaims(
+                    store_id="demo-store",
+                    device_id="counter-1",
+                    order_id="A-1",
+                    issued_at=int(NOW) - 1800,
+                    ttl_minutes=30,
+                ),
+                KEY.encode(),
+            ),
+            "expired",
+        ),
+    ],
+)
+async def test_bad_tokens_change_nothing_but_their_counter(
+    ctx: AgentContext, engine: Engine, make_token: Any, reason: str
+) -> None:
+    for _ in range(2):
+        result = await handle_line_event(
+            ctx, envelope_data(text_message_event(new_user_id(), URL_PROMPT + make_token()))
+        )
+        assert (result.status, result.reason) == (ConversionStatus.REJECTED, reason)
+    assert rows(engine) == [] and ctx.services["outbox"].puts == []
+    assert rejection_counts_blocking(engine) == {reason: 2}
+
+
+async def test_replay_by_another_event_is_rejected_and_counted(ctx: AgentContext, engine: Engine) -> None:
+    text = URL_PROMPT + token()
+    first = await handle_line_event(ctx, envelope_data(text_message_event(new_user_id(), text)))
+    replay = await handle_line_event(ctx, envelope_data(text_message_event(new_user_id(), text)))
+    assert first.status is ConversionStatus.RECORDED
+    assert (replay.status, replay.reason) == (ConversionStatus.REJECTED, "already_used")
+    assert len(rows(engine)) == 1 and len(ctx.services["outbox"].puts) == 1
+    assert rejection_counts_blocking(engine) == {"already_used": 1}
+
+
+async def test_events_without_a_token_are_ignored(ctx: AgentContext, engine: Engine) -> None:
+    for event in (
+        follow_event(new_user_id()),
+        text_message_event(new_user_id(), "hello"),
+        account_link_event(new_user_id(), token(), ok=False),
+        {"type": "message"},
+    ):
+        assert (await handle_line_event(ctx, envelope_data(event))).status is ConversionStatus.IGNORED
+    assert (await handle_line_event(ctx, {"nothing": 1})).status is ConversionStatus.IGNORED
+    assert rows(engine) == [] and rejection_counts_blocking(engine) == {}
+
+
+async def test_account_link_nonce_carries_the_token(ctx: AgentContext, engine: Engine) -> None:
+    result = await handle_line_event(ctx, envelope_data(account_link_event(new_user_id(), token("B-9"))))
+    assert result.status is ConversionStatus.RECORDED
+    assert result.conversion is not None and result.conversion.amount_twd is None  # no sale facts for B-9
+
+
+async def test_missing_outbox_loses_nothing(ctx: AgentContext, engine: Engine) -> None:
+    outbox = ctx.services.pop("outbox")
+    event = text_message_event(new_user_id(), URL_PROMPT + token())
+    with pytest.raises(RuntimeError, match="outbox"):
+        await handle_line_event(ctx, envelope_data(event))
+    assert len(rows(engine)) == 1
+    ctx.services["outbox"] = outbox
+    result = await handle_line_event(ctx, envelope_data(event))  # the consumer's redelivery
+    assert result.status is ConversionStatus.DUPLICATE
+    assert [p["stream"] for p in outbox.puts] == ["conversion"]
+
+
+def test_migration_from_empty_and_from_base(tmp_path: Path) -> None:
+    fresh = open_engine(tmp_path / "fresh.db")
+    migrate(fresh)
+    assert {"conversions", "binding_rejections"} <= set(inspect(fresh).get_table_names())
+    assert current_heads(fresh) == script_heads()
+    fresh.dispose()
+    old = open_engine(tmp_path / "old.db")
+    migrate(old, "0002_agent_runs")
+    assert "conversions" not in inspect(old).get_table_names()
+    migrate(old)
+    assert "0500_conversion" in current_heads(old)
+    with old.connect() as conn:
+        assert conn.execute(select(func.count()).select_from(conversions)).scalar() == 0
+    old.dispose()
