@@ -1,1 +1,3 @@
-"""Stand-ins for the LINE Messaging platform: the API server and the webhook sender."""
+"""Stand-ins for the LINE Messaging platform: the API server and the webhook sender (`webhooks`)."""
+
+__all__: list[str] = []
