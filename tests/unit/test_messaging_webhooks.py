@@ -43,7 +43,14 @@ def test_sdk_parses_every_event_kind() -> None:
     body = webhook_body(events, "U" + "f" * 32)
     parsed = WebhookParser(SECRET).parse(body, sign(body, SECRET))
     kinds = [type(e) for e in parsed]
-    assert kinds == [FollowEvent, MessageEvent, BeaconEvent, UnfollowEvent, AccountLinkEvent, AccountLinkEvent]
+    assert kinds == [
+        FollowEvent,
+        MessageEvent,
+        BeaconEvent,
+        UnfollowEvent,
+        AccountLinkEvent,
+        AccountLinkEvent,
+    ]
     message = parsed[1]
     assert isinstance(message, MessageEvent) and isinstance(message.message, TextMessageContent)
     assert message.message.text == "JOIN 入會ABC"
