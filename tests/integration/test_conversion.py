@@ -1,10 +1,10 @@
-"""The device-side line_event handler on a real SQLite state DB: record once, reject and count
-forgeries and replays, survive redeliveries and a missing outbox without losing anything."""
+"""The device-side line_event handler on a real SQLite state DB and the real outbox: record once,
+reject and count forgeries and replays, survive redeliveries and a missing outbox."""
 
 from __future__ import annotations
 
-from collections.abc import Iterator
-from dataclasses import dataclass, field
+from collections.abc import AsyncIterator, Iterator
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -23,20 +23,10 @@ from agent.conversion import (
 )
 from agent.db import current_heads, migrate, open_engine, script_heads
 from emulators.messaging.webhooks import account_link_event, follow_event, new_user_id, text_message_event
+from offline_queue import Outbox, Record
 
 KEY = "s" * 32
 NOW = 1_795_000_000.0
-
-
-@dataclass
-class RecordingOutbox:
-    """The outbox contract's `put`, recording calls (the real one is offline_queue.Outbox)."""
-
-    puts: list[dict[str, Any]] = field(default_factory=list)
-
-    async def put(self, stream: str, payload: dict[str, Any], **kwargs: Any) -> int:
-        self.puts.append({"stream": stream, "payload": payload, **kwargs})
-        return len(self.puts)
 
 
 @dataclass
@@ -67,12 +57,19 @@ def engine(tmp_path: Path) -> Iterator[Engine]:
 
 
 @pytest.fixture
-def ctx(engine: Engine) -> AgentContext:
-    now = [NOW + 60]
-    ctx = AgentContext(config=make_config(), engine=engine, wall_clock=lambda: now[0])
-    ctx.services["outbox"] = RecordingOutbox()
+async def ctx(engine: Engine, tmp_path: Path) -> AsyncIterator[AgentContext]:
+    ctx = AgentContext(config=make_config(), engine=engine, wall_clock=lambda: NOW + 60)
+    outbox = await Outbox.open(tmp_path / "state.db", create=False)
+    ctx.services["outbox"] = outbox
     ctx.services["sale_lookup"] = Sales({"A-1": SaleFacts(amount_twd=350, member_phone="0912-345-678")})
-    return ctx
+    yield ctx
+    await outbox.close()
+
+
+async def queued(ctx: AgentContext) -> list[Record]:
+    """Every record in the outbox's conversion stream (leased, so a second call sees none)."""
+    records: list[Record] = await ctx.services["outbox"].claim("conversion")
+    return records
 
 
 def envelope_data(event: dict[str, Any], **relay: Any) -> dict[str, Any]:
@@ -107,11 +104,11 @@ async def test_valid_binding_is_recorded_once_and_queued(ctx: AgentContext, engi
     [row] = rows(engine)
     assert row.order_id == "A-1" and row.member_phone_hash == conv.member_phone_hash
     assert "0912" not in repr(tuple(row))
-    [put] = ctx.services["outbox"].puts
-    assert put["stream"] == "conversion"
-    assert put["dedupe_key"] == "conversion:demo-store:counter-1:A-1"
-    assert "reply_token" not in put["payload"] and put["payload"]["line_user_id"] == user
-    assert "0912" not in repr(put["payload"])
+    [record] = await queued(ctx)
+    assert record.durability == "critical"
+    assert record.dedupe_key == "conversion:demo-store:counter-1:A-1"
+    assert "reply_token" not in record.payload and record.payload["line_user_id"] == user
+    assert record.payload["amount_twd"] == 350 and "0912" not in repr(record.payload)
 
 
 async def test_redelivered_envelope_is_a_duplicate_requeued_under_the_same_key(
@@ -122,9 +119,8 @@ async def test_redelivered_envelope_is_a_duplicate_requeued_under_the_same_key(
     again = await handle_line_event(ctx, {"id": "x", "kind": "line_event", "data": envelope_data(event)})
     assert (first.status, again.status) == (ConversionStatus.RECORDED, ConversionStatus.DUPLICATE)
     assert len(rows(engine)) == 1
-    keys = [p["dedupe_key"] for p in ctx.services["outbox"].puts]
-    assert keys == ["conversion:demo-store:counter-1:A-1"] * 2
-    assert ctx.services["outbox"].puts[0]["payload"] == ctx.services["outbox"].puts[1]["payload"]
+    [record] = await queued(ctx)  # the outbox deduped the second put by its key
+    assert record.payload == first.conversion.upstream()  # type: ignore[union-attr]
     assert rejection_counts_blocking(engine) == {}
 
 
@@ -157,7 +153,7 @@ async def test_bad_tokens_change_nothing_but_their_counter(
             ctx, envelope_data(text_message_event(new_user_id(), URL_PROMPT + make_token()))
         )
         assert (result.status, result.reason) == (ConversionStatus.REJECTED, reason)
-    assert rows(engine) == [] and ctx.services["outbox"].puts == []
+    assert rows(engine) == [] and await queued(ctx) == []
     assert rejection_counts_blocking(engine) == {reason: 2}
 
 
@@ -167,7 +163,7 @@ async def test_replay_by_another_event_is_rejected_and_counted(ctx: AgentContext
     replay = await handle_line_event(ctx, envelope_data(text_message_event(new_user_id(), text)))
     assert first.status is ConversionStatus.RECORDED
     assert (replay.status, replay.reason) == (ConversionStatus.REJECTED, "already_used")
-    assert len(rows(engine)) == 1 and len(ctx.services["outbox"].puts) == 1
+    assert len(rows(engine)) == 1 and len(await queued(ctx)) == 1
     assert rejection_counts_blocking(engine) == {"already_used": 1}
 
 
@@ -196,9 +192,11 @@ async def test_missing_outbox_loses_nothing(ctx: AgentContext, engine: Engine) -
         await handle_line_event(ctx, envelope_data(event))
     assert len(rows(engine)) == 1
     ctx.services["outbox"] = outbox
+    assert await queued(ctx) == []
     result = await handle_line_event(ctx, envelope_data(event))  # the consumer's redelivery
     assert result.status is ConversionStatus.DUPLICATE
-    assert [p["stream"] for p in outbox.puts] == ["conversion"]
+    [record] = await queued(ctx)
+    assert record.payload["order_id"] == "A-1"
 
 
 def test_migration_from_empty_and_from_base(tmp_path: Path) -> None:

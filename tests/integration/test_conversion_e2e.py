@@ -26,8 +26,9 @@ from emulators.messaging.webhooks import (
     redelivered,
     text_message_event,
 )
+from offline_queue import Outbox
 from tests.integration._broker import mosquitto
-from tests.integration.test_conversion import KEY, RecordingOutbox, make_config
+from tests.integration.test_conversion import KEY, make_config
 from tests.integration.test_relay import SECRET, relay_config, running_relay
 
 
@@ -36,7 +37,7 @@ async def test_shopper_message_becomes_one_conversion(tmp_path: Path) -> None:
     engine = open_engine(tmp_path / "state.db")
     await asyncio.to_thread(migrate, engine)
     ctx = AgentContext(config=device, engine=engine)
-    outbox = RecordingOutbox()
+    outbox = await Outbox.open(tmp_path / "state.db", create=False)
     ctx.services["outbox"] = outbox
     results: list[ConversionResult] = []
     handled = asyncio.Event()
@@ -81,6 +82,8 @@ async def test_shopper_message_becomes_one_conversion(tmp_path: Path) -> None:
     with engine.connect() as conn:
         stored = conn.execute(select(conversions.c.order_id, conversions.c.line_user_id)).all()
     assert [tuple(r) for r in stored] == [("A20261123-0042", user)]
-    assert [p["stream"] for p in outbox.puts] == ["conversion"]
-    assert KEY not in json.dumps(outbox.puts)
+    [record] = await outbox.claim("conversion")
+    assert record.payload["order_id"] == "A20261123-0042" and record.payload["line_user_id"] == user
+    assert KEY not in json.dumps(record.payload)
+    await outbox.close()
     engine.dispose()
