@@ -353,13 +353,13 @@ async def _show_joined(
     ctx: AgentContext, token: str, claims: BindingClaims, amount_twd: int | None, now: float
 ) -> None:
     """Show "joined" only while this sale's QR is still up: exactly, when the display tells us
-    its current screen; otherwise while the QR is younger than `binding.joined_window_s`."""
+    its current screen (`display.screen`); otherwise while the QR is younger than
+    `binding.joined_window_s`."""
     display = ctx.services.get("display")
     if display is None:
         return
-    current = getattr(display, "current_screen", None)
-    if current is not None or hasattr(display, "current_screen"):
-        binding = getattr(current, "binding_url", None)
+    if hasattr(display, "screen"):
+        binding = getattr(display.screen, "binding_url", None)
         if not (isinstance(binding, str) and token in binding):
             return
     elif now - claims.issued_at > ctx.config.binding.joined_window_s:

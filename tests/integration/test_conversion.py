@@ -4,7 +4,7 @@ reject and count forgeries and replays, survive redeliveries and a missing outbo
 from __future__ import annotations
 
 from collections.abc import AsyncIterator, Iterator
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -213,3 +213,60 @@ def test_migration_from_empty_and_from_base(tmp_path: Path) -> None:
     with old.connect() as conn:
         assert conn.execute(select(func.count()).select_from(conversions)).scalar() == 0
     old.dispose()
+
+
+@dataclass
+class Display:
+    """The display service's contract surface: `show()` and the current `screen`."""
+
+    screen: Any
+    shown: list[Any] = field(default_factory=list)
+
+    async def show(self, screen: Any) -> None:
+        self.shown.append(screen)
+        self.screen = screen
+
+
+@dataclass
+class BlindDisplay:
+    """A display that does not say what it shows (only `show()`)."""
+
+    shown: list[Any] = field(default_factory=list)
+
+    async def show(self, screen: Any) -> None:
+        self.shown.append(screen)
+
+
+async def test_joined_screen_only_while_that_sale_is_on_screen(ctx: AgentContext) -> None:
+    screens = pytest.importorskip("drivers.display.screens")
+    tok, url = issue_binding(ctx.config, "A-1", NOW)
+    other_url = issue_binding(ctx.config, "B-2", NOW)[1]
+    display = Display(screen=screens.PaidScreen(amount_twd=350, binding_url=other_url))
+    ctx.services["display"] = display
+    event = text_message_event(new_user_id(), URL_PROMPT + token("B-2"))
+    assert (await handle_line_event(ctx, envelope_data(event))).status is ConversionStatus.RECORDED
+    assert display.shown == [screens.JoinedScreen(amount_twd=None)]
+    display.screen = screens.PaidScreen(amount_twd=350, binding_url=url)
+    display.shown.clear()
+    event = text_message_event(new_user_id(), URL_PROMPT + tok)
+    assert (await handle_line_event(ctx, envelope_data(event))).status is ConversionStatus.RECORDED
+    assert display.shown == [screens.JoinedScreen(amount_twd=350)]
+    display.screen = screens.IdleScreen(store_name="x")
+    display.shown.clear()
+    event = text_message_event(new_user_id(), URL_PROMPT + token("C-3"))
+    assert (await handle_line_event(ctx, envelope_data(event))).status is ConversionStatus.RECORDED
+    assert display.shown == []
+
+
+async def test_joined_screen_by_age_when_the_display_cannot_tell(ctx: AgentContext) -> None:
+    screens = pytest.importorskip("drivers.display.screens")
+    display = BlindDisplay()
+    ctx.services["display"] = display
+    young = issue_binding(ctx.config, "A-1", NOW + 60 - 100)[0]
+    old = issue_binding(ctx.config, "D-4", NOW + 60 - 121)[0]
+    for tok in (young, old):
+        result = await handle_line_event(
+            ctx, envelope_data(text_message_event(new_user_id(), URL_PROMPT + tok))
+        )
+        assert result.status is ConversionStatus.RECORDED
+    assert display.shown == [screens.JoinedScreen(amount_twd=350)]
