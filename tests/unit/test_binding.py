@@ -240,3 +240,22 @@ def test_phone_hash_is_salted_and_normalised() -> None:
         phone_hash("0912345678", "")
     with pytest.raises(BindingError, match="digits"):
         phone_hash("12-34", "salt")
+
+
+def test_qr_round_trip_through_a_real_decoder() -> None:
+    """Encode the URL as the display would (level M), decode the image with zxing-cpp, and the
+    decoded text still carries a token that verifies."""
+    zxingcpp = pytest.importorskip("zxingcpp")
+    import qrcode
+    from qrcode.constants import ERROR_CORRECT_M
+
+    token, url = issue_binding(config(), "A20261123-0042", NOW)  # type: ignore[arg-type]
+    qr = qrcode.QRCode(error_correction=ERROR_CORRECT_M, box_size=4, border=4)
+    qr.add_data(url)
+    image = qr.make_image().get_image().convert("L")
+    [result] = zxingcpp.read_barcodes(image)
+    assert result.text == url
+    assert qr.version <= MAX_QR_VERSION
+    text = urllib.parse.unquote(result.text.split("?", 1)[1])
+    assert find_token(text) == token
+    assert isinstance(verify_token(token, key=KEY, store_id="demo-store", now=NOW), BindingClaims)
