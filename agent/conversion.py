@@ -18,7 +18,9 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from dataclasses import asdict, dataclass
+from collections import Counter
+from collections.abc import Mapping
+from dataclasses import asdict, dataclass, replace
 from enum import StrEnum
 from typing import Any, Protocol
 
@@ -37,11 +39,14 @@ from sqlalchemy import (
     update,
 )
 
+from agent.backoff import Backoff
 from agent.binding import BindingClaims, BindingError, Rejection, find_token, phone_hash, verify_token
 from agent.context import AgentContext
+from agent.health import Level
 
 __all__ = [
     "Conversion",
+    "ConversionConsumer",
     "ConversionResult",
     "ConversionStatus",
     "SaleFacts",
@@ -370,3 +375,52 @@ async def _show_joined(
         log.warning("joined screen not shown: drivers.display is missing")
         return
     await display.show(JoinedScreen(amount_twd=amount_twd))
+
+
+# ---------------------------------------------------------------- the component
+
+
+class ConversionConsumer:
+    """Feeds the `line_event` envelopes the sync downlink queues (`ctx.services["downlink"]`,
+    `await inbox.get()`) to `handle_line_event`, one at a time.
+
+    An envelope that fails for an infrastructure reason (DB or outbox) is retried with backoff
+    until it succeeds (the handler is idempotent), health red meanwhile: the inbox has already
+    taken it off MQTT, so dropping it would lose a conversion.
+    """
+
+    name = "conversion"
+
+    def __init__(self, ctx: AgentContext) -> None:
+        self.ctx = ctx
+        self.counts: Counter[str] = Counter()
+
+    async def run(self) -> None:
+        inbox = self.ctx.services.get("downlink")
+        if inbox is None:
+            self.ctx.health.set(self.name, Level.AMBER, "no MQTT downlink: binding messages cannot arrive")
+            await asyncio.Event().wait()
+            return
+        self.ctx.health.set(self.name, Level.GREEN, "waiting for binding messages")
+        while True:
+            envelope = await inbox.get()
+            data = envelope.data if hasattr(envelope, "data") else envelope.get("data", {})
+            await self.handle(dict(data) if isinstance(data, Mapping) else {})
+
+    async def handle(self, envelope_data: dict[str, Any]) -> ConversionResult:
+        backoff = Backoff(base=0.5, cap=30.0)
+        while True:
+            try:
+                result = await handle_line_event(self.ctx, envelope_data)
+            except Exception as exc:  # DB or outbox trouble: retry the same event, it is idempotent
+                log.error("conversion not recorded, retrying", extra={"error": str(exc)})
+                self.ctx.health.set(self.name, Level.RED, f"cannot record conversions: {exc}")
+                await asyncio.sleep(backoff.next_delay())
+                continue
+            if backoff.attempts and result.status is ConversionStatus.DUPLICATE:
+                # our own failed attempt had committed it: this event is the recording
+                result = replace(result, status=ConversionStatus.RECORDED, reason="completed_on_retry")
+            self.counts[result.status.value] += 1
+            detail = ", ".join(f"{n} {status}" for status, n in sorted(self.counts.items()))
+            self.ctx.health.set(self.name, Level.GREEN, detail)
+            return result

@@ -29,6 +29,7 @@ import uuid
 from collections import OrderedDict
 from collections.abc import Callable
 from dataclasses import dataclass
+from datetime import UTC, datetime
 from typing import Any
 
 import aiomqtt
@@ -49,6 +50,7 @@ __all__ = [
     "create_relay_app",
     "device_topic",
     "envelope",
+    "rfc3339",
     "route_event",
     "run_relay",
 ]
@@ -104,8 +106,14 @@ def route_event(event: dict[str, Any], relay: RelayConfig) -> RouteDecision:
     return RouteDecision(topic=relay.fleet_topic, reason="other")
 
 
+def rfc3339(epoch: float) -> str:
+    """The envelope's `ts`: RFC 3339 UTC with milliseconds, e.g. `2026-11-23T04:41:04.123Z`."""
+    moment = datetime.fromtimestamp(epoch, tz=UTC)
+    return moment.strftime("%Y-%m-%dT%H:%M:%S.") + f"{moment.microsecond // 1000:03d}Z"
+
+
 def envelope(event: dict[str, Any], *, destination: str, now: float, extra: dict[str, Any]) -> dict[str, Any]:
-    """The downlink envelope of one event (sync contract: id, kind, ts, seq, data).
+    """The downlink envelope of one event (sync contract v1: id, kind, ts, seq, data).
 
     `seq` is LINE's event timestamp (ms): a stateless relay has no counter of its own.
     """
@@ -113,7 +121,7 @@ def envelope(event: dict[str, Any], *, destination: str, now: float, extra: dict
     return {
         "id": str(uuid.uuid5(ENVELOPE_NAMESPACE, event_id)) if event_id else str(uuid.uuid4()),
         "kind": "line_event",
-        "ts": now,
+        "ts": rfc3339(now),
         "seq": int(event.get("timestamp") or 0),
         "data": {"destination": destination, "event": event, "relay": extra},
     }

@@ -58,6 +58,9 @@ def test_envelope_id_is_stable_per_webhook_event() -> None:
     two = envelope(event, destination="U0", now=2.0, extra={})
     assert one["id"] == two["id"] and one["seq"] == event["timestamp"]
     assert envelope(follow_event(USER), destination="U0", now=1.0, extra={})["id"] != one["id"]
+    assert one["ts"] == "1970-01-01T00:00:01.000Z"
+    stamped = envelope(event, destination="U0", now=1_795_409_159.1234, extra={})
+    assert stamped["ts"] == "2026-11-23T04:45:59.123Z"
 
 
 def test_event_memory_expires_and_caps() -> None:
