@@ -166,6 +166,14 @@ class PublishFailed(Exception):
     """The broker did not acknowledge in time (or the relay is not connected)."""
 
 
+def _retrieve_disconnect(client: aiomqtt.Client) -> None:
+    """Mark a lost connection's error as seen: aiomqtt 2.5 leaves it unretrieved when the wait is
+    cancelled at the moment the broker goes away, and asyncio then logs it at shutdown."""
+    disconnected: asyncio.Future[None] = client._disconnected
+    if disconnected.done() and not disconnected.cancelled():
+        disconnected.exception()
+
+
 class MqttPublisher:
     """One MQTT connection kept open (reconnecting with backoff); `publish` waits for PUBACK."""
 
@@ -204,8 +212,11 @@ class MqttPublisher:
                     self.connected.set()
                     backoff.reset()
                     log.info("relay connected to MQTT", extra={"host": self.config.mqtt.host})
-                    async for _ in client.messages:  # no subscriptions: this only ends on disconnect
-                        pass
+                    try:
+                        async for _ in client.messages:  # no subscriptions: this only ends on disconnect
+                            pass
+                    finally:
+                        _retrieve_disconnect(client)
             except aiomqtt.MqttError as exc:
                 log.warning("relay MQTT connection lost", extra={"error": str(exc)})
             finally:

@@ -24,12 +24,12 @@ def free_port() -> int:
 
 
 @contextlib.contextmanager
-def mosquitto(tmp_path: Path) -> Iterator[int]:
+def mosquitto(tmp_path: Path, port: int | None = None) -> Iterator[int]:
     """Start Mosquitto (anonymous, loopback) and yield its port; stopped and reaped after."""
     binary = shutil.which("mosquitto") or "/usr/sbin/mosquitto"
     if not Path(binary).exists():
         pytest.fail("mosquitto is not installed (deploy/system-deps.sh test)")
-    port = free_port()
+    port = port or free_port()
     conf = tmp_path / "mosquitto.conf"
     conf.write_text(f"listener {port} 127.0.0.1\nallow_anonymous true\npersistence false\n", encoding="utf-8")
     proc = subprocess.Popen([binary, "-c", str(conf)], stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
@@ -58,6 +58,7 @@ class Collector:
 
     def __init__(self) -> None:
         self.messages: list[tuple[str, dict[str, Any]]] = []
+        self.qos: list[int] = []
         self._arrived = asyncio.Event()
 
     async def wait_for(self, count: int, within_s: float = 5.0) -> list[tuple[str, dict[str, Any]]]:
@@ -67,8 +68,9 @@ class Collector:
                 await self._arrived.wait()
         return list(self.messages)
 
-    def add(self, topic: str, payload: bytes) -> None:
+    def add(self, topic: str, payload: bytes, qos: int = 0) -> None:
         self.messages.append((topic, json.loads(payload)))
+        self.qos.append(qos)
         self._arrived.set()
 
 
@@ -80,7 +82,7 @@ async def collecting(port: int, topic_filter: str = "shopedge/#") -> AsyncIterat
 
         async def pump() -> None:
             async for message in client.messages:
-                collector.add(str(message.topic), bytes(message.payload))  # type: ignore[arg-type]
+                collector.add(str(message.topic), bytes(message.payload), message.qos)  # type: ignore[arg-type]
 
         task = asyncio.create_task(pump())
         try:

@@ -68,6 +68,17 @@ class Relay:
         return status
 
 
+async def wait_healthy(base: str) -> None:
+    """Until the relay's /healthz says it is connected to the broker (10 s at most)."""
+    async with aiohttp.ClientSession() as http:
+        for _ in range(200):
+            async with http.get(f"{base}/healthz") as response:
+                if response.status == 200:
+                    return
+            await asyncio.sleep(0.05)
+    raise AssertionError("relay never connected to the broker")
+
+
 @contextlib.asynccontextmanager
 async def running_relay(config: ShopEdgeConfig, *, wait_connected: bool = True) -> AsyncIterator[str]:
     started = asyncio.Event()
@@ -76,14 +87,7 @@ async def running_relay(config: ShopEdgeConfig, *, wait_connected: bool = True) 
     try:
         await asyncio.wait_for(started.wait(), 10)
         if wait_connected:
-            async with aiohttp.ClientSession() as http:
-                for _ in range(200):
-                    async with http.get(f"{base}/healthz") as response:
-                        if response.status == 200:
-                            break
-                    await asyncio.sleep(0.05)
-                else:
-                    raise AssertionError("relay never connected to the broker")
+            await wait_healthy(base)
         yield f"{base}/line/webhook"
     finally:
         task.cancel()
@@ -129,6 +133,7 @@ async def test_batch_is_split_and_each_event_routed(relay: Relay) -> None:
         "shopedge/v1/store-a/counter-3/down/line_event",
     ]
     assert len(by_event) == len(events)
+    assert relay.collector.qos == [1] * len(events)  # published at QoS 1 (subscribed at 1)
     for event, topic in zip(events, expected, strict=True):
         got_topic, msg = by_event[event["webhookEventId"]]
         assert got_topic == topic, event["type"]
@@ -186,3 +191,30 @@ async def test_broker_away_answers_503_within_a_second() -> None:
         status, _ = await post_webhook(url, [event], channel_secret=SECRET)
         assert status == 503
         assert time.monotonic() - started < 1.0
+
+
+async def test_relay_reconnects_after_a_broker_restart(tmp_path: Path) -> None:
+    port = free_port()
+    config = relay_config(port)
+    first = contextlib.ExitStack()
+    first.enter_context(mosquitto(tmp_path, port=port))
+    try:
+        async with running_relay(config) as url:
+            assert (await post_webhook(url, [follow_event(new_user_id())], channel_secret=SECRET))[0] == 200
+            first.close()  # the broker goes away
+            started = time.monotonic()
+            event = follow_event(new_user_id())
+            assert (await post_webhook(url, [event], channel_secret=SECRET))[0] == 503
+            assert time.monotonic() - started < 1.0
+            with mosquitto(tmp_path, port=port):
+                await wait_healthy(f"http://{config.relay.listen}")
+                async with collecting(port) as collector:
+                    # LINE redelivers the event the relay answered 503 to: now it goes through
+                    assert (await post_webhook(url, [redelivered(event)], channel_secret=SECRET))[0] == 200
+                    [(topic, message)] = await collector.wait_for(1)
+                    assert (
+                        topic == FLEET
+                        and message["data"]["event"]["webhookEventId"] == event["webhookEventId"]
+                    )
+    finally:
+        first.close()
