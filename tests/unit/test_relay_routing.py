@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import pytest
+from hypothesis import given
+from hypothesis import strategies as st
 
 from agent.binding import URL_PROMPT, BindingClaims, encode_token
 from agent.config import ConfigError, RelayConfig, parse_config
@@ -16,6 +18,7 @@ from emulators.messaging.webhooks import (
     unfollow_event,
 )
 
+ID_CHARS = "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-_"
 RELAY = RelayConfig(beacon_stores={"0123456789": "store-b", "abcdef0123": "store-c/till-9"})
 FLEET = RELAY.fleet_topic
 USER = new_user_id()
@@ -91,3 +94,22 @@ def test_bad_relay_config_names_the_key(relay: dict[str, object], needle: str) -
     assert len(info.value.problems) == 1
     assert needle.split(":")[0] in info.value.problems[0]
     assert needle.split(", ")[-1] in info.value.problems[0]
+
+
+@given(
+    st.builds(
+        BindingClaims,
+        store_id=st.text(alphabet=ID_CHARS, min_size=1, max_size=32),
+        device_id=st.text(alphabet=ID_CHARS, min_size=1, max_size=32),
+        order_id=st.text(min_size=1, max_size=30).filter(lambda s: len(s.encode()) <= 128),
+        issued_at=st.integers(0, 2**32 - 1),
+        ttl_minutes=st.integers(1, 2**14 - 1),
+    ),
+    st.text(max_size=40),
+    st.text(max_size=40),
+)
+def test_any_token_routes_to_the_device_it_names(claims: BindingClaims, before: str, after: str) -> None:
+    tok = encode_token(claims, b"any key: the relay never needs it")
+    text = f"{before} {tok} {after}"
+    decision = route_event(text_message_event(USER, text), RELAY)
+    assert decision.topic == f"shopedge/v1/{claims.store_id}/{claims.device_id}/down/line_event"
