@@ -1,0 +1,111 @@
+"""The conversion demo step against a real Mosquitto, relay and state DB. agent/sync is not on
+main yet, so a minimal stand-in moves envelopes (down: MQTT -> inbox; up: outbox -> MQTT)."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import json
+import uuid
+from pathlib import Path
+
+import aiomqtt
+import pytest
+
+from agent.config import ShopEdgeConfig, parse_config
+from agent.context import AgentContext
+from agent.conversion import ConversionConsumer
+from agent.conversion_demo import step_shopper_joins
+from agent.db import migrate, open_engine
+from agent.demo import DemoRun, DemoStepFailed
+from agent.relay import device_topic, rfc3339
+from agent.supervisor import Supervisor
+from offline_queue import Outbox
+from tests.integration._broker import free_port, mosquitto
+from tests.integration.test_conversion import Inbox
+
+
+async def _stand_in_sync(ctx: AgentContext, port: int, inbox: Inbox) -> None:
+    store, device = ctx.config.device.store_id, ctx.config.device.device_id
+    async with aiomqtt.Client("127.0.0.1", port, identifier=device) as client:
+        await client.subscribe(device_topic(store, device), qos=1)
+
+        async def down() -> None:
+            async for message in client.messages:
+                inbox.queue.put_nowait(json.loads(bytes(message.payload)))  # type: ignore[arg-type]
+
+        async def up() -> None:
+            outbox: Outbox = ctx.services["outbox"]
+            while True:
+                for record in await outbox.claim("conversion"):
+                    envelope = {
+                        "id": str(uuid.uuid4()),
+                        "kind": "conversion",
+                        "ts": rfc3339(record.created_at),
+                        "seq": record.id,
+                        "data": record.payload,
+                    }
+                    await client.publish(
+                        f"shopedge/v1/{store}/{device}/up/conversion", json.dumps(envelope), qos=1
+                    )
+                    await outbox.ack([record.id])
+                await asyncio.sleep(0.05)
+
+        async with asyncio.TaskGroup() as group:
+            group.create_task(down())
+            group.create_task(up())
+
+
+def _config(tmp_path: Path, mqtt_port: int) -> ShopEdgeConfig:
+    return parse_config(
+        {
+            "device": {"store_id": "demo-store", "device_id": "counter-1"},
+            "storage": {"state_dir": str(tmp_path)},
+            "line": {"channel_secret": "d" * 32, "oa_basic_id": "@shopedge"},
+            "mqtt": {"port": mqtt_port},
+            "binding": {"key": "k" * 32},
+            "relay": {"listen": f"127.0.0.1:{free_port()}"},
+        },
+        environ={},
+    )
+
+
+async def _run_step(tmp_path: Path, *, with_sync: bool) -> str:
+    with mosquitto(tmp_path) as port:
+        config = _config(tmp_path, port)
+        engine = open_engine(config.db_path)
+        await asyncio.to_thread(migrate, engine)
+        ctx = AgentContext(config=config, engine=engine)
+        ctx.services["outbox"] = await Outbox.open(config.db_path, create=False)
+        inbox = Inbox()
+        ctx.services["downlink"] = inbox
+        run = DemoRun(
+            config=config, config_path=tmp_path / "demo.toml", ctx=ctx, supervisor=Supervisor([], ctx.health)
+        )
+        run.extras["order_id"] = "DEMO-0001"
+        tasks = [asyncio.create_task(ConversionConsumer(ctx).run())]
+        if with_sync:
+            tasks.append(asyncio.create_task(_stand_in_sync(ctx, port, inbox)))
+        try:
+            return await step_shopper_joins(run)
+        finally:
+            for task in [*tasks, run.extras.get("relay_task")]:
+                if task is not None:
+                    task.cancel()
+                    with contextlib.suppress(asyncio.CancelledError):
+                        await task
+            await ctx.services["outbox"].close()
+            engine.dispose()
+
+
+async def test_step_records_and_sees_the_conversion_upstream(tmp_path: Path) -> None:
+    summary = await _run_step(tmp_path, with_sync=True)
+    assert "DEMO-0001" in summary and "new friend" in summary and "upstream" in summary
+
+
+async def test_step_fails_clearly_without_the_downlink(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr("agent.conversion_demo.WAIT_S", 1.0)
+    with pytest.raises(DemoStepFailed, match="no conversion for DEMO-0001"):
+        await _run_step(tmp_path, with_sync=False)
