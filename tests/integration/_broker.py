@@ -39,7 +39,8 @@ def mosquitto(tmp_path: Path, port: int | None = None) -> Iterator[int]:
             with contextlib.suppress(OSError), socket.create_connection(("127.0.0.1", port), timeout=0.2):
                 break
             if proc.poll() is not None or time.monotonic() > deadline:
-                raise RuntimeError(f"mosquitto did not start: {proc.stderr.read() if proc.stderr else ''}")
+                why = proc.stderr.read().decode(errors="replace") if proc.stderr else ""
+                raise RuntimeError(f"mosquitto did not start: {why}")
             time.sleep(0.05)
         yield port
     finally:
