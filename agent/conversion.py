@@ -184,14 +184,18 @@ def _parse(envelope_data: dict[str, Any]) -> _BindingMessage | None:
     relay = envelope_data.get("relay")
     relay = relay if isinstance(relay, dict) else {}
     timestamp = event.get("timestamp")
+    sent_at = float(timestamp) / 1000 if isinstance(timestamp, int | float) else 0.0
     received = relay.get("received_at")
+    # a reply token is only usable while fresh: without any time for it, it is dropped
+    received_at = float(received) if isinstance(received, int | float) else (sent_at or None)
+    reply = event.get("replyToken")
     return _BindingMessage(
         token=token,
         line_user_id=user,
         webhook_event_id=str(event["webhookEventId"]) if event.get("webhookEventId") else None,
-        sent_at=float(timestamp) / 1000 if isinstance(timestamp, int | float) else 0.0,
-        reply_token=event.get("replyToken") if isinstance(event.get("replyToken"), str) else None,
-        received_at=float(received) if isinstance(received, int | float) else None,
+        sent_at=sent_at,
+        reply_token=reply if isinstance(reply, str) and received_at is not None else None,
+        received_at=received_at if isinstance(reply, str) else None,
         new_follower=relay.get("new_follower") is True,
     )
 

@@ -332,3 +332,12 @@ async def test_consumer_without_downlink_is_amber(ctx: AgentContext) -> None:
     task.cancel()
     with contextlib.suppress(asyncio.CancelledError):
         await task
+
+
+async def test_reply_token_age_falls_back_to_the_event_time(ctx: AgentContext) -> None:
+    event = text_message_event(new_user_id(), URL_PROMPT + token(), timestamp_ms=int((NOW + 30) * 1000))
+    result = await handle_line_event(ctx, {"event": event})  # no relay annotations at all
+    assert result.conversion is not None
+    assert result.conversion.reply_token == event["replyToken"]
+    assert result.conversion.reply_token_received_at == NOW + 30
+    assert result.conversion.is_new_follower is False
