@@ -73,8 +73,10 @@ _ID_INDEX = {ch: i for i, ch in enumerate(_ID_ALPHABET)}
 _ID_RE = re.compile(r"^[A-Za-z0-9_-]{1,32}$")
 _B32 = "ABCDEFGHIJKLMNOPQRSTUVWXYZ234567"
 _B32_INDEX = {ch: i for i, ch in enumerate(_B32)}
-# Shortest possible token: 3+32+14 + (5+6)*2 + 2+7+4 + 64 = 148 bits -> 30 characters.
-_TOKEN_IN_TEXT = re.compile(r"(?<![A-Z2-7])[A-Z2-7]{30,160}(?![A-Z2-7])")
+# Shortest token: 3+32+14 + (5+6)*2 + 2+7+4 + 64 = 148 bits -> 30 characters; longest:
+# 3+32+14 + (5+192)*2 + 2+7+1024 + 64 = 1540 bits -> 308 characters.
+MIN_TOKEN, MAX_TOKEN = 30, 308
+_TOKEN_IN_TEXT = re.compile(rf"(?<![A-Z2-7])[A-Z2-7]{{{MIN_TOKEN},{MAX_TOKEN}}}(?![A-Z2-7])")
 _MAX_TTL_MIN = 2**14 - 1
 _MAX_ORDER_UNITS = 128
 _ALPHABET, _DIGITS, _UTF8 = 0, 1, 2
@@ -221,7 +223,7 @@ def encode_token(claims: BindingClaims, key: bytes) -> str:
 
 def _unpack(token: str) -> tuple[BindingClaims, _Writer, int]:
     """Parse the fields; raise _Malformed unless the token is a canonical version-1 token."""
-    if not 30 <= len(token) <= 160 or any(ch not in _B32_INDEX for ch in token):
+    if not MIN_TOKEN <= len(token) <= MAX_TOKEN or any(ch not in _B32_INDEX for ch in token):
         raise _Malformed
     value = 0
     for ch in token:

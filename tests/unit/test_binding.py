@@ -259,3 +259,18 @@ def test_qr_round_trip_through_a_real_decoder() -> None:
     text = urllib.parse.unquote(result.text.split("?", 1)[1])
     assert find_token(text) == token
     assert isinstance(verify_token(token, key=KEY, store_id="demo-store", now=NOW), BindingClaims)
+
+
+@pytest.mark.parametrize(
+    "order",
+    ["9", "x", "9" * 128, "x" * 128, "訂" * 42 + "ab", "é" * 64],
+)
+def test_extreme_sizes_round_trip_and_are_found_in_text(order: str) -> None:
+    for ident in ("a", "z" * 32):
+        claims = BindingClaims(
+            store_id=ident, device_id=ident, order_id=order, issued_at=2**32 - 1, ttl_minutes=1
+        )
+        token = encode_token(claims, KEY)
+        assert 30 <= len(token) <= 308
+        assert find_token(f"{URL_PROMPT}{token}") == token
+        assert verify_token(token, key=KEY, store_id=ident, now=0) == claims
