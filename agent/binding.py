@@ -1,4 +1,5 @@
-"""Membership-binding tokens and the QR URL shown after a payment (pure functions, no I/O).
+"""Membership-binding tokens and the QR URL shown after a payment (pure functions, no I/O
+apart from `binding_url_provider`'s warning log).
 
 Owns the token format, signing, verification, the oaMessage/LIFF URL and the QR-size check.
 
@@ -30,10 +31,11 @@ from __future__ import annotations
 
 import hashlib
 import hmac
+import logging
 import math
 import re
 import urllib.parse
-from collections.abc import Container
+from collections.abc import Callable, Container
 from dataclasses import dataclass
 from enum import StrEnum
 
@@ -48,6 +50,7 @@ __all__ = [
     "Rejection",
     "Route",
     "binding_url",
+    "binding_url_provider",
     "decode_claims",
     "encode_token",
     "find_token",
@@ -57,6 +60,8 @@ __all__ = [
     "route_of",
     "verify_token",
 ]
+
+log = logging.getLogger(__name__)
 
 VERSION = 1
 MAX_QR_VERSION = 6
@@ -357,6 +362,22 @@ def issue_binding(config: ShopEdgeConfig, order_id: str, now: float) -> tuple[st
     )
     token = encode_token(claims, config.binding.key.get_secret_value().encode())
     return token, binding_url(token, oa_basic_id=config.line.oa_basic_id, liff_id=config.line.liff_id)
+
+
+def binding_url_provider(
+    config: ShopEdgeConfig, wall_clock: Callable[[], float]
+) -> Callable[[str], str | None]:
+    """The payment service's `binding_url(order_id)`: the paid screen's QR URL, or None (the
+    paid screen then shows no binding QR) when this device cannot issue one, e.g. no key yet."""
+
+    def url_for(order_id: str) -> str | None:
+        try:
+            return issue_binding(config, order_id, wall_clock())[1]
+        except BindingError as exc:
+            log.warning("no binding QR for this sale", extra={"order_id": order_id, "error": str(exc)})
+            return None
+
+    return url_for
 
 
 def qr_version(url: str) -> int:

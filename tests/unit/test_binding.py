@@ -16,6 +16,7 @@ from agent.binding import (
     Rejection,
     Route,
     binding_url,
+    binding_url_provider,
     decode_claims,
     encode_token,
     find_token,
@@ -274,3 +275,13 @@ def test_extreme_sizes_round_trip_and_are_found_in_text(order: str) -> None:
         assert 30 <= len(token) <= 308
         assert find_token(f"{URL_PROMPT}{token}") == token
         assert verify_token(token, key=KEY, store_id=ident, now=0) == claims
+
+
+def test_binding_url_provider_for_the_payment_service() -> None:
+    provider = binding_url_provider(config(), lambda: NOW)  # type: ignore[arg-type]
+    url = provider("A-1")
+    assert url == issue_binding(config(), "A-1", NOW)[1]  # type: ignore[arg-type]
+    keyless = parse_config(
+        {"device": {"store_id": "s", "device_id": "d"}, "line": {"oa_basic_id": "@x12"}}, environ={}
+    )
+    assert binding_url_provider(keyless, lambda: NOW)("A-1") is None
