@@ -127,6 +127,12 @@ def envelope(event: dict[str, Any], *, destination: str, now: float, extra: dict
     }
 
 
+def _field(event: dict[str, Any], outer: str, inner: str) -> str:
+    """`event[outer][inner]` as a string, "" when either level is missing or not an object."""
+    part = event.get(outer)
+    return str(part.get(inner, "")) if isinstance(part, dict) else ""
+
+
 class EventMemory:
     """Recently seen keys with an expiry and a size cap (oldest forgotten first)."""
 
@@ -295,8 +301,9 @@ def create_relay_app(
                 stats.duplicates += 1
                 continue
             if event.get("type") == "follow":
-                user = str(event.get("source", {}).get("userId", ""))
-                unblocked = bool(event.get("follow", {}).get("isUnblocked", False))
+                user = _field(event, "source", "userId")
+                follow_info = event.get("follow")
+                unblocked = isinstance(follow_info, dict) and follow_info.get("isUnblocked") is True
                 if user:
                     follows.add(user, (int(event.get("timestamp") or 0), unblocked))
             pending.append((event_id, event, route_event(event, relay)))
@@ -305,7 +312,7 @@ def create_relay_app(
         now = wall_clock()
 
         async def one(event_id: str, event: dict[str, Any], decision: RouteDecision) -> None:
-            user = str(event.get("source", {}).get("userId", ""))
+            user = _field(event, "source", "userId")
             follow = follows.get(user) if user else None
             extra: dict[str, Any] = {"received_at": now, "route": decision.reason}
             if decision.reason in {"binding", "account_link"}:

@@ -182,6 +182,14 @@ async def test_signed_garbage_is_400_and_the_console_check_is_200(relay: Relay) 
         headers = {"X-Line-Signature": sign(body, SECRET)}
         async with http.post(relay.url, data=body.encode(), headers=headers) as response:
             assert response.status == 400
+    odd = [
+        {"type": "follow", "source": "nobody", "follow": 1},
+        {"type": "message", "source": [], "message": {}},
+        7,
+    ]
+    assert await relay.post(odd) == 200  # signed by LINE but odd: forwarded to the fleet, never a 500
+    got = await relay.collector.wait_for(2)
+    assert [topic for topic, _ in got] == [FLEET, FLEET]
 
 
 async def test_broker_away_answers_503_within_a_second() -> None:
