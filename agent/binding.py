@@ -43,12 +43,15 @@ from agent.config import ShopEdgeConfig
 
 __all__ = [
     "MAX_QR_VERSION",
+    "MAX_TOKEN",
+    "MIN_TOKEN",
     "QR_ERROR_CORRECTION",
     "URL_PROMPT",
     "BindingClaims",
     "BindingError",
     "Rejection",
     "Route",
+    "account_link_url",
     "binding_url",
     "binding_url_provider",
     "decode_claims",
@@ -345,6 +348,22 @@ def binding_url(token: str, *, oa_basic_id: str = "", liff_id: str = "") -> str:
         raise BindingError("line.oa_basic_id is empty (or set line.liff_id): the binding QR needs one")
     account = urllib.parse.quote("@" + oa_basic_id.removeprefix("@"), safe="")
     return f"https://line.me/R/oaMessage/{account}/?{urllib.parse.quote(URL_PROMPT + token, safe='')}"
+
+
+def account_link_url(link_token: str, binding_token: str) -> str:
+    """Where a member site sends the shopper after login (LINE's account-link flow), with the
+    binding token as the nonce; LINE then delivers an `accountLink` event carrying it, which the
+    relay routes and the device records like a binding message.
+
+    Raises:
+        BindingError: an empty link token, or a token outside LINE's 10-255 nonce length.
+    """
+    if not link_token:
+        raise BindingError("link_token is empty (POST /v2/bot/user/{userId}/linkToken issues one)")
+    if not 10 <= len(binding_token) <= 255:
+        raise BindingError(f"a nonce has 10-255 characters; this token has {len(binding_token)}")
+    query = urllib.parse.urlencode({"linkToken": link_token, "nonce": binding_token})
+    return f"https://access.line.me/dialog/bot/accountLink?{query}"
 
 
 def issue_binding(config: ShopEdgeConfig, order_id: str, now: float) -> tuple[str, str]:

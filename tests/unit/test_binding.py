@@ -15,6 +15,7 @@ from agent.binding import (
     BindingError,
     Rejection,
     Route,
+    account_link_url,
     binding_url,
     binding_url_provider,
     decode_claims,
@@ -285,3 +286,19 @@ def test_binding_url_provider_for_the_payment_service() -> None:
         {"device": {"store_id": "s", "device_id": "d"}, "line": {"oa_basic_id": "@x12"}}, environ={}
     )
     assert binding_url_provider(keyless, lambda: NOW)("A-1") is None
+
+
+def test_account_link_url_carries_the_token_as_nonce() -> None:
+    token, _ = issue_binding(config(), "A-1", NOW)  # type: ignore[arg-type]
+    url = account_link_url("lt/+ 1", token)
+    parsed = urllib.parse.urlsplit(url)
+    assert (parsed.scheme, parsed.netloc, parsed.path) == (
+        "https",
+        "access.line.me",
+        "/dialog/bot/accountLink",
+    )
+    assert urllib.parse.parse_qs(parsed.query) == {"linkToken": ["lt/+ 1"], "nonce": [token]}
+    with pytest.raises(BindingError, match="10-255"):
+        account_link_url("lt", "A" * 256)
+    with pytest.raises(BindingError, match="link_token"):
+        account_link_url("", token)
