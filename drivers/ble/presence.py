@@ -35,7 +35,7 @@ from drivers.ble.const import (
     RSSI_TRIM,
     RSSI_WINDOW,
 )
-from drivers.ble.frames import Frame, LineSimpleBeacon
+from drivers.ble.frames import Frame
 
 __all__ = [
     "BeaconHealthEvent",
