@@ -89,11 +89,18 @@ class AdvertSource(Protocol):
         ...
 
     @property
+    def virtual_time(self) -> bool:
+        """True when `now()` is not real time (a replay): event stamps then follow the source."""
+        ...
+
+    @property
     def status(self) -> SourceStatus: ...
 
 
 class QueueSource:
     """The callback path shared by every source: `_push` -> bounded queue -> `next_advert`."""
+
+    virtual_time = False
 
     def __init__(self, timer: Timer, queue_size: int = ADVERT_QUEUE_SIZE) -> None:
         self.timer = timer

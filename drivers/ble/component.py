@@ -77,14 +77,13 @@ class BLEPresence:
         config = self.ctx.config
         sink, sink_problem = self._resolve_sink()
         source = self._source or open_source(config.ble, timer=self._timer)
-        virtual_wall = config.ble.driver == "replay" and self._source is None
         self.ctx.health.set(self.name, Level.AMBER, "starting")
         async with source:
             now0, wall0 = source.now(), self.ctx.wall_clock()
 
             def wall() -> float:
                 # A replay runs on its own (faster) clock; events carry that time, not ours.
-                return wall0 + (source.now() - now0) if virtual_wall else self.ctx.wall_clock()
+                return wall0 + (source.now() - now0) if source.virtual_time else self.ctx.wall_clock()
 
             engine = self.engine = PresenceEngine(settings_from_config(config), now=now0, wall=wall())
             next_tick = now0 + TICK_S

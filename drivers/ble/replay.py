@@ -106,6 +106,8 @@ def parse_capture_line(text: str) -> CaptureLine | None:
 class ReplaySource(QueueSource):
     """Plays a capture at `speed` times real time, looping if asked."""
 
+    virtual_time = True
+
     def __init__(
         self, path: Path, *, speed: float = 1.0, loop: bool = False, timer: Timer | None = None
     ) -> None:
