@@ -63,6 +63,42 @@ def _decode(text: str) -> int:
 
 
 def _record(args: argparse.Namespace) -> int:
-    from agent.commands import not_built
+    import asyncio
+    import time
 
-    return not_built("ble record", "issue #6 (beacon presence)")
+    from agent.cli import DEFAULT_CONFIG
+    from agent.commands import load_or_exit
+    from agent.config import BLEConfig
+    from agent.logs import setup_logging
+    from drivers.ble.record import install_stop_on_sigint, record
+    from drivers.ble.scanner import BleakSource
+
+    setup_logging("ERROR")  # progress and faults are reported by `say`, once each
+    use_defaults = args.config == DEFAULT_CONFIG and not args.config.exists()
+    ble = BLEConfig() if use_defaults else load_or_exit(args.config).ble
+    if args.seconds is not None and args.seconds <= 0:
+        print("ble record: --seconds must be positive", file=sys.stderr)
+        return 2
+
+    def say(text: str) -> None:
+        print(f"ble record: {text}", file=sys.stderr)
+
+    async def main() -> int:
+        stop = asyncio.Event()
+        install_stop_on_sigint(stop)
+        source = BleakSource(adapter=ble.adapter, scanning_mode=ble.scanning_mode)
+        say(f"recording from {ble.adapter} ({ble.scanning_mode}) into {args.out}; Ctrl-C to stop")
+        result = await record(
+            source, args.out, seconds=args.seconds, wall_clock=time.time, say=say, stop=stop
+        )
+        say(f"wrote {result.adverts} adverts from {result.devices} devices to {args.out}")
+        if result.adverts == 0 and result.down:
+            say(f"nothing recorded: the scanner is down ({result.last_status})")
+            return 1
+        return 0
+
+    try:
+        return asyncio.run(main())
+    except OSError as exc:
+        print(f"ble record: cannot write {args.out}: {exc.strerror or exc}", file=sys.stderr)
+        return 1

@@ -51,3 +51,21 @@ def test_decode_bad_hex_and_truncated_payload() -> None:
     truncated = _ble("decode", "05ff4c00")
     assert truncated.returncode == 1
     assert "malformed" in truncated.stderr
+
+
+def test_record_reports_the_scanner_state_and_never_hangs(tmp_path: Path) -> None:
+    out = tmp_path / "rec.jsonl"
+    result = _ble("record", "--out", str(out), "--seconds", "2")
+    assert out.exists()
+    if result.returncode == 0:  # a machine with a working adapter
+        assert "wrote" in result.stderr
+    else:
+        assert result.returncode == 1
+        assert "nothing recorded: the scanner is down (red:" in result.stderr
+    assert "Traceback" not in result.stderr
+
+
+def test_record_with_a_missing_explicit_config_is_a_config_error(tmp_path: Path) -> None:
+    result = _ble("record", "--out", str(tmp_path / "x.jsonl"), "--config", str(tmp_path / "missing.toml"))
+    assert result.returncode == 2
+    assert "config error" in result.stderr
