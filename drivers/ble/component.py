@@ -112,9 +112,14 @@ class BLEPresence:
         try:
             await sink.emit(event.stream, payload)
         except Exception as exc:
-            # Telemetry is sheddable; the scanner must keep running when the outbox cannot take it.
+            # Telemetry is sheddable (the outbox refuses it when the disk budget is reached); the
+            # scanner keeps running. Logged on the first failure and every 1000th, not per event.
             self.emit_failures += 1
-            log.warning("BLE event not queued", extra={"stream": event.stream, "error": repr(exc)[:200]})
+            if self.emit_failures % 1000 == 1:
+                log.warning(
+                    "BLE events not queued",
+                    extra={"stream": event.stream, "failures": self.emit_failures, "error": repr(exc)[:200]},
+                )
             return
         self.emitted += 1
         if event.stream == "beacon_health":

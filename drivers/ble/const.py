@@ -81,3 +81,7 @@ FOOTFALL_DAY_OFFSET_S: Final = 8 * 3600
 FOOTFALL_SALT_BYTES: Final = 16
 """128-bit random salt per day, held only in memory: yesterday's hashes cannot be linked to
 today's, and a restart starts a fresh salt (a restart at most double-counts one bucket)."""
+
+TELEMETRY_TTL_S: Final = 7 * 24 * 3600.0
+"""Presence telemetry still unsent after a week is dropped: the broker keeps a device's session
+for a week too (`mqtt.session_expiry_s`), and week-old footfall no longer steers staffing."""

@@ -1,15 +1,19 @@
-"""Where presence and beacon-health events go: the outbox (telemetry), or memory for tests.
+"""Where presence and beacon-health events go: the outbox (as telemetry), or memory for tests.
 
 Owns the small `TelemetrySink` interface between the BLE component and the outbox contract
-(`Outbox.put(stream, payload, durability=Durability.TELEMETRY)`), so the component can be
-tested against `MemorySink` and run against the real outbox unchanged.
+(`Outbox.put(stream, payload, durability=Durability.TELEMETRY)`), so the component is tested
+against `MemorySink` and runs against the real outbox unchanged.
 """
 
 from __future__ import annotations
 
-import importlib
+import time
 from collections import deque
+from collections.abc import Callable
 from typing import Any, Protocol
+
+from drivers.ble.const import TELEMETRY_TTL_S
+from offline_queue import Durability
 
 __all__ = ["MemorySink", "OutboxLike", "OutboxSink", "TelemetrySink"]
 
@@ -26,27 +30,27 @@ class OutboxLike(Protocol):
         stream: str,
         payload: dict[str, Any],
         *,
-        durability: Any = ...,
+        durability: Durability = ...,
         dedupe_key: str | None = None,
         expires_at: float | None = None,
     ) -> int: ...
 
 
-def _telemetry() -> Any:
-    """`offline_queue.Durability.TELEMETRY` (a StrEnum equal to "telemetry")."""
-    durability = getattr(importlib.import_module("offline_queue"), "Durability", None)
-    return "telemetry" if durability is None else durability.TELEMETRY
-
-
 class OutboxSink:
-    """Puts each event in the durable outbox as telemetry (sheddable under disk pressure)."""
+    """Puts each event in the durable outbox as telemetry: shed first under disk pressure and
+    dropped unsent after `TELEMETRY_TTL_S`, never at the expense of a payment."""
 
-    def __init__(self, outbox: OutboxLike) -> None:
+    def __init__(self, outbox: OutboxLike, wall_clock: Callable[[], float] = time.time) -> None:
         self.outbox = outbox
-        self._durability = _telemetry()
+        self._wall_clock = wall_clock
 
     async def emit(self, stream: str, payload: dict[str, Any]) -> None:
-        await self.outbox.put(stream, payload, durability=self._durability)
+        await self.outbox.put(
+            stream,
+            payload,
+            durability=Durability.TELEMETRY,
+            expires_at=self._wall_clock() + TELEMETRY_TTL_S,
+        )
 
 
 class MemorySink:
