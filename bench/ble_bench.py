@@ -20,9 +20,9 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from drivers.ble.frames import decode_advert  # noqa: E402
-from drivers.ble.presence import PresenceEngine, PresenceSettings  # noqa: E402
-from drivers.ble.synth import DEMO_STORE_HWID, SynthAdvert, realistic_stream  # noqa: E402
+from drivers.ble.frames import decode_advert
+from drivers.ble.presence import PresenceEngine, PresenceSettings
+from drivers.ble.synth import DEMO_STORE_HWID, SynthAdvert, realistic_stream
 
 ADVERTS_PER_SIM_SECOND = 400
 
@@ -44,7 +44,9 @@ def ours(stream: list[SynthAdvert], repeats: int) -> tuple[float, int, int]:
             wall += step
             frames = decode_advert(advert.manufacturer_data, advert.service_data)
             frames_seen += len(frames)
-            events += len(observe(now=now, wall=wall, address=advert.address, rssi=advert.rssi, frames=frames))
+            events += len(
+                observe(now=now, wall=wall, address=advert.address, rssi=advert.rssi, frames=frames)
+            )
             if i % ADVERTS_PER_SIM_SECOND == 0:
                 events += len(tick(now=now, wall=wall))
         elapsed = time.perf_counter() - start
