@@ -2,9 +2,12 @@
 
 from __future__ import annotations
 
+import itertools
 import pickle
 
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from drivers.ble.frames import EddystoneTLM, Frame, IBeacon, LineSimpleBeacon
 from drivers.ble.presence import (
@@ -332,3 +335,52 @@ def test_payloads_are_json_ready() -> None:
         "present_s": 0.0,
         "ts": WALL0,
     }
+
+
+# ------------------------------------------------------------------ property: event grammar
+
+BEACONS = [
+    IBeacon(uuid="e2c56db5-dffb-48d2-b060-d0f5a71096e0", major=1, minor=i, tx_power=-59) for i in range(3)
+] + [STORE]
+
+
+@settings(max_examples=200, deadline=None)
+@given(
+    st.lists(
+        st.tuples(st.floats(0, 45), st.integers(-127, 0), st.integers(0, len(BEACONS) - 1), st.booleans()),
+        max_size=120,
+    )
+)
+def test_per_beacon_events_follow_enter_stay_leave(ops: list[tuple[float, int, int, bool]]) -> None:
+    """Whatever arrives, per beacon: enter, then stays, then leave, and again; never two enters."""
+    rig = Rig(
+        PresenceSettings(
+            enter_sightings=2,
+            away_after_s=10.0,
+            stay_interval_s=5.0,
+            store_beacon_hwids=("0123456789",),
+            beacon_silent_after_s=20.0,
+        )
+    )
+    events: list[object] = []
+    for dt, rssi, index, tick in ops:
+        events += rig.advance(dt) if tick else []
+        if not tick:
+            rig.t += dt
+        events += rig.see(rssi, frame=BEACONS[index])
+    events += rig.advance(60)
+    state: dict[str, bool] = {}
+    for event in events:
+        if isinstance(event, PresenceEvent):
+            present = state.get(event.beacon, False)
+            if event.kind == "enter":
+                assert not present
+                state[event.beacon] = True
+            else:
+                assert present, event
+                if event.kind == "leave":
+                    state[event.beacon] = False
+    assert not any(state.values())  # 60 s of silence at the end: everyone has left
+    assert rig.engine.present() == []
+    silent = [e.kind for e in events if isinstance(e, BeaconHealthEvent)]
+    assert all(a != b for a, b in itertools.pairwise(silent))  # silent/restored alternate
