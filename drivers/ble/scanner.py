@@ -293,6 +293,8 @@ class BleakSource(QueueSource):
         except asyncio.CancelledError:
             raise
         except Exception as exc:
+            if "No discovery started" in str(exc):
+                return  # nothing was left running: the normal case after a clean stop
             # The ladder goes on: the retry that follows shows whether the step mattered.
             log.warning(
                 "BLE recovery step failed",
