@@ -88,7 +88,7 @@ def peer(stream: list[SynthAdvert], repeats: int) -> tuple[float, int]:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--adverts", type=int, default=400_000)
-    parser.add_argument("--peer-adverts", type=int, default=10_000, help="the peer is slow: a prefix suffices")
+    parser.add_argument("--peer-adverts", type=int, default=10_000, help="a prefix (the peer is slow)")
     parser.add_argument("--repeats", type=int, default=3, help="best of N runs")
     parser.add_argument("--peer-repeats", type=int, default=1)
     args = parser.parse_args()
