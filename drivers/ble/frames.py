@@ -257,7 +257,7 @@ def decode_advert(manufacturer_data: Mapping[int, bytes], service_data: Mapping[
     try:
         if manufacturer_data:
             apple = manufacturer_data.get(APPLE_COMPANY_ID)
-            if apple is not None:
+            if apple is not None and len(apple) == 23:  # most Apple adverts are phones: skip early
                 ibeacon = parse_ibeacon(apple)
                 if ibeacon is not None:
                     frames.append(ibeacon)

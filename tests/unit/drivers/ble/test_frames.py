@@ -298,3 +298,21 @@ def test_line_beacon_round_trip(hwid: bytes, message: bytes) -> None:
     frame = b"\x02" + hwid + b"\x7f" + message
     payload = bytes([len(frame) + 3, 0x16, 0x6F, 0xFE]) + frame
     assert decode_payload(payload) == [LineSimpleBeacon(hwid=hwid.hex(), device_message=message.hex())]
+
+
+def test_bleak_advertisement_data_decodes() -> None:
+    from bleak.backends.scanner import AdvertisementData
+
+    adv = AdvertisementData(
+        local_name=None,
+        manufacturer_data={0x004C: IBEACON_MD},
+        service_data={LINE_BEACON_UUID: bytes.fromhex("0201234567897f0102")},
+        service_uuids=["0000fe6f-0000-1000-8000-00805f9b34fb"],
+        tx_power=None,
+        rssi=-60,
+        platform_data=(),
+    )
+    assert decode_advert(adv.manufacturer_data, adv.service_data) == [
+        IBEACON,
+        LineSimpleBeacon(hwid="0123456789", device_message="0102"),
+    ]
