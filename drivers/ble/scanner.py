@@ -220,8 +220,9 @@ class BleakSource(QueueSource):
             await self._control_step("stop discovery", self._control.stop_discovery)
         if cycle_first:
             await self._control_step("power cycle", self._control.power_cycle)
-        scanner = self._factory(self._on_detection)
+        scanner: ScannerLike | None = None
         try:
+            scanner = self._factory(self._on_detection)
             async with asyncio.timeout(START_TIMEOUT_S):
                 await scanner.start()
         except asyncio.CancelledError:
@@ -246,13 +247,14 @@ class BleakSource(QueueSource):
                 level=Level.AMBER, detail=f"scanning ({self.scanning_mode}); no adverts yet"
             )
 
-    async def _failed(self, exc: BaseException, scanner: ScannerLike) -> None:
+    async def _failed(self, exc: BaseException, scanner: ScannerLike | None) -> None:
         fault, why = classify(exc)
         self._failures += 1
         self.faults.append(fault)
-        with contextlib.suppress(Exception):
-            async with asyncio.timeout(STOP_TIMEOUT_S):
-                await scanner.stop()  # a half-started scanner must not keep a discovery session
+        if scanner is not None:
+            with contextlib.suppress(Exception):
+                async with asyncio.timeout(STOP_TIMEOUT_S):
+                    await scanner.stop()  # a half-started scanner must not keep a discovery session
         step = plan(fault, self._failures, self._backoff.next_delay())
         self._pending = (step.stop_discovery, step.power_cycle)
         self._retry_at = self.now() + step.delay_s

@@ -275,3 +275,22 @@ def test_the_real_bleak_factory_builds_scanners_for_both_modes() -> None:
     for mode in ("active", "passive"):
         scanner = _bleak_factory("hci0", mode)(lambda device, adv: None)
         assert hasattr(scanner, "start")
+
+
+async def test_a_scanner_that_cannot_even_be_built_takes_the_ladder() -> None:
+    bleak = FakeBleak()
+    calls = 0
+
+    def factory(callback: object) -> object:
+        nonlocal calls
+        calls += 1
+        if calls == 1:
+            raise BleakError("passive scanning mode requires bluez or_patterns")
+        return bleak.factory(callback)  # type: ignore[arg-type]
+
+    source = BleakSource(timer=FakeTimer(), scanner_factory=factory, control=FakeControl(bleak.log))  # type: ignore[arg-type]
+    await poll(source)
+    assert source.status.level is Level.RED
+    assert source.faults == [Fault.OTHER]
+    await poll(source)
+    assert source.scanning
