@@ -63,9 +63,12 @@ class AdapterControl(Protocol):
 class BlueZAdapterControl:
     """StopDiscovery and Powered off/on on `org.bluez.Adapter1`, over the system D-Bus."""
 
-    def __init__(self, adapter: str, sleep: Callable[[float], Any] = asyncio.sleep) -> None:
+    def __init__(
+        self, adapter: str, sleep: Callable[[float], Any] = asyncio.sleep, *, bus_address: str | None = None
+    ) -> None:
         self.path = f"/org/bluez/{adapter}"
         self._sleep = sleep
+        self._bus_address = bus_address  # None: the system bus (tests point it at a private bus)
 
     async def _call(
         self, interface: str, member: str, signature: str = "", body: list[Any] | None = None
@@ -74,7 +77,7 @@ class BlueZAdapterControl:
         from dbus_fast.aio import MessageBus
 
         async with asyncio.timeout(DBUS_CALL_TIMEOUT_S):
-            bus = await MessageBus(bus_type=BusType.SYSTEM).connect()
+            bus = await MessageBus(bus_address=self._bus_address, bus_type=BusType.SYSTEM).connect()
             try:
                 reply = await bus.call(
                     Message(
