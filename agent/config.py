@@ -166,6 +166,7 @@ class MQTTConfig(_Section):
 class BLEConfig(_Section):
     """Bluetooth LE scanning."""
 
+    enabled: bool = True
     driver: Literal["bleak", "replay"] = "bleak"
     adapter: Annotated[str, Field(pattern=r"^hci\d{1,2}$")] = "hci0"
     scanning_mode: Literal["active", "passive"] = "active"

@@ -46,5 +46,6 @@ class StatusReporter:
 def build_components(ctx: AgentContext) -> list[Component]:
     """Every component this device runs, in start order."""
     components: list[Component] = [StatusReporter(ctx)]
-    components.append(BLEPresence(ctx))
+    if ctx.config.ble.enabled:
+        components.append(BLEPresence(ctx))
     return components

@@ -43,3 +43,13 @@ def test_errors_name_the_key(section: dict[str, object], problem: str) -> None:
         parse_config({**DEVICE, **section}, environ={})
     assert len(info.value.problems) == 1
     assert problem in info.value.problems[0]
+
+
+def test_wiring_runs_the_ble_component_only_when_enabled() -> None:
+    from agent.context import AgentContext
+    from agent.wiring import build_components
+
+    for enabled in (True, False):
+        config = parse_config({**DEVICE, "ble": {"enabled": enabled}}, environ={})
+        names = [c.name for c in build_components(AgentContext(config=config, engine=None))]  # type: ignore[arg-type]
+        assert ("ble" in names) is enabled
