@@ -12,7 +12,8 @@ plays `DEMO_CAPTURE`.
 
 Playback runs in the capture's own time base, scaled by `speed`: `now()` is virtual seconds
 since the start, so the presence engine sees the capture's timing whatever the speed. A bad
-line stops the replay with a red status naming file and line; nothing is guessed.
+line stops the replay (after the lines before it have played) with a red status naming file
+and line; nothing is guessed or skipped silently.
 """
 
 from __future__ import annotations
@@ -29,16 +30,12 @@ from typing import IO, Any, Self
 from agent.health import Level
 from drivers.ble.base import Advert, QueueSource, RealTimer, SourceStatus, Timer
 
-__all__ = ["DEMO_CAPTURE", "CaptureError", "CaptureLine", "ReplaySource", "parse_capture_line"]
+__all__ = ["DEMO_CAPTURE", "CaptureLine", "ReplaySource", "parse_capture_line"]
 
 log = logging.getLogger(__name__)
 
 DEMO_CAPTURE = Path(__file__).with_name("demo_capture.jsonl")
 _CHUNK = 1000  # lines read per trip to the worker thread
-
-
-class CaptureError(Exception):
-    """A capture line that is not a valid advert; the message names file and line."""
 
 
 @dataclass(frozen=True, kw_only=True, slots=True)
@@ -127,6 +124,7 @@ class ReplaySource(QueueSource):
         self._offset = 0.0  # virtual seconds added per completed loop
         self._real_start = 0.0
         self._failed = False
+        self._error: str | None = None
         self._status = SourceStatus(level=Level.AMBER, detail=f"replay of {path.name} starting")
 
     @property
@@ -166,15 +164,23 @@ class ReplaySource(QueueSource):
         assert self._file is not None
         out: list[CaptureLine] = []
         while len(out) < _CHUNK:
-            text = self._file.readline()
+            try:
+                text = self._file.readline()
+            except UnicodeDecodeError as exc:
+                self._error = f"{self.path}:{self._lineno + 1}: not UTF-8 text ({exc.reason})"
+                self._eof = True
+                break
             if not text:
                 self._eof = True
                 break
             self._lineno += 1
             try:
                 line = parse_capture_line(text)
-            except (ValueError, UnicodeDecodeError) as exc:
-                raise CaptureError(f"{self.path}:{self._lineno}: {exc}") from None
+            except ValueError as exc:
+                # The lines before it still play; the replay stops at this one.
+                self._error = f"{self.path}:{self._lineno}: {exc}"
+                self._eof = True
+                break
             if line is not None:
                 out.append(line)
         return out
@@ -186,6 +192,9 @@ class ReplaySource(QueueSource):
 
     async def _peek(self) -> CaptureLine | None:
         while not self._pending and not self._failed:
+            if self._error is not None:
+                self._fail(self._error)
+                break
             if self._file is None or self._eof:
                 if self._first_ts is None or not self.loop:
                     if self._status.level is Level.GREEN:
@@ -199,10 +208,7 @@ class ReplaySource(QueueSource):
                 self.rounds += 1
                 await self._open()
                 continue
-            try:
-                self._pending.extend(await asyncio.to_thread(self._read_chunk_blocking))
-            except CaptureError as exc:
-                self._fail(str(exc))
+            self._pending.extend(await asyncio.to_thread(self._read_chunk_blocking))
         return self._pending[0] if self._pending else None
 
     def _due(self, line: CaptureLine) -> float:

@@ -98,7 +98,7 @@ async def test_a_bad_line_stops_the_replay_red_with_file_and_line(tmp_path: Path
     async with ReplaySource(path, timer=FakeTimer()) as source:
         for _ in range(10):
             await source.next_advert(1.0)
-        assert source.received == 0  # the whole chunk is refused: nothing is guessed
+        assert source.received == 2  # the lines before the bad one played; nothing after it
         assert source.status.level is Level.RED
         assert f"{path}:3: rssi" in source.status.detail
 
@@ -128,3 +128,13 @@ def test_bundled_capture_has_phones_and_the_demo_store_beacon() -> None:
     assert len(phones) >= 10
     assert kinds == {"line-simple-beacon", "ibeacon", "eddystone-uid", "eddystone-tlm"}
     assert [p.ts for p in lines] == sorted(p.ts for p in lines)
+
+
+async def test_a_capture_that_is_not_utf8_is_red(tmp_path: Path) -> None:
+    path = tmp_path / "bin.jsonl"
+    path.write_bytes(line(0.0).encode() + b"\n\xff\xfe\n")
+    async with ReplaySource(path, timer=FakeTimer()) as source:
+        for _ in range(5):
+            await source.next_advert(1.0)
+        assert source.status.level is Level.RED
+        assert "not UTF-8" in source.status.detail
