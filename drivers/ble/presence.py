@@ -215,6 +215,12 @@ class PresenceEngine:
         events: list[Event] = []
         if wall >= self._bucket_start + self.settings.footfall_bucket_s:
             self._close_bucket(wall, events)
+        elif wall < self._bucket_start:
+            # The wall clock went back (NTP correcting a Pi without RTC): the open bucket ends
+            # here, marked partial, rather than silently absorbing the repeated minutes.
+            self._bucket_partial = True
+            self._close_bucket(wall, events)
+            self._bucket_partial = True
         away = self.settings.away_after_s
         for key, beacon in list(self._beacons.items()):
             if beacon.present:

@@ -286,6 +286,20 @@ def test_footfall_first_bucket_is_partial_when_started_mid_bucket() -> None:
     assert event == FootfallEvent(bucket_start=WALL0, bucket_s=300, devices=1, partial=True)
 
 
+def test_footfall_survives_the_wall_clock_going_back() -> None:
+    rig = Rig(wall0=WALL0 + 600)
+    rig.phone("11:22:33:44:55:66")
+    rig.advance(10)
+    rig.wall0 -= 3600  # NTP steps the clock back an hour
+    events = footfall(rig.advance(1))
+    assert events == [FootfallEvent(bucket_start=WALL0 + 600, bucket_s=300, devices=1, partial=True)]
+    rig.phone("11:22:33:44:55:66")
+    [event] = footfall(rig.advance(300))
+    assert event.bucket_start == WALL0 + 600 - 3600
+    assert event.partial
+    assert event.devices == 1
+
+
 def test_footfall_salt_rotates_at_taiwan_midnight() -> None:
     midnight_tw = WALL0 + 16 * 3600  # 16:00 UTC is 00:00 in UTC+8
     rig = Rig(wall0=midnight_tw - 600)
