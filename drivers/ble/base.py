@@ -72,7 +72,12 @@ class RealTimer:
 
 
 class AdvertSource(Protocol):
-    """Where adverts come from. An async context manager; `next_advert` is polled in a loop."""
+    """Where adverts come from. An async context manager; `next_advert` is polled in a loop.
+
+    Polled with a deadline rather than iterated with `async for`: the BLE loop must wake at
+    every clock tick even when no advert comes (that is how absence is decided), and the
+    scanner's recovery runs inside the same call, so the source needs no task of its own.
+    """
 
     async def __aenter__(self) -> Self: ...
 

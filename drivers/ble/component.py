@@ -124,7 +124,8 @@ class BLEPresence:
         self.emitted += 1
         if event.stream == "beacon_health":
             silent = payload["kind"] == "beacon_silent"
-            log.warning(
+            log.log(
+                logging.WARNING if silent else logging.INFO,
                 "store beacon silent" if silent else "store beacon restored",
                 extra={"hwid": payload["hwid"], "unseen_s": payload["unseen_s"]},
             )
