@@ -17,6 +17,13 @@ rest, so it follows a walk-up within a few adverts with no constants to tune.
 Privacy: footfall counts distinct devices per 5-minute bucket from keyed BLAKE2b hashes of
 the address under a random salt that rotates at local midnight and exists only in memory.
 Raw addresses are hashed on arrival and never kept; only bucket counts leave the engine.
+
+Payloads (outbox telemetry; `ts` is epoch seconds):
+- stream `presence`: `{"kind": "enter"|"stay"|"leave", "beacon": "line:0123456789",
+  "beacon_kind": "line-simple-beacon", "rssi": -61.5, "present_s": 12.0, "ts": ...}` and
+  `{"kind": "footfall", "bucket_start": ..., "bucket_s": 300, "devices": 14, "partial": false, "ts": ...}`;
+- stream `beacon_health`: `{"kind": "beacon_silent"|"beacon_restored", "hwid": "0123456789",
+  "unseen_s": 300.0, "ts": ...}`.
 """
 
 from __future__ import annotations
