@@ -69,3 +69,24 @@ def test_record_with_a_missing_explicit_config_is_a_config_error(tmp_path: Path)
     result = _ble("record", "--out", str(tmp_path / "x.jsonl"), "--config", str(tmp_path / "missing.toml"))
     assert result.returncode == 2
     assert "config error" in result.stderr
+
+
+def test_record_stops_cleanly_on_ctrl_c(tmp_path: Path) -> None:
+    import signal
+    import time
+
+    out = tmp_path / "rec.jsonl"
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "agent", "ble", "record", "--out", str(out)],
+        cwd=ROOT,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    time.sleep(3)
+    proc.send_signal(signal.SIGINT)
+    _, err = proc.communicate(timeout=15)
+    assert proc.returncode in (0, 1), err
+    assert "Traceback" not in err
+    assert "wrote" in err
+    assert out.read_text(encoding="utf-8").startswith("# ShopEdge BLE capture")
