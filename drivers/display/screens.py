@@ -51,8 +51,8 @@ class ScreenError(DisplayError, ValueError):
 def _amount(field: str, value: object) -> None:
     if isinstance(value, bool) or not isinstance(value, int):
         raise ScreenError(f"{field}: must be an integer number of NT$, got {value!r}")
-    if not 0 <= value <= MAX_AMOUNT_TWD:
-        raise ScreenError(f"{field}: must be from 0 to {MAX_AMOUNT_TWD}, got {value}")
+    if not 1 <= value <= MAX_AMOUNT_TWD:
+        raise ScreenError(f"{field}: must be from 1 to {MAX_AMOUNT_TWD}, got {value}")
 
 
 def _qr_text(field: str, value: object, *, optional: bool) -> None:
@@ -166,4 +166,7 @@ SCREEN_NAMES: Final[dict[type[Screen], str]] = {
 
 def screen_name(screen: Screen) -> str:
     """The short name used in logs, the CLI and the kiosk page ("pay", "paid", ...)."""
-    return SCREEN_NAMES[type(screen)]
+    try:
+        return SCREEN_NAMES[type(screen)]
+    except KeyError:
+        raise ScreenError(f"not a screen state: {screen!r}") from None

@@ -1,0 +1,59 @@
+"""Every screen's QR decodes with a real decoder (zxing-cpp) at five sizes, full and 50 %."""
+
+from __future__ import annotations
+
+import pytest
+import zxingcpp
+from PIL import Image
+
+from drivers.display.fonts import FontSet, find_fonts
+from drivers.display.layout import LANGUAGES, Language, render
+from drivers.display.screens import Screen
+from tests.display_samples import NOW, SIZES, qr_screens
+
+QR_SCREENS = qr_screens()
+
+
+@pytest.fixture(scope="module")
+def fonts() -> FontSet:
+    return find_fonts()
+
+
+def decode_all(image: Image.Image) -> list[str]:
+    return [r.text for r in zxingcpp.read_barcodes(image, formats=zxingcpp.BarcodeFormat.QRCode)]
+
+
+@pytest.mark.parametrize("scale", [1.0, 0.5], ids=["full", "half"])
+@pytest.mark.parametrize("size", SIZES, ids=lambda s: f"{s[0]}x{s[1]}")
+@pytest.mark.parametrize("name", list(QR_SCREENS))
+def test_qr_decodes_to_the_url(fonts: FontSet, name: str, size: tuple[int, int], scale: float) -> None:
+    screen, url = QR_SCREENS[name]
+    image = render(screen, size=size, lang="zh-TW", fonts=fonts, now=NOW).image
+    if scale != 1.0:
+        image = image.resize((round(size[0] * scale), round(size[1] * scale)), Image.Resampling.LANCZOS)
+    assert decode_all(image) == [url]
+
+
+@pytest.mark.parametrize("lang", LANGUAGES)
+@pytest.mark.parametrize("size", [(480, 320), (800, 480)], ids=lambda s: f"{s[0]}x{s[1]}")
+@pytest.mark.parametrize("name", list(QR_SCREENS))
+def test_qr_decodes_under_the_offline_banner_at_half_size(
+    fonts: FontSet, name: str, size: tuple[int, int], lang: Language
+) -> None:
+    screen: Screen
+    screen, url = QR_SCREENS[name]
+    image = render(screen, size=size, lang=lang, fonts=fonts, now=NOW, pending_sync=42).image
+    half = image.resize((size[0] // 2, size[1] // 2), Image.Resampling.BILINEAR)
+    assert decode_all(half) == [url]
+
+
+def test_decoder_rejects_a_damaged_code(fonts: FontSet) -> None:
+    """The decode tests can fail: wipe the QR's centre and the decoder finds nothing."""
+    screen, _ = QR_SCREENS["pay"]
+    frame = render(screen, size=(800, 480), lang="zh-TW", fonts=fonts, now=NOW)
+    qr = frame.plan.qr
+    assert qr is not None
+    image = frame.image.copy()
+    third = qr.side // 3
+    image.paste((255, 255, 255), (qr.x + third, qr.y + third, qr.x + 2 * third, qr.y + 2 * third))
+    assert decode_all(image) == []
