@@ -38,14 +38,14 @@ def test_plan_fits_the_screen_without_overlaps(
         c = plan.countdown
         boxes.append((c.x, c.y, c.x + c.width, c.y + c.height))
     for box in boxes:
-        assert 0 <= box[0] and box[2] <= width and 0 <= box[1] and box[3] <= height, (box, size)
+        assert box[0] >= 0 and box[2] <= width and box[1] >= 0 and box[3] <= height, (box, size)
     for i, a in enumerate(boxes):
         for b in boxes[i + 1 :]:
             assert not _boxes_overlap(a, b), (a, b)
     if plan.qr is not None:
         q = plan.qr
         qbox = (q.x, q.y, q.x + q.side, q.y + q.side)
-        assert 0 <= q.x and q.x + q.side <= width and q.y + q.side <= height
+        assert q.x >= 0 and q.x + q.side <= width and q.y + q.side <= height
         assert q.module_px >= 2
         assert all(not _boxes_overlap(qbox, b) for b in boxes)
         if plan.banner_box is not None:
