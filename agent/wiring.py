@@ -13,6 +13,7 @@ import logging
 from agent.context import AgentContext
 from agent.health import Level
 from agent.supervisor import Component
+from drivers.display.service import DisplayService
 
 __all__ = ["StatusReporter", "build_components"]
 
@@ -45,4 +46,5 @@ class StatusReporter:
 def build_components(ctx: AgentContext) -> list[Component]:
     """Every component this device runs, in start order."""
     components: list[Component] = [StatusReporter(ctx)]
+    components.append(DisplayService.from_context(ctx))
     return components
