@@ -98,7 +98,9 @@ def _covers_cjk(face: FontFace) -> bool:
 
 def _face(path: Path) -> FontFace:
     try:
-        return FontFace(path=path, index=_tc_index(path))
+        face = FontFace(path=path, index=_tc_index(path))
+        load_font(face, 12)
+        return face
     except OSError as exc:
         raise FontNotFoundError(f"display.font_path: {path} is not a readable font ({exc})") from None
 

@@ -30,7 +30,7 @@ def write_png_atomic(image: Image.Image, path: Path) -> None:
     try:
         fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
     except OSError as exc:
-        raise DriverError(f"display.png_path: cannot write in {path.parent} ({exc.strerror})") from None
+        raise DriverError(f"cannot write in {path.parent} ({exc.strerror})") from None
     try:
         with os.fdopen(fd, "wb") as out:
             image.save(out, format="PNG", compress_level=1)  # level 1: 5x faster, 10 % larger
@@ -40,7 +40,7 @@ def write_png_atomic(image: Image.Image, path: Path) -> None:
     except OSError as exc:
         with contextlib.suppress(OSError):
             os.unlink(tmp)
-        raise DriverError(f"display.png_path: cannot write {path} ({exc.strerror})") from None
+        raise DriverError(f"cannot write {path} ({exc.strerror})") from None
 
 
 class PngDriver:
