@@ -53,6 +53,8 @@ __all__ = [
 Language = Literal["zh-TW", "en"]
 LANGUAGES: Final[tuple[Language, ...]] = ("zh-TW", "en")
 RGB = tuple[int, int, int]
+# The smallest text, in screen units (1 % of the short side): 12 px at 480x320, 17 px at 800x480.
+MIN_TEXT_UNITS: Final = 3.6
 
 WHITE: Final[RGB] = (255, 255, 255)
 INK: Final[RGB] = (17, 17, 17)
@@ -214,19 +216,26 @@ def _column(
     unit: float,
     align: Literal["left", "center"],
 ) -> list[TextItem]:
-    """Stack lines in a box: shrink any line wider than the box, then all if too tall; centre vertically."""
+    """Stack lines in a box, centred vertically.
+
+    A line wider than the box shrinks to fit; if the stack is too tall, the large lines shrink
+    but none goes below `MIN_TEXT_UNITS` (legible from a metre away) unless nothing else fits.
+    """
     x, y, w, h = box
-    scale = 1.0
-    for _ in range(4):
+    scale, floor = 1.0, round(MIN_TEXT_UNITS * unit)
+    for attempt in range(8):
+        if attempt == 7:
+            floor = 8  # nothing else fits: let the small lines shrink too
         sizes = [
-            _fit_px(fonts, line.text, line.bold, max(8, round(line.rel * unit * scale)), w) for line in lines
+            _fit_px(fonts, line.text, line.bold, max(floor, round(line.rel * unit * scale)), w)
+            for line in lines
         ]
         heights = [_line_height(fonts, px, line.bold) for px, line in zip(sizes, lines, strict=True)]
         gaps = [round(line.gap * unit * scale) for line in lines]
         total = sum(heights) + sum(gaps)
         if total <= h:
             break
-        scale *= h / total * 0.98
+        scale *= h / total * 0.97
     top = y + max(0, (h - total) // 2)
     items = []
     for line, px, height, gap in zip(lines, sizes, heights, gaps, strict=True):
@@ -265,7 +274,6 @@ def _content(screen: Screen, lang: Language) -> tuple[list[_Line], str | None, E
             return lines, url, Ecc.M, False
         case PayScreen(amount_twd=amount, qr_url=url, access_token=token):
             lines = [
-                *_bilingual("應付金額", "Amount due", lang, 6),
                 _Line(format_amount(amount), 22, bold=True),
                 *_bilingual("請用 LINE Pay 掃描", "Scan with LINE Pay", lang, 6.5, gap=1),
             ]
