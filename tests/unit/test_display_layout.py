@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 from PIL import Image
 
 from drivers.display import layout as lay
@@ -204,3 +206,63 @@ def test_unknown_screen_is_refused(fonts: FontSet) -> None:
 def test_screen_type_alias_covers_samples() -> None:
     screens: list[Screen] = list(all_screens().values())
     assert len(screens) == 10
+
+
+PURE_MODULES = ["screens", "layout", "qr", "fonts"]
+
+
+@pytest.mark.parametrize("module", PURE_MODULES)
+def test_core_modules_do_no_io(module: str) -> None:
+    """Layout is a pure function: no asyncio, HTTP, SQL or hardware imports in the core modules."""
+    import ast
+    from pathlib import Path
+
+    source = Path(__file__).resolve().parents[2] / "drivers" / "display" / f"{module}.py"
+    imported: set[str] = set()
+    for node in ast.walk(ast.parse(source.read_text())):
+        if isinstance(node, ast.Import):
+            imported |= {alias.name.split(".")[0] for alias in node.names}
+        elif isinstance(node, ast.ImportFrom) and node.module:
+            imported.add(node.module.split(".")[0])
+    assert not imported & {"asyncio", "aiohttp", "requests", "sqlalchemy", "socket", "pygame", "subprocess"}
+
+
+def test_importing_the_package_loads_no_optional_driver_library() -> None:
+    import subprocess
+    import sys
+
+    code = (
+        "import sys, drivers.display; print(sorted(m for m in ('pygame', 'aiohttp.web') if m in sys.modules))"
+    )
+    result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert result.stdout.strip() == "[]"
+
+
+URL_CHARS = st.text(
+    alphabet="abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789-._~?=&/%", max_size=260
+)
+
+
+@settings(max_examples=60, deadline=None)
+@given(
+    amount=st.integers(min_value=1, max_value=99_999_999),
+    tail=URL_CHARS,
+    token=st.none() | st.from_regex(r"\A\d{12}\Z"),
+    size=st.sampled_from([*SIZES, (480, 800), (240, 240), (4096, 2160)]),
+    lang=st.sampled_from(lay.LANGUAGES),
+    pending=st.integers(min_value=0, max_value=10**6),
+)
+def test_any_valid_pay_screen_lays_out(
+    amount: int, tail: str, token: str | None, size: tuple[int, int], lang: lay.Language, pending: int
+) -> None:
+    fonts = find_fonts()
+    screen = PayScreen(amount, "https://p.example/" + tail, token, NOW + 60)
+    plan = lay.plan(screen, size=size, lang=lang, pending_sync=pending, fonts=fonts)
+    assert plan.qr is not None and plan.qr.module_px >= 1
+    width, height = size
+    assert plan.qr.x >= 0 and plan.qr.y >= 0
+    assert plan.qr.x + plan.qr.side <= width and plan.qr.y + plan.qr.side <= height
+    for t in plan.texts:
+        assert t.x >= 0 and t.x + t.width <= width, t
+    frame = lay.render(screen, size=size, lang=lang, fonts=fonts, now=NOW)
+    assert frame.image.size == size
