@@ -207,3 +207,41 @@ async def test_headless_chromium_follows_a_screen_change_and_its_qr_decodes(
             except TimeoutError:
                 proc.kill()
                 await proc.wait()
+
+
+ROOT = Path(__file__).resolve().parents[2]
+
+
+async def test_kiosk_script_waits_for_the_page_then_opens_the_browser(
+    driver: WebDriver, tmp_path: Path
+) -> None:
+    fake = tmp_path / "browser"
+    fake.write_text('#!/bin/sh\necho "$@"\n')
+    fake.chmod(0o755)
+    proc = await asyncio.create_subprocess_exec(
+        "bash",
+        str(ROOT / "deploy" / "kiosk.sh"),
+        driver.url,
+        env={"PATH": "/usr/bin:/bin", "SHOPEDGE_KIOSK_BROWSER": str(fake), "SHOPEDGE_KIOSK_WAIT_S": "5"},
+        stdout=asyncio.subprocess.PIPE,
+        stderr=asyncio.subprocess.PIPE,
+    )
+    out, err = await asyncio.wait_for(proc.communicate(), 30)
+    assert proc.returncode == 0, err
+    args = out.decode().split()
+    assert "--kiosk" in args and args[-1] == driver.url
+
+
+async def test_kiosk_script_gives_up_when_nothing_serves(tmp_path: Path) -> None:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        port = sock.getsockname()[1]
+    proc = await asyncio.create_subprocess_exec(
+        "bash",
+        str(ROOT / "deploy" / "kiosk.sh"),
+        f"http://127.0.0.1:{port}/",
+        env={"PATH": "/usr/bin:/bin", "SHOPEDGE_KIOSK_BROWSER": "/bin/true", "SHOPEDGE_KIOSK_WAIT_S": "1"},
+        stderr=asyncio.subprocess.PIPE,
+    )
+    _, err = await asyncio.wait_for(proc.communicate(), 30)
+    assert proc.returncode == 1 and b"nothing serves" in err
