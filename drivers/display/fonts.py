@@ -66,9 +66,14 @@ class FontSet:
         return load_font(self.bold if bold else self.regular, px)
 
 
-@functools.lru_cache(maxsize=128)
+@functools.lru_cache(maxsize=10)
 def load_font(face: FontFace, px: int) -> ImageFont.FreeTypeFont:
-    """A FreeType font at a pixel size; cached because opening a 20 MB .ttc costs milliseconds."""
+    """A FreeType font at a pixel size; cached because opening a face costs milliseconds.
+
+    Each cached Noto Sans CJK face holds ~2.4 MB, so the cache is bounded (10 faces, ~25 MB at
+    worst). Text is measured and rasterised once per string (layout caches), so a face is needed
+    only for new text: the countdown and the amount, whose sizes stay hot.
+    """
     return ImageFont.truetype(str(face.path), size=px, index=face.index)
 
 

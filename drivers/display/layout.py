@@ -15,13 +15,15 @@ Readability: near-black on white (contrast > 15:1), status words in dark green o
 
 from __future__ import annotations
 
+import bisect
 import dataclasses
 import functools
+import math
 from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Final, Literal
 
-from PIL import Image, ImageDraw, ImageFont
+from PIL import Image, ImageDraw
 
 from drivers.display.fonts import FontSet
 from drivers.display.qr import QUIET_MODULES, Ecc, encode, module_px_for, qr_image
@@ -183,26 +185,71 @@ def _bilingual(
     ]
 
 
+def _size_ladder() -> tuple[int, ...]:
+    sizes, px = [], 8
+    while px <= 1200:
+        sizes.append(px)
+        px = max(px + 1, round(px * 1.12))
+    return tuple(sizes)
+
+
+# Text sizes snap to this ladder (steps of at most 12 %): every FreeType face of Noto Sans CJK
+# costs ~2.4 MB, so a handful of sizes keeps the font cache small on a 512 MB Pi.
+SIZE_LADDER: Final = _size_ladder()
+_REF_PX: Final = 100  # widths and line heights are measured once at this size and scaled
+
+
+def snap_px(px: int) -> int:
+    """The largest ladder size <= px (8 at least)."""
+    index = bisect.bisect_right(SIZE_LADDER, px) - 1
+    return SIZE_LADDER[max(0, index)]
+
+
+def _lower(px: int) -> int:
+    index = bisect.bisect_left(SIZE_LADDER, px)
+    return SIZE_LADDER[max(0, index - 1)]
+
+
 @functools.lru_cache(maxsize=1024)
-def _fit_px(fonts: FontSet, text: str, bold: bool, px: int, width: int) -> int:
-    """The largest size <= px at which `text` fits `width` (never below 8 px)."""
-    while px > 8:
-        length = fonts.font(px, bold=bold).getlength(text)
-        if length <= width:
-            return px
-        px = min(px - 1, int(px * width / length))
-    return 8
+def _ref_length(fonts: FontSet, text: str, bold: bool) -> float:
+    return float(fonts.font(_REF_PX, bold=bold).getlength(text))
 
 
-@functools.lru_cache(maxsize=256)
-def _line_height(fonts: FontSet, px: int, bold: bool) -> int:
-    ascent, descent = fonts.font(px, bold=bold).getmetrics()
+@functools.lru_cache(maxsize=1024)
+def _fit_px(fonts: FontSet, text: str, bold: bool, px: int, width: int, *, verify: bool = True) -> int:
+    """The largest ladder size <= px at which `text` fits `width` (never below 8 px).
+
+    Estimated from the reference width (text width scales with size), then checked with the
+    real font at the chosen size, which is the one that will draw it anyway.
+    """
+    px = snap_px(px)
+    per_px = _ref_length(fonts, text, bold) / _REF_PX
+    while px > SIZE_LADDER[0] and per_px * px > width:
+        px = _lower(px)
+    while verify and px > SIZE_LADDER[0] and _text_width(fonts, text, bold, px) > width:
+        px = _lower(px)
+    return px
+
+
+@functools.lru_cache(maxsize=1024)
+def _text_width(fonts: FontSet, text: str, bold: bool, px: int) -> int:
+    return math.ceil(fonts.font(px, bold=bold).getlength(text))
+
+
+@functools.lru_cache(maxsize=2)
+def _ref_metrics(fonts: FontSet, bold: bool) -> int:
+    ascent, descent = fonts.font(_REF_PX, bold=bold).getmetrics()
     return int(ascent + descent)
 
 
-@functools.lru_cache(maxsize=512)
-def _text_mask(font: ImageFont.FreeTypeFont, text: str) -> tuple[Image.Image, int, int]:
+def _line_height(fonts: FontSet, px: int, bold: bool) -> int:
+    return math.ceil(_ref_metrics(fonts, bold) * px / _REF_PX)
+
+
+@functools.lru_cache(maxsize=256)
+def _text_mask(fonts: FontSet, px: int, bold: bool, text: str) -> tuple[Image.Image, int, int]:
     """The text rasterised once as an "L" mask, with its offset from the line box's top-left."""
+    font = fonts.font(px, bold=bold)
     x0, y0, x1, y1 = font.getbbox(text, anchor="la")
     mask = Image.new("L", (max(1, int(x1 - x0)), max(1, int(y1 - y0))), 0)
     ImageDraw.Draw(mask).text((-x0, -y0), text, fill=255, font=font, anchor="la")
@@ -227,7 +274,7 @@ def _column(
         if attempt == 7:
             floor = 8  # nothing else fits: let the small lines shrink too
         sizes = [
-            _fit_px(fonts, line.text, line.bold, max(floor, round(line.rel * unit * scale)), w)
+            _fit_px(fonts, line.text, line.bold, max(floor, round(line.rel * unit * scale)), w, verify=False)
             for line in lines
         ]
         heights = [_line_height(fonts, px, line.bold) for px, line in zip(sizes, lines, strict=True)]
@@ -236,11 +283,15 @@ def _column(
         if total <= h:
             break
         scale *= h / total * 0.97
+    # only now load real fonts: the estimate's sizes, lowered where hinting made a line wider
+    sizes = [_fit_px(fonts, line.text, line.bold, px, w) for px, line in zip(sizes, lines, strict=True)]
+    heights = [_line_height(fonts, px, line.bold) for px, line in zip(sizes, lines, strict=True)]
+    total = sum(heights) + sum(gaps)
     top = y + max(0, (h - total) // 2)
     items = []
     for line, px, height, gap in zip(lines, sizes, heights, gaps, strict=True):
         top += gap
-        width = int(fonts.font(px, bold=line.bold).getlength(line.text))
+        width = _text_width(fonts, line.text, line.bold, px)
         left = x if align == "left" else x + (w - width) // 2
         items.append(
             TextItem(
@@ -404,7 +455,7 @@ def plan(screen: Screen, *, size: tuple[int, int], lang: Language, pending_sync:
 
 
 def _paste_text(image: Image.Image, fonts: FontSet, item: TextItem) -> None:
-    mask, dx, dy = _text_mask(fonts.font(item.px, bold=item.bold), item.text)
+    mask, dx, dy = _text_mask(fonts, item.px, item.bold, item.text)
     image.paste(item.color, (item.x + dx, item.y + dy), mask)
 
 
@@ -430,7 +481,7 @@ def _static_key(screen: Screen) -> Screen:
     return dataclasses.replace(screen, expires_at=1.0) if isinstance(screen, PayScreen) else screen
 
 
-@functools.lru_cache(maxsize=8)
+@functools.lru_cache(maxsize=2)  # the screen showing and the one before: ~1 MB each at 800x480
 def _static_layer(
     screen: Screen, size: tuple[int, int], lang: Language, pending_sync: int, fonts: FontSet
 ) -> tuple[Plan, Image.Image]:
@@ -458,7 +509,7 @@ def render(
         slot = layout.countdown
         text = format_countdown(screen.expires_at - now, lang)
         px = _fit_px(fonts, text, False, slot.px, slot.width)
-        width = int(fonts.font(px).getlength(text))
+        width = _text_width(fonts, text, False, px)
         x = slot.x + (slot.width - width) // 2 if slot.align == "center" else slot.x
         color = FAIL_RED if screen.expires_at - now < 30 else MUTED
         item = TextItem(

@@ -107,7 +107,7 @@ def module_px_for(matrix: QRMatrix, side: int) -> int:
     return max(0, side // (matrix.size + 2 * QUIET_MODULES))
 
 
-@functools.lru_cache(maxsize=16)
+@functools.lru_cache(maxsize=8)
 def qr_image(matrix: QRMatrix, module_px: int) -> Image.Image:
     """The symbol with its quiet zone, `module_px` pixels per module, as an "L" image."""
     if module_px < 1:
