@@ -82,6 +82,18 @@ async def test_a_late_client_gets_the_current_version_first(driver: WebDriver) -
         assert await resp.content.readuntil(b"\n\n") == b'event: screen\ndata: {"version": 2}\n\n'
 
 
+async def test_closing_the_driver_ends_open_event_streams_promptly() -> None:
+    async with aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=10)) as http:
+        driver = WebDriver("127.0.0.1", 0, SIZE)
+        await driver.__aenter__()
+        async with http.get(driver.url + "events") as resp:
+            await resp.content.readuntil(b"\n\n")
+            started = asyncio.get_running_loop().time()
+            await driver.__aexit__(None, None, None)
+            assert await resp.content.read() == b""  # end of stream, not a hang
+            assert asyncio.get_running_loop().time() - started < 3
+
+
 async def test_port_in_use_is_a_clear_error() -> None:
     with socket.socket() as sock:
         sock.bind(("127.0.0.1", 0))
