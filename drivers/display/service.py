@@ -19,7 +19,7 @@ import math
 import time
 from collections.abc import Callable
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Final
 
 from agent.health import HealthBoard, Level
 from drivers.display.base import DisplayDriver
@@ -43,6 +43,10 @@ if TYPE_CHECKING:
 __all__ = ["DisplayService", "friend_url", "open_display"]
 
 log = logging.getLogger(__name__)
+
+# A lone change is drawn at once; a burst (a sync backlog counting down, a till sending states
+# back to back) is drawn at most 20 times a second, which no eye misses and a Pi barely notices.
+MIN_FRAME_INTERVAL_S: Final = 0.05
 
 
 def open_display(config: DisplayConfig, *, state_dir: Path) -> DisplayDriver:
@@ -194,6 +198,9 @@ class DisplayService:
                         await asyncio.gather(driver.present(frame.image), mirror.present(frame.image))
                     self.frames_presented += 1
                     self.health.set(self.name, Level.GREEN, f"{driver.name} {width}x{height}")
+                if self._changed.is_set():  # changes arrived while drawing: cap the frame rate
+                    await asyncio.sleep(MIN_FRAME_INTERVAL_S)
+                    continue
                 timeout = seconds_to_next_tick(screen, now)
                 with contextlib.suppress(TimeoutError):
                     await asyncio.wait_for(self._changed.wait(), timeout=timeout)
