@@ -8,8 +8,9 @@ from PIL import Image
 
 from drivers.display.fonts import FontSet, find_fonts
 from drivers.display.layout import LANGUAGES, Language, render
+from drivers.display.qr import Ecc, encode, qr_image
 from drivers.display.screens import Screen
-from tests.display_samples import NOW, SIZES, qr_screens
+from tests.display_samples import BINDING_URL, NOW, PAY_URL, SIZES, qr_screens
 
 QR_SCREENS = qr_screens()
 
@@ -57,3 +58,15 @@ def test_decoder_rejects_a_damaged_code(fonts: FontSet) -> None:
     third = qr.side // 3
     image.paste((255, 255, 255), (qr.x + third, qr.y + third, qr.x + 2 * third, qr.y + 2 * third))
     assert decode_all(image) == []
+
+
+@pytest.mark.parametrize("encoder", ["zxing-cpp", "qrcode"])
+@pytest.mark.parametrize("ecc", list(Ecc))
+@pytest.mark.parametrize(
+    "text", [PAY_URL, BINDING_URL, "https://line.me/R/ti/p/@shopedge", "付款 https://x.tw/?q=台北"]
+)
+def test_both_encoders_decode_to_the_same_text(encoder: str, ecc: Ecc, text: str) -> None:
+    matrix = encode(text, ecc, encoder=encoder)
+    results = zxingcpp.read_barcodes(qr_image(matrix, 3), formats=zxingcpp.BarcodeFormat.QRCode)
+    assert [r.text for r in results] == [text]
+    assert results[0].ec_level == ecc.value
