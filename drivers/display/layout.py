@@ -36,6 +36,7 @@ from drivers.display.screens import (
     PayScreen,
     Screen,
     WaitingScreen,
+    screen_name,
 )
 
 __all__ = [
@@ -387,8 +388,6 @@ def plan(screen: Screen, *, size: tuple[int, int], lang: Language, pending_sync:
     Raises:
         DisplayError: the QR payload cannot fit the screen at one pixel per module.
     """
-    from drivers.display.screens import screen_name
-
     width, height = size
     unit = min(min(size), max(size) * 0.6) / 100
     margin = max(6, round(unit * 4))
