@@ -10,7 +10,7 @@ from drivers.display.fonts import FontSet, find_fonts
 from drivers.display.layout import LANGUAGES, Language, render
 from drivers.display.qr import Ecc, encode, qr_image
 from drivers.display.screens import Screen
-from tests.display_samples import BINDING_URL, NOW, PAY_URL, SIZES, qr_screens
+from tests.display_samples import BINDING_URL, NOW, PAY_URL, SIZES, all_screens, qr_screens
 
 QR_SCREENS = qr_screens()
 
@@ -70,3 +70,10 @@ def test_both_encoders_decode_to_the_same_text(encoder: str, ecc: Ecc, text: str
     results = zxingcpp.read_barcodes(qr_image(matrix, 3), formats=zxingcpp.BarcodeFormat.QRCode)
     assert [r.text for r in results] == [text]
     assert results[0].ec_level == ecc.value
+
+
+@pytest.mark.parametrize("size", [(480, 320), (1920, 1080)], ids=lambda s: f"{s[0]}x{s[1]}")
+@pytest.mark.parametrize("name", ["idle-plain", "waiting", "paid-no-binding", "failed", "joined"])
+def test_screens_without_a_qr_decode_to_nothing(fonts: FontSet, name: str, size: tuple[int, int]) -> None:
+    image = render(all_screens()[name], size=size, lang="zh-TW", fonts=fonts, now=NOW, pending_sync=3).image
+    assert decode_all(image) == []
