@@ -26,7 +26,11 @@ async def test_pay_screen_on_the_real_framebuffer() -> None:
     async with driver:
         frame = render(screen, size=driver.size, lang="zh-TW", fonts=find_fonts(), now=NOW).image
         await driver.present(frame)
+    assert zxingcpp.read_barcode(read_back(driver)).text == url
+
+
+def read_back(driver: FramebufferDriver) -> Image.Image:
     g = driver.geometry
-    data = Path(f"/dev/{name}").read_bytes()[: g.stride * g.height]
-    shown = Image.frombuffer("RGB", driver.size, data, "raw", UNPACK[g.bits_per_pixel], g.stride, 1)
-    assert zxingcpp.read_barcode(shown).text == url
+    with Path(driver.device).open("rb") as device:
+        data = device.read(g.stride * g.height)
+    return Image.frombuffer("RGB", driver.size, data, "raw", UNPACK[g.bits_per_pixel], g.stride, 1)
