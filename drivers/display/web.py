@@ -17,6 +17,7 @@ import contextlib
 import io
 import json
 import logging
+import secrets
 from types import TracebackType
 from typing import Final, Self
 
@@ -38,22 +39,25 @@ img{display:block;width:100vw;height:100vh;object-fit:contain;image-rendering:pi
 </style></head>
 <body data-version="-1"><img id="screen" alt="">
 <script>
+// Each server start has its own epoch, so a restarted agent (versions from 1 again) is followed too.
 const img = document.getElementById("screen");
-let wanted = -1;
-function load(version) {
-  wanted = version;
+let wanted = "";
+function load(key, version) {
+  wanted = key;
   const next = new Image();
   next.onload = () => {
-    if (version < Number(document.body.dataset.version)) return;
+    if (wanted !== key) return;  // a newer frame was announced while this one loaded
     img.src = next.src;
     document.body.dataset.version = String(version);
   };
-  next.src = "screen.png?v=" + version;
+  next.onerror = () => setTimeout(() => { if (wanted === key) load(key, version); }, 1000);
+  next.src = "screen.png?v=" + key;
 }
 const events = new EventSource("events");
 events.addEventListener("screen", (e) => {
-  const version = JSON.parse(e.data).version;
-  if (version !== wanted) load(version);
+  const data = JSON.parse(e.data);
+  const key = data.epoch + "-" + data.version;
+  if (key !== wanted) load(key, data.version);
 });
 </script></body></html>
 """
@@ -82,6 +86,7 @@ class WebDriver:
         self._version = 0
         self._clients: set[asyncio.Queue[int | None]] = set()
         self._runner: web.AppRunner | None = None
+        self.epoch = secrets.token_hex(4)
 
     @property
     def size(self) -> tuple[int, int]:
@@ -136,6 +141,10 @@ class WebDriver:
         for queue in list(self._clients):
             _offer(queue, self._version)
 
+    def _event(self, version: int) -> bytes:
+        data = json.dumps({"version": version, "epoch": self.epoch})
+        return f"event: screen\ndata: {data}\n\n".encode()
+
     async def _page(self, request: web.Request) -> web.Response:
         return web.Response(text=KIOSK_PAGE, content_type="text/html", headers={"Cache-Control": "no-store"})
 
@@ -159,7 +168,7 @@ class WebDriver:
         try:
             await response.write(b"retry: 1000\n\n")
             if self._png is not None:
-                await response.write(_event(self._version))
+                await response.write(self._event(self._version))
             while True:
                 try:
                     version = await asyncio.wait_for(queue.get(), timeout=self._heartbeat_s)
@@ -168,17 +177,13 @@ class WebDriver:
                     continue
                 if version is None:
                     break
-                await response.write(_event(version))
+                await response.write(self._event(version))
             await response.write_eof()
         except ConnectionResetError:
             log.debug("kiosk event client went away")
         finally:
             self._clients.discard(queue)
         return response
-
-
-def _event(version: int) -> bytes:
-    return f"event: screen\ndata: {json.dumps({'version': version})}\n\n".encode()
 
 
 def _offer(queue: asyncio.Queue[int | None], item: int | None) -> None:

@@ -32,6 +32,14 @@ def frame(screen: Screen) -> Image.Image:
     return render(screen, size=SIZE, lang="zh-TW", fonts=find_fonts(), now=NOW).image
 
 
+async def read_event(resp: aiohttp.ClientResponse) -> dict[str, Any]:
+    block = (await resp.content.readuntil(b"\n\n")).decode()
+    kind, data = block.strip().split("\n")
+    assert kind == "event: screen" and data.startswith("data: ")
+    event: dict[str, Any] = json.loads(data.removeprefix("data: "))
+    return event
+
+
 @pytest.fixture
 async def driver() -> AsyncIterator[WebDriver]:
     async with WebDriver("127.0.0.1", 0, SIZE, heartbeat_s=0.2) as d:
@@ -63,9 +71,9 @@ async def test_events_announce_each_version_and_keep_alive(driver: WebDriver) ->
         assert await resp.content.readuntil(b"\n\n") == b"retry: 1000\n\n"
         assert await resp.content.readuntil(b"\n\n") == b": keep-alive\n\n"
         await driver.present(frame(qr_screens()["pay"][0]))
-        assert await resp.content.readuntil(b"\n\n") == b'event: screen\ndata: {"version": 1}\n\n'
+        assert await read_event(resp) == {"version": 1, "epoch": driver.epoch}
         await driver.present(frame(qr_screens()["paid"][0]))
-        assert await resp.content.readuntil(b"\n\n") == b'event: screen\ndata: {"version": 2}\n\n'
+        assert await read_event(resp) == {"version": 2, "epoch": driver.epoch}
     async with asyncio.timeout(5):  # noticed at the next keep-alive write
         while driver._clients:  # noqa: ASYNC110
             await asyncio.sleep(0.05)
@@ -79,7 +87,7 @@ async def test_a_late_client_gets_the_current_version_first(driver: WebDriver) -
         http.get(driver.url + "events") as resp,
     ):
         await resp.content.readuntil(b"\n\n")
-        assert await resp.content.readuntil(b"\n\n") == b'event: screen\ndata: {"version": 2}\n\n'
+        assert await read_event(resp) == {"version": 2, "epoch": driver.epoch}
 
 
 async def test_closing_the_driver_ends_open_event_streams_promptly() -> None:
@@ -257,3 +265,44 @@ async def test_kiosk_script_gives_up_when_nothing_serves(tmp_path: Path) -> None
     )
     _, err = await asyncio.wait_for(proc.communicate(), 30)
     assert proc.returncode == 1 and b"nothing serves" in err
+
+
+@pytest.mark.skipif(
+    CHROMIUM is None, reason="chromium not installed (deploy/system-deps.sh test installs it)"
+)
+async def test_the_kiosk_page_follows_a_restarted_agent(tmp_path: Path) -> None:
+    """After an agent restart versions count from 1 again; the open page must still follow."""
+    screens = qr_screens()
+    first = WebDriver("127.0.0.1", 0, SIZE)
+    await first.__aenter__()
+    port = first.port
+    await first.present(frame(screens["pay"][0]))
+    await first.present(frame(screens["paid"][0]))
+    proc, devtools = await _start_chromium(tmp_path)
+    try:
+        async with aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=30)) as http:
+            async with http.get(devtools + "/json/list") as resp:
+                page = next(t for t in await resp.json() if t["type"] == "page")
+            async with http.ws_connect(page["webSocketDebuggerUrl"], max_msg_size=64 * 2**20) as ws:
+                cdp = CDP(ws)
+                await cdp.call(
+                    "Emulation.setDeviceMetricsOverride",
+                    width=SIZE[0],
+                    height=SIZE[1],
+                    deviceScaleFactor=1,
+                    mobile=False,
+                )
+                await cdp.call("Page.navigate", url=first.url)
+                await cdp.wait_version(2)
+                await first.__aexit__(None, None, None)
+                async with WebDriver("127.0.0.1", port, SIZE) as second:
+                    idle, friend = screens["idle"]
+                    await second.present(frame(idle))
+                    await cdp.wait_version(1)
+                    shot = await cdp.screenshot()
+                    assert [r.text for r in zxingcpp.read_barcodes(shot)] == [friend]
+    finally:
+        await first.__aexit__(None, None, None)
+        if proc.returncode is None:
+            proc.terminate()
+            await proc.wait()
