@@ -202,5 +202,6 @@ class DisplayService:
                     await asyncio.sleep(MIN_FRAME_INTERVAL_S)
                     continue
                 timeout = seconds_to_next_tick(screen, now)
-                with contextlib.suppress(TimeoutError):
-                    await asyncio.wait_for(self._changed.wait(), timeout=timeout)
+                with contextlib.suppress(TimeoutError):  # asyncio.timeout: wait_for (3.11) can eat a cancel
+                    async with asyncio.timeout(timeout):
+                        await self._changed.wait()

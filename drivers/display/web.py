@@ -171,7 +171,8 @@ class WebDriver:
                 await response.write(self._event(self._version))
             while True:
                 try:
-                    version = await asyncio.wait_for(queue.get(), timeout=self._heartbeat_s)
+                    async with asyncio.timeout(self._heartbeat_s):  # not wait_for: it can eat a cancel (3.11)
+                        version = await queue.get()
                 except TimeoutError:
                     await response.write(b": keep-alive\n\n")
                     continue

@@ -185,3 +185,31 @@ def test_wiring_registers_the_display_service(tmp_path: Path) -> None:
     service = ctx.services["display"]
     assert service in components and isinstance(service, DisplayService)
     assert service.screen == IdleScreen("示範門市", "https://line.me/R/ti/p/@shopedge")
+
+
+async def test_a_change_arriving_with_the_cancel_does_not_keep_it_running(
+    running: tuple[DisplayService, MemoryDriver, HealthBoard],
+) -> None:
+    """Shutdown must not hang: on Python 3.11, asyncio.wait_for drops a cancel that lands in the
+    same loop step as the event it waits for (the service uses asyncio.timeout instead)."""
+    service, _, _ = running
+    task = next(t for t in asyncio.all_tasks() if t.get_coro().__qualname__ == "DisplayService.run")  # type: ignore[union-attr]
+    service.set_pending_sync(3)
+    task.cancel()
+    with pytest.raises(asyncio.CancelledError):
+        await asyncio.wait_for(asyncio.shield(task), 5)
+
+
+async def test_status_reporter_stops_when_cancelled_as_health_changes() -> None:
+    from agent.wiring import StatusReporter
+
+    health = HealthBoard()
+    ctx = AgentContext(config=None, engine=None, health=health)  # type: ignore[arg-type]
+    reporter = StatusReporter(ctx, interval=3600)
+    task = asyncio.create_task(reporter.run())
+    await asyncio.sleep(0)
+    await asyncio.sleep(0)
+    health.set("other", Level.AMBER, "changing as the agent stops")
+    task.cancel()
+    with pytest.raises(asyncio.CancelledError):
+        await asyncio.wait_for(asyncio.shield(task), 5)
