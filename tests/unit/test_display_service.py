@@ -192,8 +192,12 @@ async def test_a_change_arriving_with_the_cancel_does_not_keep_it_running(
 ) -> None:
     """Shutdown must not hang: on Python 3.11, asyncio.wait_for drops a cancel that lands in the
     same loop step as the event it waits for (the service uses asyncio.timeout instead)."""
-    service, _, _ = running
+    service, driver, _ = running
+    await service.show(PayScreen(180, PAY_URL, None, NOW + 300))  # a countdown: the wait has a timeout
+    await asyncio.wait_for(driver.wait_frames(2), 10)
     task = next(t for t in asyncio.all_tasks() if t.get_coro().__qualname__ == "DisplayService.run")  # type: ignore[union-attr]
+    for _ in range(5):  # let the loop finish the first frame and wait for the next change
+        await asyncio.sleep(0)
     service.set_pending_sync(3)
     task.cancel()
     with pytest.raises(asyncio.CancelledError):
