@@ -374,7 +374,7 @@ async def _show_joined(
     elif now - claims.issued_at > ctx.config.binding.joined_window_s:
         return
     try:
-        from drivers.display.screens import JoinedScreen  # type: ignore[import-not-found,unused-ignore]
+        from drivers.display.screens import JoinedScreen
     except ImportError:  # the display package is not installed on this build
         log.warning("joined screen not shown: drivers.display is missing")
         return

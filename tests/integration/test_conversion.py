@@ -341,3 +341,16 @@ async def test_reply_token_age_falls_back_to_the_event_time(ctx: AgentContext) -
     assert result.conversion.reply_token == event["replyToken"]
     assert result.conversion.reply_token_received_at == NOW + 30
     assert result.conversion.is_new_follower is False
+
+
+async def test_joined_on_the_real_display_service(ctx: AgentContext) -> None:
+    from drivers.display.screens import IdleScreen, JoinedScreen, PaidScreen
+    from drivers.display.service import DisplayService
+
+    service = DisplayService.from_context(ctx)  # registers ctx.services["display"]
+    assert ctx.services["display"] is service and isinstance(service.screen, IdleScreen)
+    tok, url = issue_binding(ctx.config, "A-1", NOW)
+    await service.show(PaidScreen(amount_twd=350, binding_url=url))
+    result = await handle_line_event(ctx, envelope_data(text_message_event(new_user_id(), URL_PROMPT + tok)))
+    assert result.status is ConversionStatus.RECORDED
+    assert service.screen == JoinedScreen(amount_twd=350)
