@@ -60,7 +60,7 @@ _MESSAGE_TYPES = frozenset(
 
 _REQUEST_ID = web.RequestKey("request_id", str)
 
-FaultKind = Literal["500", "502", "503", "timeout", "rate_limit"]
+FaultKind = Literal["400", "401", "403", "500", "502", "503", "timeout", "rate_limit", "monthly_limit"]
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -221,7 +221,14 @@ class MessagingEmulator:
             return _error(504, "Gateway timeout", request_id)
         if fault.kind == "rate_limit":
             return _error(429, RATE_LIMIT_MESSAGE, request_id)
-        return _error(int(fault.kind), "Internal server error", request_id)
+        if fault.kind == "monthly_limit":
+            return _error(429, MONTHLY_LIMIT_MESSAGE, request_id)
+        messages = {
+            "400": "Failed to send messages",
+            "401": AUTH_FAILED,
+            "403": "Access to this API is not available for your account",
+        }
+        return _error(int(fault.kind), messages.get(fault.kind, "Internal server error"), request_id)
 
     async def _json_body(self, request: web.Request) -> dict[str, Any] | web.Response:
         try:

@@ -1,0 +1,477 @@
+"""Welcome-coupon delivery against the Messaging API emulator, with a real SQLite ledger.
+
+The emulator and the agent share one fake wall clock, so reply-token freshness, retry times and
+budget months are decided by the test, not by how fast the machine is.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import itertools
+from collections.abc import AsyncIterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import pytest
+from sqlalchemy import Engine
+
+from agent.config import ShopEdgeConfig, parse_config
+from agent.context import AgentContext
+from agent.coupons import (
+    CouponService,
+    DeliveryStatus,
+    LedgerState,
+    WelcomeRequest,
+    deliver_welcome,
+    facts_since_blocking,
+)
+from agent.coupons._ledger import campaign_stop_blocking, get_blocking
+from agent.coupons._policy import local_month
+from agent.db import migrate, open_engine
+from agent.health import HealthBoard, Level
+from emulators.messaging import Fault, MessagingEmulator, running_emulator
+from tests.support.outbox import open_outbox
+
+T0 = 1_790_000_000.0  # 2026-09-21, a Monday, Asia/Taipei
+
+
+class Clock:
+    def __init__(self, now: float = T0) -> None:
+        self.now = now
+
+    def __call__(self) -> float:
+        return self.now
+
+
+def user(n: int) -> str:
+    return f"U{n:032x}"
+
+
+@dataclass
+class Rig:
+    emulator: MessagingEmulator
+    base_url: str
+    clock: Clock
+    monotonic: Clock
+    engine: Engine
+    outbox: Any
+    path: Path
+    ctx: AgentContext
+    service: CouponService
+
+    def request(
+        self, n: int, *, token: bool = False, age: float = 0.0, order: str | None = None
+    ) -> WelcomeRequest:
+        reply_token = self.emulator.issue_reply_token(user(n)) if token else None
+        received_at = self.clock()
+        self.clock.now += age  # the webhook arrived `age` seconds ago
+        if not token:
+            self.emulator.add_friend(user(n))
+        return WelcomeRequest(
+            line_user_id=user(n),
+            store_id="store-001",
+            device_id="counter-1",
+            order_id=order or f"order-{n}",
+            reply_token=reply_token,
+            reply_token_received_at=received_at if token else None,
+            is_new_friend=True,
+        )
+
+    def row(self, n: int) -> Any:
+        return get_blocking(self.engine, "welcome", user(n))
+
+    async def drain(self, rounds: int = 20) -> None:
+        """Run the push worker until the stream is empty, stepping the clock past retry times."""
+        for _ in range(rounds):
+            handled = await self.service.drain_once()
+            if await self.outbox.depth("coupon_push") == 0:
+                return
+            if handled == 0:
+                self.clock.now += 400.0
+                self.monotonic.now += 400.0
+        raise AssertionError("coupon_push did not drain")
+
+    def restart(self) -> CouponService:
+        """A new agent process over the same DB and outbox (the old objects are dropped)."""
+        self.engine.dispose()
+        self.engine = open_engine(self.path)
+        self.ctx = AgentContext(
+            config=self.ctx.config,
+            engine=self.engine,
+            health=HealthBoard(),
+            clock=self.monotonic,
+            wall_clock=self.clock,
+        )
+        self.service = CouponService(self.ctx, outbox=self.outbox, sleep=_no_sleep)
+        return self.service
+
+
+async def _no_sleep(_: float) -> None:
+    return None
+
+
+def make_config(base_url: str, tmp_path: Path, **coupons: Any) -> ShopEdgeConfig:
+    campaign = {"name": "welcome", "monthly_budget": coupons.pop("monthly_budget", 200)}
+    return parse_config(
+        {
+            "device": {"store_id": "store-001", "device_id": "counter-1"},
+            "storage": {"state_dir": str(tmp_path)},
+            "line": {"api_base": base_url, "channel_access_token": "tok"},
+            "timeouts": {"line_api": coupons.pop("line_api", 2.0)},
+            "campaigns": [campaign],
+            "coupons": coupons,
+        },
+        environ={},
+    )
+
+
+@pytest.fixture
+async def rig(tmp_path: Path, request: pytest.FixtureRequest) -> AsyncIterator[Rig]:
+    options = getattr(request, "param", {})
+    clock, monotonic = Clock(), Clock(1000.0)
+    emulator = MessagingEmulator(access_tokens={"tok"}, clock=clock, quota_value=options.get("quota", 1000))
+    async with running_emulator(emulator) as (_, base_url):
+        config = make_config(base_url, tmp_path, **options.get("config", {}))
+        path = tmp_path / "shopedge.db"
+        engine = open_engine(path)
+        migrate(engine)
+        outbox = await open_outbox(path, clock)
+        ctx = AgentContext(config=config, engine=engine, clock=monotonic, wall_clock=clock)
+        service = CouponService(ctx, outbox=outbox, sleep=_no_sleep)
+        rig = Rig(emulator, base_url, clock, monotonic, engine, outbox, path, ctx, service)
+        try:
+            yield rig
+        finally:
+            await rig.service.aclose()
+            await outbox.close()
+            rig.engine.dispose()
+
+
+def kinds(rig: Rig) -> list[str]:
+    return [f.kind.value for f in facts_since_blocking(rig.engine, 0)]
+
+
+# ------------------------------------------------------------------------------ happy paths
+
+
+async def test_reply_path_is_free_and_recorded(rig: Rig) -> None:
+    result = await deliver_welcome(rig.ctx, rig.request(1, token=True, age=3))
+    assert result.status is DeliveryStatus.REPLIED
+    (delivery,) = rig.emulator.deliveries
+    assert (delivery.via, delivery.to, delivery.retry_key) == ("reply", user(1), None)
+    flex = delivery.messages[-1]
+    assert flex["type"] == "flex"
+    assert flex["contents"]["footer"]["contents"][0]["action"]["clipboardText"] == result.code
+    row = rig.row(1)
+    assert (row.state, row.channel) == (LedgerState.SENT, "reply")
+    assert rig.emulator.total_usage == 0
+    assert await rig.outbox.depth("coupon_push") == 0
+    assert kinds(rig) == ["coupon_replied"]
+
+
+async def test_push_path_uses_the_ledger_retry_key(rig: Rig) -> None:
+    result = await deliver_welcome(rig.ctx, rig.request(2))
+    assert result.status is DeliveryStatus.QUEUED
+    assert rig.emulator.deliveries == []
+    await rig.drain()
+    (delivery,) = rig.emulator.deliveries
+    row = rig.row(2)
+    assert (delivery.via, delivery.retry_key) == ("push", row.retry_key)
+    assert (row.state, row.channel, row.request_id) == (LedgerState.SENT, "push", delivery.request_id)
+    assert row.month == local_month(T0, "Asia/Taipei")
+    assert rig.emulator.total_usage == 1
+    assert kinds(rig) == ["coupon_pushed"]
+
+
+async def test_stale_token_is_not_tried(rig: Rig) -> None:
+    await deliver_welcome(rig.ctx, rig.request(3, token=True, age=25))  # older than reply_token_ttl_s=20
+    await rig.drain()
+    assert [d.via for d in rig.emulator.deliveries] == ["push"]
+
+
+async def test_token_line_already_expired_falls_back_to_push(rig: Rig) -> None:
+    rig.emulator.reply_token_ttl = 5.0  # LINE's window is shorter than ours this time
+    result = await deliver_welcome(rig.ctx, rig.request(4, token=True, age=6))
+    assert result.status is DeliveryStatus.QUEUED
+    await rig.drain()
+    assert [d.via for d in rig.emulator.deliveries] == ["push"]
+
+
+async def test_second_conversion_of_the_same_user_gets_nothing(rig: Rig) -> None:
+    first = await deliver_welcome(rig.ctx, rig.request(5, token=True))
+    again = await deliver_welcome(rig.ctx, rig.request(5, token=True, order="order-5b"))
+    third = await deliver_welcome(rig.ctx, rig.request(5))
+    await rig.drain()
+    assert first.status is DeliveryStatus.REPLIED
+    assert (again.status, third.status) == (DeliveryStatus.DUPLICATE, DeliveryStatus.DUPLICATE)
+    assert again.code == first.code
+    assert len(rig.emulator.deliveries) == 1
+
+
+@pytest.mark.parametrize("rig", [{"config": {}}], indirect=True)
+async def test_campaign_outside_its_dates_is_skipped(rig: Rig, tmp_path: Path) -> None:
+    config = rig.ctx.config
+    campaign = config.campaigns[0].model_copy(update={"ends": "2026-01-31"})
+    rig.ctx.config = config.model_copy(update={"campaigns": [campaign]})
+    rig.service = rig.restart()
+    result = await deliver_welcome(rig.ctx, rig.request(6, token=True))
+    assert result.status is DeliveryStatus.SKIPPED
+    assert rig.emulator.deliveries == []
+
+
+# ------------------------------------------------------------------------------ push error classes
+
+
+@pytest.mark.parametrize(
+    ("fault", "attempts"),
+    [
+        (Fault(kind="503"), 2),
+        (Fault(kind="500", after_accept=True), 2),  # accepted, answer lost: the resend gets 409
+        (Fault(kind="timeout", after_accept=True, hang_s=2.0), 2),
+        (Fault(kind="timeout", hang_s=2.0), 2),
+        (Fault(kind="rate_limit"), 2),
+    ],
+    ids=["5xx", "5xx-after-accept", "timeout-after-accept", "timeout", "rate-limit"],
+)
+@pytest.mark.parametrize("rig", [{"config": {"line_api": 0.3}}], indirect=True)
+async def test_retryable_push_errors_resend_with_the_same_key(rig: Rig, fault: Fault, attempts: int) -> None:
+    rig.emulator.inject(fault)
+    await deliver_welcome(rig.ctx, rig.request(10))
+    await rig.drain()
+    (delivery,) = rig.emulator.deliveries
+    row = rig.row(10)
+    assert (row.state, row.attempts) == (LedgerState.SENT, attempts)
+    assert delivery.retry_key == row.retry_key
+    assert row.request_id == delivery.request_id  # a 409 names the original request
+    assert kinds(rig) == ["coupon_pushed"]
+
+
+async def test_401_alerts_and_retries_with_the_same_key(rig: Rig) -> None:
+    rig.emulator.inject(Fault(kind="401"))
+    await deliver_welcome(rig.ctx, rig.request(11))
+    await rig.service.drain_once()
+    health = rig.ctx.health.get("coupons")
+    assert health is not None and health.level is Level.RED and "401" in health.detail
+    assert rig.row(11).state is LedgerState.QUEUED
+    await rig.drain()
+    assert rig.row(11).state is LedgerState.SENT
+    assert rig.ctx.health.get("coupons").level is Level.GREEN  # type: ignore[union-attr]
+    assert len(rig.emulator.deliveries) == 1
+
+
+@pytest.mark.parametrize("kind", ["400", "403"])
+async def test_400_and_403_dead_letter_with_the_reason(rig: Rig, kind: str) -> None:
+    rig.emulator.inject(Fault(kind=kind))  # type: ignore[arg-type]
+    await deliver_welcome(rig.ctx, rig.request(12))
+    await rig.drain()
+    row = rig.row(12)
+    assert row.state is LedgerState.DEAD
+    assert row.error.startswith(kind)
+    assert rig.emulator.deliveries == []
+    if hasattr(rig.outbox, "dead"):
+        ((_, reason),) = rig.outbox.dead.values()
+        assert kind in reason
+
+
+async def test_unknown_user_is_dead_not_retried(rig: Rig) -> None:
+    request = WelcomeRequest(line_user_id=user(13), store_id="store-001", device_id="counter-1")
+    await deliver_welcome(rig.ctx, request)  # never befriended the emulated account
+    await rig.drain()
+    assert rig.row(13).state is LedgerState.DEAD
+    assert "Failed to send messages" in rig.row(13).error
+
+
+async def test_monthly_limit_429_stops_the_campaign(rig: Rig) -> None:
+    rig.emulator.inject(Fault(kind="monthly_limit"))
+    await deliver_welcome(rig.ctx, rig.request(14))
+    await deliver_welcome(rig.ctx, rig.request(15))
+    await rig.drain()
+    month = local_month(T0, "Asia/Taipei")
+    assert campaign_stop_blocking(rig.engine, "welcome", month) == "LINE monthly message limit reached"
+    assert (rig.row(14).state, rig.row(15).state) == (LedgerState.HELD, LedgerState.HELD)
+    health = rig.ctx.health.get("coupons")
+    assert health is not None and health.level is Level.AMBER
+    pushes = [d for d in rig.emulator.deliveries if d.via == "push"]
+    assert pushes == []
+    # A reply is still free and still allowed while pushes are stopped.
+    result = await deliver_welcome(rig.ctx, rig.request(16, token=True))
+    assert result.status is DeliveryStatus.REPLIED
+
+
+# ------------------------------------------------------------------------------ reply error classes
+
+
+@pytest.mark.parametrize("rig", [{"config": {"line_api": 0.3}}], indirect=True)
+async def test_reply_5xx_before_accept_retries_the_reply(rig: Rig) -> None:
+    rig.emulator.inject(Fault(endpoint="reply", kind="503"))
+    result = await deliver_welcome(rig.ctx, rig.request(20, token=True))
+    assert result.status is DeliveryStatus.REPLIED
+    assert [d.via for d in rig.emulator.deliveries] == ["reply"]
+
+
+@pytest.mark.parametrize("rig", [{"config": {"line_api": 0.3}}], indirect=True)
+async def test_reply_lost_answer_is_inferred_from_the_consumed_token(rig: Rig) -> None:
+    rig.emulator.inject(Fault(endpoint="reply", kind="timeout", after_accept=True, hang_s=2.0))
+    result = await deliver_welcome(rig.ctx, rig.request(21, token=True))
+    await rig.drain()
+    assert result.status is DeliveryStatus.REPLIED
+    assert [d.via for d in rig.emulator.deliveries] == ["reply"]
+    assert "inferred" in rig.row(21).error
+
+
+@pytest.mark.parametrize("rig", [{"config": {"line_api": 0.3}}], indirect=True)
+async def test_reply_never_answered_is_unknown_and_not_pushed(rig: Rig) -> None:
+    rig.emulator.inject(*[Fault(endpoint="reply", kind="503") for _ in range(3)])
+    result = await deliver_welcome(rig.ctx, rig.request(22, token=True))
+    await rig.drain()
+    assert result.status is DeliveryStatus.UNKNOWN
+    assert rig.row(22).state is LedgerState.UNKNOWN
+    assert rig.emulator.deliveries == []
+
+
+async def test_reply_401_alerts_and_falls_back_to_push(rig: Rig) -> None:
+    rig.emulator.inject(Fault(endpoint="reply", kind="401"))
+    result = await deliver_welcome(rig.ctx, rig.request(23, token=True))
+    assert result.status is DeliveryStatus.QUEUED
+    assert rig.ctx.health.get("coupons").level is Level.RED  # type: ignore[union-attr]
+    await rig.drain()
+    assert [d.via for d in rig.emulator.deliveries] == ["push"]
+
+
+async def test_reply_400_is_dead(rig: Rig) -> None:
+    rig.emulator.inject(Fault(endpoint="reply", kind="400"))
+    result = await deliver_welcome(rig.ctx, rig.request(24, token=True))
+    assert result.status is DeliveryStatus.DEAD
+    assert rig.emulator.deliveries == []
+
+
+# ------------------------------------------------------------------------------ crashes
+
+
+class Crash(BaseException):
+    """Stands for the process dying: nothing after it runs, no except clause catches it."""
+
+
+async def test_crash_between_push_and_record_sends_no_second_coupon(rig: Rig) -> None:
+    await deliver_welcome(rig.ctx, rig.request(30))
+    line = await rig.service.line()
+    real_push = line.push
+
+    async def push_then_die(*args: Any, **kwargs: Any) -> Any:
+        await real_push(*args, **kwargs)
+        raise Crash
+
+    line.push = push_then_die  # type: ignore[method-assign]
+    with pytest.raises(Crash):
+        await rig.service.drain_once()
+    assert len(rig.emulator.deliveries) == 1
+    assert rig.row(30).state is LedgerState.QUEUED  # the send was never recorded
+    await rig.service.aclose()
+
+    service = rig.restart()
+    rig.clock.now += 120  # the dead worker's lease runs out
+    await service.recover()
+    await rig.drain()
+    row = rig.row(30)
+    assert row.state is LedgerState.SENT
+    assert len(rig.emulator.deliveries) == 1  # the resend got 409, not a second coupon
+    assert row.request_id == rig.emulator.deliveries[0].request_id
+
+
+async def test_crash_between_reply_and_record_sends_no_second_coupon(rig: Rig) -> None:
+    line = await rig.service.line()
+    real_reply = line.reply
+
+    async def reply_then_die(*args: Any, **kwargs: Any) -> Any:
+        await real_reply(*args, **kwargs)
+        raise Crash
+
+    line.reply = reply_then_die  # type: ignore[method-assign]
+    with pytest.raises(Crash):
+        await deliver_welcome(rig.ctx, rig.request(31, token=True))
+    await rig.service.aclose()
+    service = rig.restart()
+    assert await service.recover() == 1
+    await rig.drain()
+    assert rig.row(31).state is LedgerState.UNKNOWN
+    assert len(rig.emulator.deliveries) == 1
+
+
+async def test_crash_after_claim_before_anything_is_sent_recovers_to_a_push(rig: Rig) -> None:
+    service = rig.service
+
+    async def die(*args: Any, **kwargs: Any) -> Any:
+        raise Crash
+
+    service._queue_push = die  # type: ignore[method-assign]
+    with pytest.raises(Crash):
+        await deliver_welcome(rig.ctx, rig.request(32))
+    assert rig.row(32).state is LedgerState.CLAIMED
+    restarted = rig.restart()
+    await restarted.recover()
+    await rig.drain()
+    assert rig.row(32).state is LedgerState.SENT
+    assert len(rig.emulator.deliveries) == 1
+
+
+# ------------------------------------------------------------------------------ budget and quota
+
+
+@pytest.mark.parametrize("rig", [{"quota": 3}], indirect=True)
+async def test_quota_exhaustion_mid_campaign_stops_before_line_refuses(rig: Rig) -> None:
+    for n in range(40, 46):
+        await deliver_welcome(rig.ctx, rig.request(n))
+    await rig.drain()
+    states = [rig.row(n).state for n in range(40, 46)]
+    assert states == [LedgerState.SENT] * 3 + [LedgerState.HELD] * 3
+    assert rig.emulator.total_usage == 3
+    assert len(rig.emulator.deliveries) == 3
+    reason = campaign_stop_blocking(rig.engine, "welcome", local_month(T0, "Asia/Taipei"))
+    assert reason == "account quota spent (3/3)"
+    assert rig.ctx.health.get("coupons").level is Level.AMBER  # type: ignore[union-attr]
+
+
+@pytest.mark.parametrize("rig", [{"quota": 10, "config": {"quota_cache_s": 3600}}], indirect=True)
+async def test_quota_spent_elsewhere_meets_the_monthly_limit_429(rig: Rig) -> None:
+    await deliver_welcome(rig.ctx, rig.request(50))
+    await rig.drain()  # caches the quota: 1 of 10 used
+    rig.emulator.set_quota(usage=10)  # the shop's own broadcasts spent the rest
+    await deliver_welcome(rig.ctx, rig.request(51))
+    await rig.drain()
+    assert rig.row(51).state is LedgerState.HELD
+    reason = campaign_stop_blocking(rig.engine, "welcome", local_month(T0, "Asia/Taipei"))
+    assert reason == "LINE monthly message limit reached"
+
+
+@pytest.mark.parametrize("rig", [{"config": {"monthly_budget": 2}}], indirect=True)
+async def test_campaign_budget_caps_pushes_but_not_replies(rig: Rig) -> None:
+    for n in range(60, 63):
+        await deliver_welcome(rig.ctx, rig.request(n))
+    replied = await deliver_welcome(rig.ctx, rig.request(63, token=True))
+    await rig.drain()
+    assert [rig.row(n).state for n in range(60, 63)] == [LedgerState.SENT] * 2 + [LedgerState.HELD]
+    assert replied.status is DeliveryStatus.REPLIED
+    assert rig.emulator.total_usage == 2
+
+
+# ------------------------------------------------------------------------------ concurrency
+
+
+async def test_1000_concurrent_conversions_for_200_users_give_one_coupon_each(rig: Rig) -> None:
+    users = list(range(100, 300))
+    requests = []
+    for n, copy in itertools.product(users, range(5)):
+        # Every other user's conversion carries a fresh reply token on some copies.
+        requests.append(rig.request(n, token=(n % 2 == 0 and copy % 2 == 0)))
+    results = await asyncio.gather(*(deliver_welcome(rig.ctx, r) for r in requests))
+    await rig.drain(rounds=200)
+    assert len(results) == 1000
+    per_user = {user(n): 0 for n in users}
+    for delivery in rig.emulator.deliveries:
+        per_user[delivery.to] += 1
+    assert set(per_user.values()) == {1}
+    winners = [r for r in results if r.status is not DeliveryStatus.DUPLICATE]
+    assert len(winners) == 200
+    assert all(rig.row(n).state is LedgerState.SENT for n in users)
+    assert sum(1 for k in kinds(rig) if k.startswith("coupon_")) == 200
