@@ -261,7 +261,9 @@ class CampaignConfig(_Section):
     ends: str = ""
     monthly_budget: Annotated[int, Field(ge=0)] = 200
     message_cost_twd: Annotated[float, Field(ge=0)] = 0.2
-    offer: Annotated[str, Field(min_length=1, max_length=120)] = "下次消費折抵 NT$30 / NT$30 off your next visit"
+    offer: Annotated[str, Field(min_length=1, max_length=120)] = (
+        "下次消費折抵 NT$30 / NT$30 off your next visit"
+    )
     valid_days: Annotated[int, Field(ge=1, le=366)] = 30
 
     @field_validator("starts", "ends")
