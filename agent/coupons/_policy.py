@@ -230,6 +230,7 @@ def coupon_messages(
             "size": "full",
             "aspectRatio": "3:1",
             "aspectMode": "fit",
+            "animated": False,
         }
     messages: list[dict[str, Any]] = []
     if campaign.coupon_id:
