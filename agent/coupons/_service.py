@@ -57,6 +57,7 @@ from agent.coupons._policy import (
     welcome_campaign,
 )
 from agent.health import Level
+from offline_queue import Durability
 
 __all__ = [
     "PUSH_STREAM",
@@ -74,15 +75,6 @@ PUSH_STREAM = "coupon_push"
 SERVICE_NAME = "coupons"
 _REPLY_ATTEMPTS = 3  # within the reply token's freshness; a 4th would rarely still be fresh
 _T = TypeVar("_T")
-
-
-def _critical() -> Any:
-    """`Durability.CRITICAL` of the shared outbox (its string value until the package lands)."""
-    try:
-        from offline_queue import Durability  # type: ignore[attr-defined]
-    except ImportError:
-        return "critical"
-    return Durability.CRITICAL
 
 
 class OutboxLike(Protocol):
@@ -409,7 +401,7 @@ class CouponService:
                 "retry_key": row.retry_key,
                 "messages": messages,
             },
-            durability=_critical(),
+            durability=Durability.CRITICAL,
             dedupe_key=f"coupon:{campaign.name}:{row.line_user_id}",
         )
         self._wake.set()

@@ -31,7 +31,7 @@ from agent.coupons._policy import local_month
 from agent.db import migrate, open_engine
 from agent.health import HealthBoard, Level
 from emulators.messaging import Fault, MessagingEmulator, running_emulator
-from tests.support.outbox import open_outbox
+from offline_queue import Outbox
 
 T0 = 1_790_000_000.0  # 2026-09-21, a Monday, Asia/Taipei
 
@@ -55,7 +55,7 @@ class Rig:
     clock: Clock
     monotonic: Clock
     engine: Engine
-    outbox: Any
+    outbox: Outbox
     path: Path
     ctx: AgentContext
     service: CouponService
@@ -136,7 +136,7 @@ async def rig(tmp_path: Path, request: pytest.FixtureRequest) -> AsyncIterator[R
         path = tmp_path / "shopedge.db"
         engine = open_engine(path)
         migrate(engine)
-        outbox = await open_outbox(path, clock)
+        outbox = await Outbox.open(path, clock=clock)
         ctx = AgentContext(config=config, engine=engine, clock=monotonic, wall_clock=clock)
         service = CouponService(ctx, outbox=outbox, sleep=_no_sleep)
         rig = Rig(emulator, base_url, clock, monotonic, engine, outbox, path, ctx, service)
@@ -269,9 +269,8 @@ async def test_400_and_403_dead_letter_with_the_reason(rig: Rig, kind: str) -> N
     assert row.state is LedgerState.DEAD
     assert row.error.startswith(kind)
     assert rig.emulator.deliveries == []
-    if hasattr(rig.outbox, "dead"):
-        ((_, reason),) = rig.outbox.dead.values()
-        assert kind in reason
+    (letter,) = await rig.outbox.dead_letters("coupon_push")
+    assert f"LINE refused the push: {kind}" in letter.reason, letter.reason
 
 
 async def test_unknown_user_is_dead_not_retried(rig: Rig) -> None:
