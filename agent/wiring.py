@@ -11,6 +11,7 @@ import contextlib
 import logging
 
 from agent.context import AgentContext
+from agent.coupons import CouponService, FunnelUpstream
 from agent.health import Level
 from agent.supervisor import Component
 
@@ -45,4 +46,5 @@ class StatusReporter:
 def build_components(ctx: AgentContext) -> list[Component]:
     """Every component this device runs, in start order."""
     components: list[Component] = [StatusReporter(ctx)]
+    components += [CouponService(ctx), FunnelUpstream(ctx)]
     return components

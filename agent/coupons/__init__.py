@@ -23,9 +23,12 @@ from agent.coupons._service import (
     DeliveryStatus,
     WelcomeRequest,
     deliver_welcome,
+    record_fact,
 )
+from agent.coupons._upstream import FUNNEL_STREAM, FunnelUpstream
 
 __all__ = [
+    "FUNNEL_STREAM",
     "PUSH_STREAM",
     "REPORT_KEYS",
     "Answer",
@@ -35,6 +38,7 @@ __all__ = [
     "Fact",
     "FactKind",
     "FunnelRow",
+    "FunnelUpstream",
     "LedgerRow",
     "LedgerState",
     "Outcome",
@@ -47,5 +51,6 @@ __all__ = [
     "funnel_total",
     "make_code",
     "normalize_code",
+    "record_fact",
     "record_fact_blocking",
 ]

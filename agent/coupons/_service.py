@@ -67,6 +67,7 @@ __all__ = [
     "OutboxLike",
     "WelcomeRequest",
     "deliver_welcome",
+    "record_fact",
 ]
 
 log = logging.getLogger(__name__)
@@ -141,6 +142,12 @@ def deliver_welcome(ctx: AgentContext, conversion: WelcomeRequest) -> Awaitable[
     if not isinstance(service, CouponService):
         raise RuntimeError("the coupons service is not running (ctx.services['coupons'] is missing)")
     return service.deliver(conversion)
+
+
+async def record_fact(ctx: AgentContext, fact: Fact) -> bool:
+    """Record a funnel fact (payments, binding QRs, friends, members...) from any capability;
+    True when new. Idempotent: the same fact recorded twice counts once."""
+    return await asyncio.to_thread(record_fact_blocking, ctx.engine, fact)
 
 
 class CouponService:
@@ -243,7 +250,7 @@ class CouponService:
             )
         messages = self._messages(campaign, row)
         ttl = self.config.coupons.reply_token_ttl_s
-        if req.reply_token and reply_is_fresh(req.reply_token_received_at, now, ttl):
+        if self.configured and req.reply_token and reply_is_fresh(req.reply_token_received_at, now, ttl):
             result = await self._reply(campaign, row, req, messages)
             if result is not None:
                 return result
@@ -440,9 +447,19 @@ class CouponService:
 
     # ---------------------------------------------------------------- push worker
 
+    @property
+    def configured(self) -> bool:
+        """False until `line.channel_access_token` is set: coupons queue but nothing is sent."""
+        return bool(self.config.line.channel_access_token.get_secret_value())
+
     async def run(self) -> None:
         try:
             await self.recover()
+            if not self.configured:
+                self.ctx.health.set(
+                    self.name, Level.AMBER, "line.channel_access_token is not set: coupons wait in the outbox"
+                )
+                await asyncio.Event().wait()  # nothing can be sent until the config is fixed
             self.ctx.health.set(self.name, Level.GREEN, "ready")
             while True:
                 handled = await self.drain_once()

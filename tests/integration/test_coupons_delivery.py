@@ -14,6 +14,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from pydantic import SecretStr
 from sqlalchemy import Engine
 
 from agent.config import ShopEdgeConfig, parse_config
@@ -474,3 +475,48 @@ async def test_1000_concurrent_conversions_for_200_users_give_one_coupon_each(ri
     assert len(winners) == 200
     assert all(rig.row(n).state is LedgerState.SENT for n in users)
     assert sum(1 for k in kinds(rig) if k.startswith("coupon_")) == 200
+
+
+# ------------------------------------------------------------------------------ the component
+
+
+async def test_running_component_drains_pushes_as_they_are_queued(rig: Rig) -> None:
+    task = asyncio.create_task(rig.service.run())
+    try:
+        for _ in range(100):
+            if rig.ctx.health.get("coupons") is not None:
+                break
+            await asyncio.sleep(0.01)
+        assert rig.ctx.health.get("coupons").level is Level.GREEN  # type: ignore[union-attr]
+        await deliver_welcome(rig.ctx, rig.request(70))
+        for _ in range(200):
+            if rig.emulator.deliveries:
+                break
+            await asyncio.sleep(0.01)
+        assert [d.to for d in rig.emulator.deliveries] == [user(70)]
+    finally:
+        task.cancel()
+        with pytest.raises(asyncio.CancelledError):
+            await task
+
+
+@pytest.mark.parametrize("rig", [{"config": {}}], indirect=True)
+async def test_without_a_token_coupons_wait_and_health_says_why(rig: Rig) -> None:
+    line = rig.ctx.config.line.model_copy(update={"channel_access_token": SecretStr("")})
+    rig.ctx.config = rig.ctx.config.model_copy(update={"line": line})
+    service = rig.restart()
+    task = asyncio.create_task(service.run())
+    try:
+        result = await deliver_welcome(rig.ctx, rig.request(71, token=True))
+        for _ in range(100):
+            if rig.ctx.health.get("coupons") is not None:
+                break
+            await asyncio.sleep(0.01)
+        health = rig.ctx.health.get("coupons")
+        assert health is not None and health.level is Level.AMBER and "channel_access_token" in health.detail
+        assert result.status is DeliveryStatus.QUEUED
+        assert rig.emulator.deliveries == []
+    finally:
+        task.cancel()
+        with pytest.raises(asyncio.CancelledError):
+            await task

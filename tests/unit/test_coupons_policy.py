@@ -215,3 +215,13 @@ def test_messages_are_valid_sdk_messages_with_the_code() -> None:
     for message in plain + with_coupon:
         assert Message.from_dict(message).to_dict() == message  # what the SDK will send
     assert code[:5] in plain[0]["altText"]
+
+
+def test_package_exports_exactly_its_public_names() -> None:
+    import types
+
+    public = {
+        n for n, v in vars(coupons).items() if not n.startswith("_") and not isinstance(v, types.ModuleType)
+    }
+    assert len(coupons.__all__) == len(set(coupons.__all__))
+    assert set(coupons.__all__) == public
