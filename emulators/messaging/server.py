@@ -41,6 +41,7 @@ __all__ = [
     "Fault",
     "MessagingEmulator",
     "running_emulator",
+    "serve",
 ]
 
 RETRY_KEY_TTL_S = 24 * 3600.0  # LINE remembers an accepted retry key for 24 h [RETRY]
@@ -508,12 +509,12 @@ def _check_coupon(body: dict[str, Any]) -> list[tuple[str, str]]:
     return problems
 
 
-@asynccontextmanager
-async def running_emulator(
-    emulator: MessagingEmulator | None = None, *, host: str = "127.0.0.1", port: int = 0
-) -> AsyncIterator[tuple[MessagingEmulator, str]]:
-    """Serve `emulator` on `host:port` (0 = a free port); yields it and its base URL."""
-    emulator = emulator or MessagingEmulator(access_tokens={"test-token"})
+async def serve(
+    emulator: MessagingEmulator, *, host: str = "127.0.0.1", port: int = 0
+) -> tuple[web.AppRunner, str]:
+    """Start serving `emulator` (0 = a free port); returns the runner (`await runner.cleanup()`
+    stops it) and the base URL. For long-lived use such as the demo; tests prefer
+    `running_emulator`."""
     runner = web.AppRunner(emulator.app(), handle_signals=False)
     await runner.setup()
     site = web.TCPSite(runner, host, port)
@@ -521,7 +522,17 @@ async def running_emulator(
     server = site._server
     assert server is not None
     bound = server.sockets[0].getsockname()[1]  # type: ignore[attr-defined]
+    return runner, f"http://{host}:{bound}"
+
+
+@asynccontextmanager
+async def running_emulator(
+    emulator: MessagingEmulator | None = None, *, host: str = "127.0.0.1", port: int = 0
+) -> AsyncIterator[tuple[MessagingEmulator, str]]:
+    """Serve `emulator` on `host:port` (0 = a free port); yields it and its base URL."""
+    emulator = emulator or MessagingEmulator(access_tokens={"test-token"})
+    runner, base_url = await serve(emulator, host=host, port=port)
     try:
-        yield emulator, f"http://{host}:{bound}"
+        yield emulator, base_url
     finally:
         await runner.cleanup()
