@@ -266,6 +266,8 @@ class CampaignConfig(_Section):
         "下次消費折抵 NT$30 / NT$30 off your next visit"
     )
     valid_days: Annotated[int, Field(ge=1, le=366)] = 30
+    coupon_api: bool = False
+    discount_twd: Annotated[int, Field(ge=1, le=100_000)] = 30
 
     @field_validator("starts", "ends")
     @classmethod

@@ -19,6 +19,7 @@ from linebot.v3.messaging import (
     AsyncApiClient,
     AsyncMessagingApi,
     Configuration,
+    CouponCreateRequest,
     Message,
     PushMessageRequest,
     ReplyMessageRequest,
@@ -27,7 +28,15 @@ from linebot.v3.messaging.exceptions import ApiException
 
 from agent.coupons._policy import Answer
 
-__all__ = ["LineMessaging", "Quota", "QuotaUnavailable"]
+__all__ = ["LineMessaging", "LineRefused", "Quota", "QuotaUnavailable"]
+
+
+class LineRefused(Exception):
+    """A Messaging API call that did not succeed; `answer` says how."""
+
+    def __init__(self, answer: Answer) -> None:
+        super().__init__(f"{answer.status} {answer.message}".strip())
+        self.answer = answer
 
 
 class QuotaUnavailable(Exception):
@@ -123,6 +132,21 @@ class LineMessaging:
         except _Failed as failed:
             return failed.answer
         return Answer(status=response.status_code, request_id=_header(response.headers, "x-line-request-id"))
+
+    async def create_coupon(self, body: dict[str, Any]) -> str:
+        """Create a LINE coupon; returns its id.
+
+        Raises:
+            LineRefused: LINE refused it or did not answer (the answer is attached).
+        """
+        try:
+            with _map_errors():
+                created = await self.api.create_coupon(
+                    CouponCreateRequest.from_dict(body), _request_timeout=self._timeout
+                )
+        except _Failed as failed:
+            raise LineRefused(failed.answer) from failed
+        return str(created.coupon_id)
 
     async def quota(self) -> Quota:
         """The account's monthly quota and what is used of it (two calls)."""

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import secrets
 from dataclasses import dataclass
-from datetime import date, datetime
+from datetime import date, datetime, time, timedelta
 from enum import StrEnum
 from typing import Any
 from zoneinfo import ZoneInfo
@@ -29,6 +29,7 @@ __all__ = [
     "budget_verdict",
     "campaign_active",
     "classify",
+    "coupon_create_request",
     "coupon_messages",
     "local_day",
     "local_month",
@@ -237,3 +238,41 @@ def coupon_messages(
         messages.append({"type": "coupon", "couponId": campaign.coupon_id, "deliveryTag": campaign.name})
     messages.append({"type": "flex", "altText": f"{campaign.title}: {display}", "contents": bubble})
     return messages
+
+
+# LINE's coupon API takes its own timezone names; the shop zones ShopEdge is sold in.
+_COUPON_ZONES = {"Asia/Taipei": "ASIA_TAIPEI", "Asia/Tokyo": "ASIA_TOKYO", "Asia/Bangkok": "ASIA_BANGKOK"}
+
+
+def coupon_create_request(campaign: CampaignConfig, *, now: float, zone: str) -> dict[str, Any]:
+    """The `POST /v2/bot/coupon` body for a campaign: one use per ticket, a fixed discount, from
+    the campaign's start (or now) until its end plus `valid_days` (or a year from now).
+
+    Raises:
+        ValueError: the shop's zone has no LINE coupon timezone here.
+    """
+    if zone not in _COUPON_ZONES:
+        raise ValueError(f"no LINE coupon timezone for {zone!r} (known: {', '.join(_COUPON_ZONES)})")
+    tz = ZoneInfo(zone)
+    start = (
+        datetime.combine(date.fromisoformat(campaign.starts), time(), tz).timestamp()
+        if campaign.starts
+        else now
+    )
+    if campaign.ends:
+        last = date.fromisoformat(campaign.ends) + timedelta(days=campaign.valid_days + 1)
+        end = datetime.combine(last, time(), tz).timestamp()
+    else:
+        end = now + 366 * 86400
+    return {
+        "title": campaign.title[:60],
+        "description": campaign.offer,
+        "usageCondition": "限本店結帳使用 For use at our counter",
+        "startTimestamp": int(min(start, now)),
+        "endTimestamp": int(end),
+        "timezone": _COUPON_ZONES[zone],
+        "visibility": "UNLISTED",
+        "maxUseCountPerTicket": 1,
+        "acquisitionCondition": {"type": "normal"},
+        "reward": {"type": "discount", "priceInfo": {"type": "fixed", "fixedAmount": campaign.discount_twd}},
+    }

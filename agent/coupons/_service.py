@@ -38,7 +38,7 @@ from agent.coupons._ledger import (
     stop_campaign_blocking,
     transition_blocking,
 )
-from agent.coupons._line import LineMessaging, Quota, QuotaUnavailable
+from agent.coupons._line import LineMessaging, LineRefused, Quota, QuotaUnavailable
 from agent.coupons._policy import (
     PUSH_ACTIONS,
     RETRY_KEY_SAFE_S,
@@ -49,6 +49,7 @@ from agent.coupons._policy import (
     budget_verdict,
     campaign_active,
     classify,
+    coupon_create_request,
     coupon_messages,
     local_day,
     local_month,
@@ -57,6 +58,7 @@ from agent.coupons._policy import (
     welcome_campaign,
 )
 from agent.health import Level
+from agent.state import get_setting, put_setting
 from offline_queue import Durability
 
 __all__ = [
@@ -173,6 +175,7 @@ class CouponService:
         self._line_lock = asyncio.Lock()
         self._quota: tuple[float, Quota] | None = None
         self._recovered = False
+        self._coupon_ids: dict[str, str] = {}
         ctx.services[SERVICE_NAME] = self
 
     # ---------------------------------------------------------------- plumbing
@@ -222,7 +225,31 @@ class CouponService:
         )
         await self._db(record_fact_blocking, fact)
 
-    def _messages(self, campaign: CampaignConfig, row: LedgerRow) -> list[dict[str, Any]]:
+    async def _coupon_id(self, campaign: CampaignConfig) -> str:
+        """The LINE coupon to attach: configured, or created once via the coupon API (kept in the
+        settings table), or "" for the Flex card alone when the API is off or refuses."""
+        if campaign.coupon_id or not campaign.coupon_api or not self.configured:
+            return campaign.coupon_id
+        if campaign.name in self._coupon_ids:
+            return self._coupon_ids[campaign.name]
+        key = f"coupons.line_coupon_id.{campaign.name}"
+        stored = await asyncio.to_thread(get_setting, self.ctx.engine, key)
+        if stored is None:
+            try:
+                body = coupon_create_request(campaign, now=self._now(), zone=self.config.coupons.timezone)
+                stored = await (await self.line()).create_coupon(body)
+            except (LineRefused, ValueError) as exc:
+                log.warning("LINE coupon not created; sending the Flex card alone", extra={"error": str(exc)})
+                return ""
+            await asyncio.to_thread(put_setting, self.ctx.engine, key, stored)
+            log.info("LINE coupon created", extra={"campaign": campaign.name, "coupon_id": stored})
+        self._coupon_ids[campaign.name] = stored
+        return stored
+
+    async def _messages(self, campaign: CampaignConfig, row: LedgerRow) -> list[dict[str, Any]]:
+        coupon_id = await self._coupon_id(campaign)
+        if coupon_id != campaign.coupon_id:
+            campaign = campaign.model_copy(update={"coupon_id": coupon_id})
         valid_until = local_day(row.created_at, self.config.coupons.timezone) + timedelta(
             days=campaign.valid_days
         )
@@ -248,7 +275,7 @@ class CouponService:
                 code=existing.code if existing else None,
                 detail=f"already {state}",
             )
-        messages = self._messages(campaign, row)
+        messages = await self._messages(campaign, row)
         ttl = self.config.coupons.reply_token_ttl_s
         if self.configured and req.reply_token and reply_is_fresh(req.reply_token_received_at, now, ttl):
             result = await self._reply(campaign, row, req, messages)
@@ -441,7 +468,9 @@ class CouponService:
                     error="interrupted during the reply; not pushed to avoid a second coupon",
                 )
             else:
-                await self._queue_push(campaign, row, self._messages(campaign, row), from_states=(row.state,))
+                await self._queue_push(
+                    campaign, row, await self._messages(campaign, row), from_states=(row.state,)
+                )
         self._recovered = True
         return len(rows)
 

@@ -50,8 +50,44 @@ RATE_LIMIT_MESSAGE = "Too Many Requests"
 RETRY_ACCEPTED_MESSAGE = "The retry key is already accepted"
 INVALID_REPLY_TOKEN = "Invalid reply token"  # noqa: S105 (an error message)
 AUTH_FAILED = "Authentication failed. Confirm that the access token in the authorization header is valid."
+# The timezone enum of LINE's coupon API (line-openapi, as generated into line-bot-sdk 3.27).
 COUPON_TIMEZONES = frozenset(
-    {"ETC_GMT_MINUS_12", "ASIA_TOKYO", "ASIA_TAIPEI", "ASIA_BANGKOK", "ASIA_JAKARTA", "UTC"}
+    [
+        "ETC_GMT_MINUS_12",
+        "ETC_GMT_MINUS_11",
+        "PACIFIC_HONOLULU",
+        "AMERICA_ANCHORAGE",
+        "AMERICA_LOS_ANGELES",
+        "AMERICA_PHOENIX",
+        "AMERICA_CHICAGO",
+        "AMERICA_NEW_YORK",
+        "AMERICA_CARACAS",
+        "AMERICA_SANTIAGO",
+        "AMERICA_ST_JOHNS",
+        "AMERICA_SAO_PAULO",
+        "ETC_GMT_MINUS_2",
+        "ATLANTIC_CAPE_VERDE",
+        "EUROPE_LONDON",
+        "EUROPE_PARIS",
+        "EUROPE_ISTANBUL",
+        "EUROPE_MOSCOW",
+        "ASIA_TEHRAN",
+        "ASIA_TBILISI",
+        "ASIA_KABUL",
+        "ASIA_TASHKENT",
+        "ASIA_COLOMBO",
+        "ASIA_KATHMANDU",
+        "ASIA_ALMATY",
+        "ASIA_RANGOON",
+        "ASIA_BANGKOK",
+        "ASIA_TAIPEI",
+        "ASIA_TOKYO",
+        "AUSTRALIA_DARWIN",
+        "AUSTRALIA_SYDNEY",
+        "ASIA_VLADIVOSTOK",
+        "ETC_GMT_PLUS_12",
+        "PACIFIC_TONGATAPU",
+    ]
 )
 _USER_ID = re.compile(r"^U[0-9a-f]{32}$")
 _UUID = re.compile(r"^[0-9a-fA-F]{8}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{12}$")
@@ -73,7 +109,7 @@ class Fault:
     `hang_s` is how long a "timeout" fault holds the connection before closing it.
     """
 
-    endpoint: Literal["push", "reply", "quota", "any"] = "push"
+    endpoint: Literal["push", "reply", "quota", "coupon", "any"] = "push"
     kind: FaultKind = "503"
     after_accept: bool = False
     hang_s: float = 30.0
@@ -359,6 +395,9 @@ class MessagingEmulator:
 
     async def _coupon_create(self, request: web.Request) -> web.Response:
         request_id = request[_REQUEST_ID]
+        fault = self._take_fault("coupon")
+        if fault is not None:
+            return await self._fail(fault, request_id)
         body = await self._json_body(request)
         if isinstance(body, web.Response):
             return body

@@ -9,7 +9,7 @@ from __future__ import annotations
 import asyncio
 import itertools
 from collections.abc import AsyncIterator
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -60,6 +60,7 @@ class Rig:
     path: Path
     ctx: AgentContext
     service: CouponService
+    retired: list[CouponService] = field(default_factory=list)
 
     def request(
         self, n: int, *, token: bool = False, age: float = 0.0, order: str | None = None
@@ -95,6 +96,7 @@ class Rig:
 
     def restart(self) -> CouponService:
         """A new agent process over the same DB and outbox (the old objects are dropped)."""
+        self.retired.append(self.service)
         self.engine.dispose()
         self.engine = open_engine(self.path)
         self.ctx = AgentContext(
@@ -144,7 +146,8 @@ async def rig(tmp_path: Path, request: pytest.FixtureRequest) -> AsyncIterator[R
         try:
             yield rig
         finally:
-            await rig.service.aclose()
+            for service in [*rig.retired, rig.service]:
+                await service.aclose()
             await outbox.close()
             rig.engine.dispose()
 
@@ -520,3 +523,32 @@ async def test_without_a_token_coupons_wait_and_health_says_why(rig: Rig) -> Non
         task.cancel()
         with pytest.raises(asyncio.CancelledError):
             await task
+
+
+# ------------------------------------------------------------------------------ LINE coupon API
+
+
+async def test_coupon_api_creates_one_line_coupon_and_attaches_it(rig: Rig) -> None:
+    campaign = rig.ctx.config.campaigns[0].model_copy(update={"coupon_api": True, "discount_twd": 50})
+    rig.ctx.config = rig.ctx.config.model_copy(update={"campaigns": [campaign]})
+    rig.restart()
+    await deliver_welcome(rig.ctx, rig.request(80, token=True))
+    rig.restart()  # the created coupon id survives a restart (settings table)
+    await deliver_welcome(rig.ctx, rig.request(81))
+    await rig.drain()
+    (coupon,) = rig.emulator._coupons.values()
+    assert coupon["reward"]["priceInfo"]["fixedAmount"] == 50
+    assert coupon["timezone"] == "ASIA_TAIPEI"
+    for delivery in rig.emulator.deliveries:
+        assert [m["type"] for m in delivery.messages] == ["coupon", "flex"]
+        assert delivery.messages[0]["couponId"] == coupon["couponId"]
+
+
+async def test_coupon_api_refusal_still_delivers_the_flex_card(rig: Rig) -> None:
+    campaign = rig.ctx.config.campaigns[0].model_copy(update={"coupon_api": True})
+    rig.ctx.config = rig.ctx.config.model_copy(update={"campaigns": [campaign]})
+    rig.restart()
+    rig.emulator.inject(Fault(endpoint="coupon", kind="503"))  # the coupon create call fails
+    result = await deliver_welcome(rig.ctx, rig.request(82, token=True))
+    assert result.status is DeliveryStatus.REPLIED
+    assert [m["type"] for m in rig.emulator.deliveries[0].messages] == ["flex"]

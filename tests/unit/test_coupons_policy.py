@@ -23,6 +23,7 @@ from agent.coupons._policy import (
     budget_verdict,
     campaign_active,
     classify,
+    coupon_create_request,
     coupon_messages,
     local_day,
     local_month,
@@ -225,3 +226,16 @@ def test_package_exports_exactly_its_public_names() -> None:
     }
     assert len(coupons.__all__) == len(set(coupons.__all__))
     assert set(coupons.__all__) == public
+
+
+def test_coupon_create_request_is_a_valid_sdk_request() -> None:
+    from linebot.v3.messaging import CouponCreateRequest
+
+    campaign = CampaignConfig(starts="2026-03-01", ends="2026-03-31", valid_days=30, discount_twd=40)
+    body = coupon_create_request(campaign, now=1_772_000_000.0, zone="Asia/Taipei")
+    assert CouponCreateRequest.from_dict(body).to_dict() == body
+    assert body["startTimestamp"] == 1_772_000_000  # starts is later than now: usable from now
+    assert body["endTimestamp"] == 1_777_564_800  # 2026-05-01 00:00 Taipei: ends + 30 days, inclusive
+    assert body["reward"]["priceInfo"]["fixedAmount"] == 40
+    with pytest.raises(ValueError, match="no LINE coupon timezone"):
+        coupon_create_request(campaign, now=0.0, zone="Europe/Paris")
