@@ -446,9 +446,11 @@ class CouponService:
     async def recover(self) -> int:
         """Finish rows a crash left half-way; returns how many were touched.
 
-        `claimed`: nothing was sent yet -> queue the push. `replying`: the reply may have left,
-        and a reply has no retry key -> `unknown` (never a second coupon). `queued`: re-put on the
-        outbox (its dedupe key makes that a no-op when the record is still there).
+        `claimed`: nothing was sent yet -> queue the push. `queued`: re-put on the outbox (its
+        dedupe key makes that a no-op when the record is still there). `replying`: the reply may
+        have left, and a reply has no retry key. If the token may still be fresh it is tried once
+        more: LINE accepts it only if the first attempt never arrived, so that delivers exactly
+        one coupon; any other answer ends `unknown` (never a second coupon).
         """
         rows = await self._db(
             rows_in_states_blocking, (LedgerState.CLAIMED, LedgerState.REPLYING, LedgerState.QUEUED)
@@ -457,20 +459,30 @@ class CouponService:
             campaign = self._campaign(row.campaign)
             if campaign is None:
                 continue
-            if row.state is LedgerState.REPLYING:
-                await self._db(
-                    transition_blocking,
-                    row.campaign,
-                    row.line_user_id,
-                    from_states=(LedgerState.REPLYING,),
-                    to_state=LedgerState.UNKNOWN,
-                    now=self._now(),
-                    error="interrupted during the reply; not pushed to avoid a second coupon",
-                )
-            else:
-                await self._queue_push(
-                    campaign, row, await self._messages(campaign, row), from_states=(row.state,)
-                )
+            messages = await self._messages(campaign, row)
+            if row.state is not LedgerState.REPLYING:
+                await self._queue_push(campaign, row, messages, from_states=(row.state,))
+                continue
+            now = self._now()
+            # created_at is when the conversion reached us, no earlier than the token's webhook.
+            if (
+                row.reply_token
+                and self.configured
+                and reply_is_fresh(row.created_at, now, self.config.coupons.reply_token_ttl_s)
+            ):
+                answer = await (await self.line()).reply(row.reply_token, messages)
+                if classify(answer) is Outcome.SENT:
+                    await self._mark_replied(campaign, row, answer.request_id, self._now(), inferred=False)
+                    continue
+            await self._db(
+                transition_blocking,
+                row.campaign,
+                row.line_user_id,
+                from_states=(LedgerState.REPLYING,),
+                to_state=LedgerState.UNKNOWN,
+                now=self._now(),
+                error="interrupted during the reply; not pushed to avoid a second coupon",
+            )
         self._recovered = True
         return len(rows)
 

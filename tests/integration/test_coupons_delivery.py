@@ -552,3 +552,21 @@ async def test_coupon_api_refusal_still_delivers_the_flex_card(rig: Rig) -> None
     result = await deliver_welcome(rig.ctx, rig.request(82, token=True))
     assert result.status is DeliveryStatus.REPLIED
     assert [m["type"] for m in rig.emulator.deliveries[0].messages] == ["flex"]
+
+
+async def test_crash_before_the_reply_left_retries_it_at_restart(rig: Rig) -> None:
+    line = await rig.service.line()
+
+    async def die_before_sending(*args: Any, **kwargs: Any) -> Any:
+        raise Crash
+
+    line.reply = die_before_sending  # type: ignore[method-assign]
+    with pytest.raises(Crash):
+        await deliver_welcome(rig.ctx, rig.request(33, token=True))
+    assert rig.row(33).state is LedgerState.REPLYING
+    rig.clock.now += 5  # a quick systemd restart: the token is still fresh
+    service = rig.restart()
+    await service.recover()
+    await rig.drain()
+    assert rig.row(33).state is LedgerState.SENT
+    assert [d.via for d in rig.emulator.deliveries] == ["reply"]
