@@ -25,6 +25,7 @@ from agent.config import ShopEdgeConfig, load_config
 from agent.context import AgentContext
 from agent.health import Level
 from agent.supervisor import Supervisor
+from drivers.ble.demo_steps import step_beacons
 
 __all__ = ["SCENARIO", "DemoRun", "DemoStepFailed", "demo_config_text", "run_demo"]
 
@@ -131,6 +132,7 @@ def _coupon_steps() -> list[tuple[str, Step]]:
 
 SCENARIO: list[tuple[str, Step]] = [
     ("agent starts", step_agent_up),
+    ("beacons heard", step_beacons),
     *_coupon_steps(),
 ]
 

@@ -14,6 +14,7 @@ from agent.context import AgentContext
 from agent.coupons import CouponService, FunnelUpstream
 from agent.health import Level
 from agent.supervisor import Component
+from drivers.ble.component import BLEPresence
 
 __all__ = ["StatusReporter", "build_components"]
 
@@ -46,5 +47,7 @@ class StatusReporter:
 def build_components(ctx: AgentContext) -> list[Component]:
     """Every component this device runs, in start order."""
     components: list[Component] = [StatusReporter(ctx)]
+    if ctx.config.ble.enabled:
+        components.append(BLEPresence(ctx))
     components += [CouponService(ctx), FunnelUpstream(ctx)]
     return components
