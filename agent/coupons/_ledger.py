@@ -154,18 +154,19 @@ def transition_blocking(
     from_states: tuple[LedgerState, ...],
     to_state: LedgerState,
     now: float,
+    unattempted: bool = False,
     **values: Any,
 ) -> bool:
-    """Move the row to `to_state` (setting `values`) only if it is in one of `from_states`."""
-    stmt = (
-        update(ledger)
-        .where(
-            ledger.c.campaign == campaign,
-            ledger.c.line_user_id == line_user_id,
-            ledger.c.state.in_([s.value for s in from_states]),
-        )
-        .values(state=to_state.value, updated_at=now, **values)
-    )
+    """Move the row to `to_state` (setting `values`) only if it is in one of `from_states`
+    (and, with `unattempted`, only if no push was ever tried for it)."""
+    conditions = [
+        ledger.c.campaign == campaign,
+        ledger.c.line_user_id == line_user_id,
+        ledger.c.state.in_([s.value for s in from_states]),
+    ]
+    if unattempted:
+        conditions.append(ledger.c.attempts == 0)
+    stmt = update(ledger).where(*conditions).values(state=to_state.value, updated_at=now, **values)
     with engine.begin() as conn:
         return conn.execute(stmt).rowcount == 1
 

@@ -265,25 +265,59 @@ class CouponService:
         zone = self.config.coupons.timezone
         if campaign is None or not campaign_active(campaign, local_day(now, zone)):
             return DeliveryResult(status=DeliveryStatus.SKIPPED, detail="no active welcome campaign")
+        ttl = self.config.coupons.reply_token_ttl_s
+        can_reply = (
+            self.configured
+            and bool(req.reply_token)
+            and reply_is_fresh(req.reply_token_received_at, now, ttl)
+        )
         row = await self._claim(campaign, req, now)
         if row is None:
             existing = await self._db(get_blocking, campaign.name, req.line_user_id)
-            state = existing.state if existing else "?"
+            if existing is not None and can_reply and existing.state is LedgerState.QUEUED:
+                # Its push has not been tried yet: a free reply now replaces it (the worker finds
+                # the row settled, or back in `queued` if the reply did not go out).
+                taken = await self._db(
+                    transition_blocking,
+                    campaign.name,
+                    req.line_user_id,
+                    from_states=(LedgerState.QUEUED,),
+                    to_state=LedgerState.REPLYING,
+                    now=now,
+                    unattempted=True,
+                    reply_token=req.reply_token,
+                )
+                if taken:
+                    return await self._reply_or_push(campaign, existing, req)
             return DeliveryResult(
                 status=DeliveryStatus.DUPLICATE,
                 campaign=campaign.name,
                 code=existing.code if existing else None,
-                detail=f"already {state}",
+                detail=f"already {existing.state if existing else '?'}",
             )
-        messages = await self._messages(campaign, row)
-        ttl = self.config.coupons.reply_token_ttl_s
-        if self.configured and req.reply_token and reply_is_fresh(req.reply_token_received_at, now, ttl):
-            result = await self._reply(campaign, row, req, messages)
-            if result is not None:
-                return result
+        if can_reply:
+            await self._db(
+                transition_blocking,
+                campaign.name,
+                row.line_user_id,
+                from_states=(LedgerState.CLAIMED,),
+                to_state=LedgerState.REPLYING,
+                now=self._now(),
+            )
+            return await self._reply_or_push(campaign, row, req)
         return await self._queue_push(
-            campaign, row, messages, from_states=(LedgerState.CLAIMED, LedgerState.REPLYING)
+            campaign, row, await self._messages(campaign, row), from_states=(LedgerState.CLAIMED,)
         )
+
+    async def _reply_or_push(
+        self, campaign: CampaignConfig, row: LedgerRow, req: WelcomeRequest
+    ) -> DeliveryResult:
+        """The row is `replying`: reply, or queue the push when the reply certainly did not go out."""
+        messages = await self._messages(campaign, row)
+        result = await self._reply(campaign, row, req, messages)
+        if result is not None:
+            return result
+        return await self._queue_push(campaign, row, messages, from_states=(LedgerState.REPLYING,))
 
     async def _claim(self, campaign: CampaignConfig, req: WelcomeRequest, now: float) -> LedgerRow | None:
         """The user's fresh ledger row, or None if they already have one for this campaign."""
@@ -310,13 +344,6 @@ class CouponService:
         """Try the free reply; None means "not sent, push instead"."""
         assert req.reply_token is not None
         key = (campaign.name, row.line_user_id)
-        await self._db(
-            transition_blocking,
-            *key,
-            from_states=(LedgerState.CLAIMED,),
-            to_state=LedgerState.REPLYING,
-            now=self._now(),
-        )
         line = await self.line()
         ambiguous = False
         ttl = self.config.coupons.reply_token_ttl_s
@@ -585,7 +612,7 @@ class CouponService:
             await self._stop(campaign, month, reason, now)
             await self._hold(record.id, row, reason, now)
             return
-        await self._db(
+        counted = await self._db(
             transition_blocking,
             *key,
             from_states=(LedgerState.QUEUED,),
@@ -594,6 +621,9 @@ class CouponService:
             attempts=row.attempts + 1,
             first_push_at=row.first_push_at or now,
         )
+        if not counted:  # a reply took the row over meanwhile: look again once it is settled
+            await outbox.release(record.id, "a reply is being tried for this user", retry_at=now + 30.0)
+            return
         line = await self.line()
         answer = await line.push(row.line_user_id, payload["messages"], row.retry_key)
         outcome = classify(answer)
