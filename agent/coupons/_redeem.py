@@ -58,8 +58,10 @@ def _problem(status: int, error: str, message: str, **extra: Any) -> web.Respons
 async def _redeem(request: web.Request) -> web.Response:
     ctx = request.app[_CTX]
     expected = ctx.config.pos.token.get_secret_value()
-    given = request.headers.get("Authorization", "").removeprefix("Bearer ")
-    if expected and not hmac.compare_digest(given.encode(), expected.encode()):
+    if not expected:  # same rule as the POS API: no token configured, no redemption
+        return _problem(401, "unauthorized", "pos.token is not configured on this device")
+    given = request.headers.get("Authorization", "")
+    if not hmac.compare_digest(given.encode(), f"Bearer {expected}".encode()):
         return _problem(401, "unauthorized", "missing or wrong POS bearer token")
     try:
         body = await request.json()

@@ -10,6 +10,7 @@ import aiohttp
 import pytest
 from aiohttp import web
 from aiohttp.test_utils import TestServer
+from pydantic import SecretStr
 
 from agent.config import parse_config
 from agent.context import AgentContext
@@ -131,3 +132,13 @@ async def test_unknown_undelivered_expired_and_unauthorized(till: tuple[str, Age
     headers = {"Authorization": f"Bearer {TOKEN}"}
     async with aiohttp.ClientSession() as http, http.post(url, data=b"{", headers=headers) as response:
         assert response.status == 400
+
+
+async def test_no_pos_token_configured_means_no_redemption(till: tuple[str, AgentContext, Clock]) -> None:
+    url, ctx, _ = till
+    code = issue(ctx, 5)
+    pos = ctx.config.pos.model_copy(update={"token": SecretStr("")})
+    ctx.config = ctx.config.model_copy(update={"pos": pos})
+    status, body = await post(url, {"code": code}, token="")
+    assert (status, body["error"]) == (401, "unauthorized")
+    assert "not configured" in str(body["message"])
