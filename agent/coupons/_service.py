@@ -176,6 +176,7 @@ class CouponService:
         self._quota: tuple[float, Quota] | None = None
         self._recovered = False
         self._coupon_ids: dict[str, str] = {}
+        self._stopped: tuple[str, str] | None = None  # (month, health detail) of a stopped campaign
         ctx.services[SERVICE_NAME] = self
 
     # ---------------------------------------------------------------- plumbing
@@ -528,7 +529,12 @@ class CouponService:
                     self.name, Level.AMBER, "line.channel_access_token is not set: coupons wait in the outbox"
                 )
                 await asyncio.Event().wait()  # nothing can be sent until the config is fixed
-            self.ctx.health.set(self.name, Level.GREEN, "ready")
+            month = local_month(self._now(), self.config.coupons.timezone)
+            for campaign in self.config.campaigns:
+                reason = await self._db(campaign_stop_blocking, campaign.name, month)
+                if reason is not None:
+                    self._stopped = (month, f"campaign {campaign.name} stopped for {month}: {reason}")
+            self._healthy(month)
             while True:
                 handled = await self.drain_once()
                 if handled == 0:
@@ -654,9 +660,7 @@ class CouponService:
             )
             await self._fact(FactKind.COUPON_PUSHED, row, now)
             await outbox.ack([record.id])
-            current = self.ctx.health.get(self.name)
-            if current is None or current.level is not Level.AMBER:  # a stopped campaign stays amber
-                self.ctx.health.set(self.name, Level.GREEN, "delivering")
+            self._healthy(month)
         elif action is PushAction.RETRY:
             error = f"{outcome.value}: {answer.status} {answer.message}".strip()
             await outbox.release(record.id, error, retry_at=now + self._delay(row.attempts))
@@ -697,9 +701,18 @@ class CouponService:
         )
         await self.outbox.release(record_id, reason, permanent=True)
 
+    def _healthy(self, month: str) -> None:
+        """Green after a success, unless a campaign is stopped this month (that stays amber)."""
+        if self._stopped is not None and self._stopped[0] == month:
+            self.ctx.health.set(self.name, Level.AMBER, self._stopped[1])
+        else:
+            self.ctx.health.set(self.name, Level.GREEN, "delivering")
+
     async def _stop(self, campaign: CampaignConfig, month: str, reason: str, now: float) -> None:
         await self._db(stop_campaign_blocking, campaign.name, month, reason, now)
-        self.ctx.health.set(self.name, Level.AMBER, f"campaign {campaign.name} stopped for {month}: {reason}")
+        detail = f"campaign {campaign.name} stopped for {month}: {reason}"
+        self._stopped = (month, detail)
+        self.ctx.health.set(self.name, Level.AMBER, detail)
         log.warning(
             "coupon campaign stopped", extra={"campaign": campaign.name, "month": month, "reason": reason}
         )

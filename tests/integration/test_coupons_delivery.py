@@ -300,6 +300,17 @@ async def test_monthly_limit_429_stops_the_campaign(rig: Rig) -> None:
     # A reply is still free and still allowed while pushes are stopped.
     result = await deliver_welcome(rig.ctx, rig.request(16, token=True))
     assert result.status is DeliveryStatus.REPLIED
+    assert rig.ctx.health.get("coupons").level is Level.AMBER  # type: ignore[union-attr]
+    service = rig.restart()  # the stop is remembered across a restart
+    task = asyncio.create_task(service.run())
+    for _ in range(100):
+        if rig.ctx.health.get("coupons") is not None:
+            break
+        await asyncio.sleep(0.01)
+    task.cancel()
+    with pytest.raises(asyncio.CancelledError):
+        await task
+    assert "stopped for" in rig.ctx.health.get("coupons").detail  # type: ignore[union-attr]
 
 
 # ------------------------------------------------------------------------------ reply error classes
@@ -598,3 +609,27 @@ async def test_a_fresh_token_after_the_push_was_tried_is_a_duplicate(rig: Rig) -
     await rig.drain()
     assert again.status is DeliveryStatus.DUPLICATE
     assert [d.via for d in rig.emulator.deliveries] == ["push"]
+
+
+async def test_retry_key_older_than_23h_is_never_resent(rig: Rig) -> None:
+    rig.emulator.inject(Fault(kind="500", after_accept=True))  # LINE has it; the answer was lost
+    await deliver_welcome(rig.ctx, rig.request(92))
+    await rig.service.drain_once()
+    rig.clock.now += 24 * 3600  # offline for a day: LINE has forgotten the key by now
+    await rig.drain()
+    row = rig.row(92)
+    assert row.state is LedgerState.UNKNOWN
+    assert "23 h" in row.error
+    assert len(rig.emulator.deliveries) == 1  # a resend would have been a second coupon
+
+
+async def test_quota_check_failure_waits_and_says_so(rig: Rig) -> None:
+    rig.emulator.inject(Fault(endpoint="quota", kind="503"))
+    await deliver_welcome(rig.ctx, rig.request(93))
+    await rig.service.drain_once()
+    health = rig.ctx.health.get("coupons")
+    assert health is not None and health.level is Level.AMBER and "quota" in health.detail
+    assert rig.emulator.deliveries == []
+    await rig.drain()
+    assert rig.row(93).state is LedgerState.SENT
+    assert rig.ctx.health.get("coupons").level is Level.GREEN  # type: ignore[union-attr]
