@@ -176,6 +176,7 @@ class CouponService:
         self._quota: tuple[float, Quota] | None = None
         self._recovered = False
         self._coupon_ids: dict[str, str] = {}
+        self._pause_until = 0.0  # wall clock; see `_retry`
         self._stopped: tuple[str, str] | None = None  # (month, health detail) of a stopped campaign
         ctx.services[SERVICE_NAME] = self
 
@@ -546,6 +547,8 @@ class CouponService:
 
     async def drain_once(self) -> int:
         """Claim and process one batch of `coupon_push` records; returns how many."""
+        if self._now() < self._pause_until:
+            return 0
         records = await self.outbox.claim(PUSH_STREAM, limit=self.config.coupons.push_batch, lease=60.0)
         for record in records:
             await self._process(record)
@@ -663,12 +666,10 @@ class CouponService:
             self._healthy(month)
         elif action is PushAction.RETRY:
             error = f"{outcome.value}: {answer.status} {answer.message}".strip()
-            await outbox.release(record.id, error, retry_at=now + self._delay(row.attempts))
+            await self._retry(record, row, error, now + self._delay(row.attempts))
         elif action is PushAction.ALERT_RETRY:
             self._alert_token()
-            await outbox.release(
-                record.id, "401 unauthorized", retry_at=now + max(60.0, self._delay(row.attempts))
-            )
+            await self._retry(record, row, "401 unauthorized", now + max(60.0, self._delay(row.attempts)))
         elif action is PushAction.STOP_CAMPAIGN:
             await self._stop(campaign, month, "LINE monthly message limit reached", now)
             await self._hold(record.id, row, "LINE monthly message limit reached", now)
@@ -684,6 +685,24 @@ class CouponService:
             )
             await outbox.release(record.id, f"LINE refused the push: {error}", permanent=True)
             log.warning("coupon push dead-lettered", extra={"campaign": campaign.name, "error": error})
+
+    async def _retry(self, record: Any, row: LedgerRow, error: str, retry_at: float) -> None:
+        """Retry later with the same key. A push's real limit is the retry key's 23 h, not the
+        outbox's attempt count: a record about to use its last attempt is handed over to a fresh
+        one (same payload and key, next generation's dedupe key) instead of being buried, and the
+        worker pauses until `retry_at` since that record no longer holds the stream's head."""
+        if record.attempts < self.config.storage.outbox_max_attempts:
+            await self.outbox.release(record.id, error, retry_at=retry_at)
+            return
+        await self.outbox.put(
+            PUSH_STREAM,
+            record.payload,
+            durability=Durability.CRITICAL,
+            dedupe_key=f"coupon:{row.campaign}:{row.line_user_id}:{row.attempts + 1}",
+        )
+        await self.outbox.ack([record.id])
+        self._pause_until = retry_at
+        log.info("coupon push handed to a fresh outbox record", extra={"attempts": row.attempts + 1})
 
     @staticmethod
     def _delay(attempts: int) -> float:

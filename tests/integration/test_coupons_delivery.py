@@ -633,3 +633,13 @@ async def test_quota_check_failure_waits_and_says_so(rig: Rig) -> None:
     await rig.drain()
     assert rig.row(93).state is LedgerState.SENT
     assert rig.ctx.health.get("coupons").level is Level.GREEN  # type: ignore[union-attr]
+
+
+async def test_a_long_line_outage_does_not_bury_the_push(rig: Rig) -> None:
+    rig.emulator.inject(*[Fault(kind="503") for _ in range(14)])  # more failures than outbox attempts
+    await deliver_welcome(rig.ctx, rig.request(94))
+    await rig.drain(rounds=60)
+    row = rig.row(94)
+    assert (row.state, row.attempts) == (LedgerState.SENT, 15)
+    assert await rig.outbox.dead_letters("coupon_push") == []
+    assert [d.retry_key for d in rig.emulator.deliveries] == [row.retry_key]
