@@ -28,18 +28,22 @@ from linebot.v3.messaging.exceptions import ApiException
 
 from agent.coupons._policy import Answer
 
-__all__ = ["LineMessaging", "LineRefused", "Quota", "QuotaUnavailable"]
+__all__ = ["CouponsError", "LineMessaging", "LineRefused", "Quota", "QuotaUnavailable"]
 
 
-class LineRefused(Exception):
-    """A Messaging API call that did not succeed; `answer` says how."""
+class CouponsError(Exception):
+    """Root of the coupons capability's errors."""
+
+
+class LineRefused(CouponsError):
+    """LINE's Messaging API did not accept a call (or did not answer); `answer` says how."""
 
     def __init__(self, answer: Answer) -> None:
         super().__init__(f"{answer.status} {answer.message}".strip())
         self.answer = answer
 
 
-class QuotaUnavailable(Exception):
+class QuotaUnavailable(CouponsError):
     """The quota could not be read, so a push cannot be checked against it."""
 
 

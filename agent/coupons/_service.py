@@ -38,7 +38,7 @@ from agent.coupons._ledger import (
     stop_campaign_blocking,
     transition_blocking,
 )
-from agent.coupons._line import LineMessaging, LineRefused, Quota, QuotaUnavailable
+from agent.coupons._line import CouponsError, LineMessaging, LineRefused, Quota, QuotaUnavailable
 from agent.coupons._policy import (
     PUSH_ACTIONS,
     RETRY_KEY_SAFE_S,
@@ -67,6 +67,7 @@ __all__ = [
     "DeliveryResult",
     "DeliveryStatus",
     "OutboxLike",
+    "ServiceNotRunning",
     "WelcomeRequest",
     "deliver_welcome",
     "record_fact",
@@ -78,6 +79,10 @@ PUSH_STREAM = "coupon_push"
 SERVICE_NAME = "coupons"
 _REPLY_ATTEMPTS = 3  # within the reply token's freshness; a 4th would rarely still be fresh
 _T = TypeVar("_T")
+
+
+class ServiceNotRunning(CouponsError):
+    """The agent did not start what coupons need (the coupons service or the outbox): wiring."""
 
 
 class OutboxLike(Protocol):
@@ -142,7 +147,7 @@ def deliver_welcome(ctx: AgentContext, conversion: WelcomeRequest) -> Awaitable[
     """Give the converted shopper the welcome coupon once (the entry point for the binding flow)."""
     service = ctx.services.get(SERVICE_NAME)
     if not isinstance(service, CouponService):
-        raise RuntimeError("the coupons service is not running (ctx.services['coupons'] is missing)")
+        raise ServiceNotRunning("the coupons service is not running (ctx.services['coupons'] is missing)")
     return service.deliver(conversion)
 
 
@@ -186,7 +191,7 @@ class CouponService:
     def outbox(self) -> OutboxLike:
         outbox = self._outbox or self.ctx.services.get("outbox")
         if outbox is None:
-            raise RuntimeError("no outbox: ctx.services['outbox'] is missing")
+            raise ServiceNotRunning("no outbox: ctx.services['outbox'] is missing")
         return outbox  # type: ignore[no-any-return]
 
     async def _db(self, fn: Callable[..., _T], *args: Any, **kwargs: Any) -> _T:

@@ -14,6 +14,7 @@ from typing import Any
 from agent.context import AgentContext
 from agent.coupons._funnel import facts_since_blocking, funnel_rows
 from agent.coupons._policy import local_day
+from agent.coupons._service import ServiceNotRunning
 from agent.coupons._tags import assign_tags_blocking, earned_tags, member_purchases
 from agent.health import Level
 from offline_queue import Durability
@@ -39,7 +40,7 @@ class FunnelUpstream:
     def _outbox(self) -> Any:
         outbox = self.ctx.services.get("outbox")
         if outbox is None:
-            raise RuntimeError("no outbox: ctx.services['outbox'] is missing")
+            raise ServiceNotRunning("no outbox: ctx.services['outbox'] is missing")
         return outbox
 
     async def run(self) -> None:
