@@ -16,6 +16,7 @@ from typing import Any
 from zoneinfo import ZoneInfo
 
 from agent.config import CampaignConfig, ShopEdgeConfig
+from agent.coupons._barcode import barcode_box
 
 __all__ = [
     "CODE_ALPHABET",
@@ -200,8 +201,9 @@ def coupon_messages(
     campaign: CampaignConfig, code: str, *, valid_until: date, barcode_url: str = ""
 ) -> list[dict[str, Any]]:
     """The welcome message(s): a LINE coupon when the campaign has one, and always a Flex card
-    with the shopper's unique code (what the till scans), so one request carries both and costs
-    one message."""
+    with the shopper's unique code and its Code 128 barcode (what the till scans): an image from
+    `barcode_url` when the shop has one, else bars drawn with Flex boxes. One request carries
+    both messages and costs one message."""
     display = f"{code[:5]}-{code[5:]}"
     body: list[dict[str, Any]] = [
         {"type": "text", "text": campaign.title, "weight": "bold", "size": "lg", "wrap": True},
@@ -224,7 +226,9 @@ def coupon_messages(
             ],
         },
     }
-    if barcode_url:
+    if not barcode_url:  # no image host: draw the barcode with Flex boxes
+        body.insert(2, barcode_box(code))
+    else:
         bubble["hero"] = {
             "type": "image",
             "url": barcode_url.replace("{code}", code),

@@ -232,13 +232,13 @@ async def test_campaign_outside_its_dates_is_skipped(rig: Rig, tmp_path: Path) -
     [
         (Fault(kind="503"), 2),
         (Fault(kind="500", after_accept=True), 2),  # accepted, answer lost: the resend gets 409
-        (Fault(kind="timeout", after_accept=True, hang_s=2.0), 2),
-        (Fault(kind="timeout", hang_s=2.0), 2),
+        (Fault(kind="timeout", after_accept=True, hang_s=3.0), 2),
+        (Fault(kind="timeout", hang_s=3.0), 2),
         (Fault(kind="rate_limit"), 2),
     ],
     ids=["5xx", "5xx-after-accept", "timeout-after-accept", "timeout", "rate-limit"],
 )
-@pytest.mark.parametrize("rig", [{"config": {"line_api": 0.3}}], indirect=True)
+@pytest.mark.parametrize("rig", [{"config": {"line_api": 1.0}}], indirect=True)
 async def test_retryable_push_errors_resend_with_the_same_key(rig: Rig, fault: Fault, attempts: int) -> None:
     rig.emulator.inject(fault)
     await deliver_welcome(rig.ctx, rig.request(10))
@@ -316,7 +316,7 @@ async def test_monthly_limit_429_stops_the_campaign(rig: Rig) -> None:
 # ------------------------------------------------------------------------------ reply error classes
 
 
-@pytest.mark.parametrize("rig", [{"config": {"line_api": 0.3}}], indirect=True)
+@pytest.mark.parametrize("rig", [{"config": {"line_api": 1.0}}], indirect=True)
 async def test_reply_5xx_before_accept_retries_the_reply(rig: Rig) -> None:
     rig.emulator.inject(Fault(endpoint="reply", kind="503"))
     result = await deliver_welcome(rig.ctx, rig.request(20, token=True))
@@ -324,9 +324,9 @@ async def test_reply_5xx_before_accept_retries_the_reply(rig: Rig) -> None:
     assert [d.via for d in rig.emulator.deliveries] == ["reply"]
 
 
-@pytest.mark.parametrize("rig", [{"config": {"line_api": 0.3}}], indirect=True)
+@pytest.mark.parametrize("rig", [{"config": {"line_api": 1.0}}], indirect=True)
 async def test_reply_lost_answer_is_inferred_from_the_consumed_token(rig: Rig) -> None:
-    rig.emulator.inject(Fault(endpoint="reply", kind="timeout", after_accept=True, hang_s=2.0))
+    rig.emulator.inject(Fault(endpoint="reply", kind="timeout", after_accept=True, hang_s=3.0))
     result = await deliver_welcome(rig.ctx, rig.request(21, token=True))
     await rig.drain()
     assert result.status is DeliveryStatus.REPLIED
@@ -334,7 +334,7 @@ async def test_reply_lost_answer_is_inferred_from_the_consumed_token(rig: Rig) -
     assert "inferred" in rig.row(21).error
 
 
-@pytest.mark.parametrize("rig", [{"config": {"line_api": 0.3}}], indirect=True)
+@pytest.mark.parametrize("rig", [{"config": {"line_api": 1.0}}], indirect=True)
 async def test_reply_never_answered_is_unknown_and_not_pushed(rig: Rig) -> None:
     rig.emulator.inject(*[Fault(endpoint="reply", kind="503") for _ in range(3)])
     result = await deliver_welcome(rig.ctx, rig.request(22, token=True))
