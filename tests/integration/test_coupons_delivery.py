@@ -303,7 +303,7 @@ async def test_monthly_limit_429_stops_the_campaign(rig: Rig) -> None:
     assert rig.ctx.health.get("coupons").level is Level.AMBER  # type: ignore[union-attr]
     service = rig.restart()  # the stop is remembered across a restart
     task = asyncio.create_task(service.run())
-    for _ in range(100):
+    for _ in range(1000):  # up to 10 s on a loaded machine
         if rig.ctx.health.get("coupons") is not None:
             break
         await asyncio.sleep(0.01)
@@ -505,13 +505,13 @@ async def test_1000_concurrent_conversions_for_200_users_give_one_coupon_each(ri
 async def test_running_component_drains_pushes_as_they_are_queued(rig: Rig) -> None:
     task = asyncio.create_task(rig.service.run())
     try:
-        for _ in range(100):
+        for _ in range(1000):  # up to 10 s on a loaded machine
             if rig.ctx.health.get("coupons") is not None:
                 break
             await asyncio.sleep(0.01)
         assert rig.ctx.health.get("coupons").level is Level.GREEN  # type: ignore[union-attr]
         await deliver_welcome(rig.ctx, rig.request(70))
-        for _ in range(200):
+        for _ in range(1000):  # up to 10 s on a loaded machine
             if rig.emulator.deliveries:
                 break
             await asyncio.sleep(0.01)
@@ -530,7 +530,7 @@ async def test_without_a_token_coupons_wait_and_health_says_why(rig: Rig) -> Non
     task = asyncio.create_task(service.run())
     try:
         result = await deliver_welcome(rig.ctx, rig.request(71, token=True))
-        for _ in range(100):
+        for _ in range(1000):  # up to 10 s on a loaded machine
             if rig.ctx.health.get("coupons") is not None:
                 break
             await asyncio.sleep(0.01)
