@@ -26,6 +26,7 @@ from agent.context import AgentContext
 from agent.health import Level
 from agent.supervisor import Supervisor
 from drivers.ble.demo_steps import step_beacons
+from drivers.display.demo_steps import step_display_idle
 
 __all__ = ["SCENARIO", "DemoRun", "DemoStepFailed", "demo_config_text", "run_demo"]
 
@@ -132,6 +133,7 @@ def _coupon_steps() -> list[tuple[str, Step]]:
 
 SCENARIO: list[tuple[str, Step]] = [
     ("agent starts", step_agent_up),
+    ("customer display shows the idle screen", step_display_idle),
     ("beacons heard", step_beacons),
     *_coupon_steps(),
 ]
