@@ -545,8 +545,11 @@ class CouponService:
                 handled = await self.drain_once()
                 if handled == 0:
                     self._wake.clear()
+                    # asyncio.timeout, not wait_for: on 3.11 wait_for can drop a cancel that
+                    # lands together with the wake-up, and shutdown would hang.
                     with contextlib.suppress(TimeoutError):
-                        await asyncio.wait_for(self._wake.wait(), timeout=self._poll_interval)
+                        async with asyncio.timeout(self._poll_interval):
+                            await self._wake.wait()
         finally:
             await self.aclose()
 
