@@ -16,6 +16,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import re
 import uuid
 from collections.abc import Awaitable, Callable, Iterable
 from dataclasses import dataclass
@@ -77,6 +78,7 @@ log = logging.getLogger(__name__)
 
 PUSH_STREAM = "coupon_push"
 SERVICE_NAME = "coupons"
+_LINE_USER_ID = re.compile(r"U[0-9a-f]{32}")
 _REPLY_ATTEMPTS = 3  # within the reply token's freshness; a 4th would rarely still be fresh
 _T = TypeVar("_T")
 
@@ -120,8 +122,8 @@ class WelcomeRequest:
     is_new_friend: bool = False
 
     def __post_init__(self) -> None:
-        if not self.line_user_id:
-            raise ValueError("line_user_id is required")
+        if not _LINE_USER_ID.fullmatch(self.line_user_id):
+            raise ValueError(f"line_user_id must be U and 32 hex digits, got {self.line_user_id!r}")
         if self.reply_token is not None and self.reply_token_received_at is None:
             raise ValueError("reply_token needs reply_token_received_at")
 

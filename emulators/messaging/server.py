@@ -16,7 +16,10 @@ and the demo exercise the real failure modes instead of an accept-anything mock:
   ambiguous "sent but the answer was lost" case is reproducible.
 
 Control it in-process (`MessagingEmulator` methods) or over HTTP under `/_emulator/` (not
-authenticated: bind it to 127.0.0.1 only). Signed webhooks towards the relay live in
+authenticated: bind it to 127.0.0.1 only): `GET state` (deliveries, quota, coupons),
+`POST reply-token {"userId"}` (a token as a webhook event would carry), `POST friend {"userId"}`,
+`POST fault {"endpoint", "kind", "after_accept", "hang_s"}` and
+`POST quota {"type", "value", "totalUsage"}`. Signed webhooks towards the relay live in
 `emulators/messaging/webhooks.py`.
 """
 

@@ -239,3 +239,19 @@ def test_coupon_create_request_is_a_valid_sdk_request() -> None:
     assert body["reward"]["priceInfo"]["fixedAmount"] == 40
     with pytest.raises(ValueError, match="no LINE coupon timezone"):
         coupon_create_request(campaign, now=0.0, zone="Europe/Paris")
+
+
+@pytest.mark.parametrize(
+    ("fields", "needle"),
+    [
+        ({"line_user_id": "U123"}, "line_user_id must be U and 32 hex digits"),
+        ({"line_user_id": "u" + "a" * 32}, "line_user_id must be U and 32 hex digits"),
+        ({"reply_token": "t"}, "reply_token needs reply_token_received_at"),
+    ],
+)
+def test_welcome_request_rejects_bad_input(fields: dict[str, str], needle: str) -> None:
+    from agent.coupons import WelcomeRequest
+
+    base = {"line_user_id": "U" + "a" * 32, "store_id": "s", "device_id": "d"}
+    with pytest.raises(ValueError, match=needle):
+        WelcomeRequest(**{**base, **fields})  # type: ignore[arg-type]
