@@ -43,7 +43,7 @@ class LineRefused(CouponsError):
         self.answer = answer
 
 
-class QuotaUnavailable(CouponsError):
+class QuotaUnavailable(LineRefused):
     """The quota could not be read, so a push cannot be checked against it."""
 
 
@@ -159,7 +159,7 @@ class LineMessaging:
                 quota = await self.api.get_message_quota(_request_timeout=self._timeout)
                 used = await self.api.get_message_quota_consumption(_request_timeout=self._timeout)
         except _Failed as failed:
-            raise QuotaUnavailable(f"{failed.answer.status} {failed.answer.message}") from failed
+            raise QuotaUnavailable(failed.answer) from failed
         limited = quota.type == "limited"  # QuotaType is a str enum
         return Quota(limited=limited, value=int(quota.value or 0), used=int(used.total_usage or 0))
 

@@ -171,7 +171,10 @@ class CouponService:
         outbox: OutboxLike | None = None,
         poll_interval: float = 1.0,
         sleep: Callable[[float], Awaitable[None]] = asyncio.sleep,
+        token_source: Callable[[], Awaitable[str]] | None = None,
     ) -> None:
+        """`token_source`, when given, issues a fresh channel access token after a 401 (e.g.
+        LINE's stateless tokens); without it a 401 only alerts and retries later."""
         self.ctx = ctx
         self.config: ShopEdgeConfig = ctx.config
         self._outbox = outbox
@@ -180,6 +183,8 @@ class CouponService:
         self._wake = asyncio.Event()
         self._line: LineMessaging | None = None
         self._line_lock = asyncio.Lock()
+        self._token_source = token_source
+        self._access_token = ctx.config.line.channel_access_token.get_secret_value()
         self._quota: tuple[float, Quota] | None = None
         self._recovered = False
         self._coupon_ids: dict[str, str] = {}
@@ -205,11 +210,31 @@ class CouponService:
             if self._line is None:
                 line = LineMessaging(
                     api_base=self.config.line.api_base,
-                    access_token=self.config.line.channel_access_token.get_secret_value(),
+                    access_token=self._access_token,
                     timeout=self.config.timeouts.line_api,
                 )
                 self._line = await line.__aenter__()
             return self._line
+
+    async def _refresh_token(self) -> bool:
+        """After a 401: take a new token from `token_source`; True if there is a new one to try."""
+        if self._token_source is None:
+            self._alert_token()
+            return False
+        try:
+            token = await self._token_source()
+        except Exception as exc:  # the source is pluggable: any failure means "no new token"
+            log.error("channel access token refresh failed", extra={"error": repr(exc)})
+            token = ""
+        if not token or token == self._access_token:
+            self._alert_token()
+            return False
+        async with self._line_lock:
+            old, self._line, self._access_token = self._line, None, token
+        if old is not None:
+            await old.close()
+        log.info("channel access token refreshed after a 401")
+        return True
 
     async def aclose(self) -> None:
         if self._line is not None:
@@ -393,7 +418,9 @@ class CouponService:
                 await self._sleep(0.2)
                 continue
             if outcome is Outcome.UNAUTHORIZED:
-                self._alert_token()
+                if await self._refresh_token():
+                    line = await self.line()
+                    continue
                 break
             if outcome is Outcome.INVALID_REPLY_TOKEN:
                 break  # expired or used before we tried: nothing was sent, push instead
@@ -616,6 +643,11 @@ class CouponService:
         try:
             budget = await self._budget(campaign, month)
         except QuotaUnavailable as exc:
+            if classify(exc.answer) is Outcome.UNAUTHORIZED:
+                refreshed = await self._refresh_token()
+                delay = 0.0 if refreshed else max(60.0, self._delay(row.attempts))
+                await outbox.release(record.id, "quota check: 401 unauthorized", retry_at=now + delay)
+                return
             await outbox.release(
                 record.id, f"quota check failed: {exc}", retry_at=now + self._delay(row.attempts)
             )
@@ -678,8 +710,9 @@ class CouponService:
             error = f"{outcome.value}: {answer.status} {answer.message}".strip()
             await self._retry(record, row, error, now + self._delay(row.attempts))
         elif action is PushAction.ALERT_RETRY:
-            self._alert_token()
-            await self._retry(record, row, "401 unauthorized", now + max(60.0, self._delay(row.attempts)))
+            refreshed = await self._refresh_token()
+            delay = 0.0 if refreshed else max(60.0, self._delay(row.attempts))
+            await self._retry(record, row, "401 unauthorized", now + delay)
         elif action is PushAction.STOP_CAMPAIGN:
             await self._stop(campaign, month, "LINE monthly message limit reached", now)
             await self._hold(record.id, row, "LINE monthly message limit reached", now)

@@ -643,3 +643,54 @@ async def test_a_long_line_outage_does_not_bury_the_push(rig: Rig) -> None:
     assert (row.state, row.attempts) == (LedgerState.SENT, 15)
     assert await rig.outbox.dead_letters("coupon_push") == []
     assert [d.retry_key for d in rig.emulator.deliveries] == [row.retry_key]
+
+
+async def test_401_refreshes_the_token_and_resends_at_once(rig: Rig) -> None:
+    rig.emulator.access_tokens = {"rotated"}  # the configured "tok" was revoked
+    issued: list[str] = []
+
+    async def source() -> str:
+        issued.append("rotated")
+        return "rotated"
+
+    rig.retired.append(rig.service)
+    rig.service = CouponService(rig.ctx, outbox=rig.outbox, sleep=_no_sleep, token_source=source)
+    replied = await deliver_welcome(rig.ctx, rig.request(95, token=True))
+    await deliver_welcome(rig.ctx, rig.request(96))
+    await rig.service.drain_once()  # the first push after the refresh goes out without waiting
+    await rig.drain()
+    assert replied.status is DeliveryStatus.REPLIED
+    assert sorted(d.via for d in rig.emulator.deliveries) == ["push", "reply"]
+    assert issued == ["rotated"]  # refreshed once, on the reply's 401
+    health = rig.ctx.health.get("coupons")
+    assert health is not None and health.level is Level.GREEN
+
+
+async def test_401_with_a_source_that_has_nothing_new_alerts(rig: Rig) -> None:
+    rig.emulator.access_tokens = {"rotated"}
+
+    async def source() -> str:
+        return "tok"  # the same, rejected token
+
+    rig.retired.append(rig.service)
+    rig.service = CouponService(rig.ctx, outbox=rig.outbox, sleep=_no_sleep, token_source=source)
+    await deliver_welcome(rig.ctx, rig.request(97))
+    await rig.service.drain_once()
+    assert rig.ctx.health.get("coupons").level is Level.RED  # type: ignore[union-attr]
+    assert rig.row(97).state is LedgerState.QUEUED
+
+
+async def test_401_on_the_push_path_refreshes_too(rig: Rig) -> None:
+    rig.emulator.access_tokens = {"rotated"}
+
+    async def source() -> str:
+        return "rotated"
+
+    rig.retired.append(rig.service)
+    rig.service = CouponService(rig.ctx, outbox=rig.outbox, sleep=_no_sleep, token_source=source)
+    await deliver_welcome(rig.ctx, rig.request(98))
+    await rig.service.drain_once()  # quota check: 401 -> refreshed, released for now
+    await rig.service.drain_once()  # pushed with the new token
+    assert [d.via for d in rig.emulator.deliveries] == ["push"]
+    assert rig.row(98).state is LedgerState.SENT
+    assert rig.ctx.health.get("coupons").level is Level.GREEN  # type: ignore[union-attr]
