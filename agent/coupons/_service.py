@@ -186,7 +186,6 @@ class CouponService:
         self._token_source = token_source
         self._access_token = ctx.config.line.channel_access_token.get_secret_value()
         self._quota: tuple[float, Quota] | None = None
-        self._recovered = False
         self._coupon_ids: dict[str, str] = {}
         self._pause_until = 0.0  # wall clock; see `_retry`
         self._stopped: tuple[str, str] | None = None  # (month, health detail) of a stopped campaign
@@ -546,7 +545,6 @@ class CouponService:
                 now=self._now(),
                 error="interrupted during the reply; not pushed to avoid a second coupon",
             )
-        self._recovered = True
         return len(rows)
 
     # ---------------------------------------------------------------- push worker
@@ -587,7 +585,14 @@ class CouponService:
         if self._now() < self._pause_until:
             return 0
         records = await self.outbox.claim(PUSH_STREAM, limit=self.config.coupons.push_batch, lease=60.0)
-        for record in records:
+        for i, record in enumerate(records):
+            if self._now() < self._pause_until:
+                # LINE asked us to back off (5xx, timeout, 429): the rest of the batch waits too.
+                for waiting in records[i:]:
+                    await self.outbox.release(
+                        waiting.id, "waiting: LINE asked to back off", retry_at=self._pause_until
+                    )
+                break
             await self._process(record)
         return len(records)
 
@@ -732,8 +737,9 @@ class CouponService:
     async def _retry(self, record: Any, row: LedgerRow, error: str, retry_at: float) -> None:
         """Retry later with the same key. A push's real limit is the retry key's 23 h, not the
         outbox's attempt count: a record about to use its last attempt is handed over to a fresh
-        one (same payload and key, next generation's dedupe key) instead of being buried, and the
-        worker pauses until `retry_at` since that record no longer holds the stream's head."""
+        one (same payload and key, next generation's dedupe key) instead of being buried. The
+        worker pauses until `retry_at` either way (see `drain_once`)."""
+        self._pause_until = max(self._pause_until, retry_at)
         if record.attempts < self.config.storage.outbox_max_attempts:
             await self.outbox.release(record.id, error, retry_at=retry_at)
             return
@@ -744,7 +750,6 @@ class CouponService:
             dedupe_key=f"coupon:{row.campaign}:{row.line_user_id}:{row.attempts + 1}",
         )
         await self.outbox.ack([record.id])
-        self._pause_until = retry_at
         log.info("coupon push handed to a fresh outbox record", extra={"attempts": row.attempts + 1})
 
     @staticmethod

@@ -694,3 +694,14 @@ async def test_401_on_the_push_path_refreshes_too(rig: Rig) -> None:
     assert [d.via for d in rig.emulator.deliveries] == ["push"]
     assert rig.row(98).state is LedgerState.SENT
     assert rig.ctx.health.get("coupons").level is Level.GREEN  # type: ignore[union-attr]
+
+
+async def test_a_rate_limit_holds_the_rest_of_the_batch(rig: Rig) -> None:
+    for n in (100, 101, 102):
+        await deliver_welcome(rig.ctx, rig.request(n))
+    rig.emulator.inject(Fault(kind="rate_limit"))
+    await rig.service.drain_once()
+    pushes_tried = rig.emulator.requests_seen - 2  # the quota check is two requests
+    assert pushes_tried == 1  # the two others were not sent into the 429
+    await rig.drain()
+    assert sorted(d.to for d in rig.emulator.deliveries) == [user(100), user(101), user(102)]
