@@ -87,7 +87,15 @@ class Fact:
     @property
     def key(self) -> str:
         """Identity for idempotent recording: the same event replayed is the same fact."""
-        return ":".join((self.kind.value, self.order_id or "", self.line_user_id or "", self.campaign or ""))
+        parts = (
+            self.kind.value,
+            self.store_id,
+            self.device_id,
+            self.order_id,
+            self.line_user_id,
+            self.campaign,
+        )
+        return ":".join(part or "" for part in parts)
 
 
 def record_fact_blocking(engine: Engine, fact: Fact) -> bool:
