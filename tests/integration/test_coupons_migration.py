@@ -21,7 +21,9 @@ def test_coupons_migration_on_empty_db(tmp_path: Path) -> None:
     fact = Fact(kind=FactKind.NEW_FRIEND, store_id="s", device_id="d", at=1.0, line_user_id="U1")
     assert record_fact_blocking(engine, fact)
     assert not record_fact_blocking(engine, fact)  # the same fact twice counts once
-    assert facts_since_blocking(engine, 0) == [fact]
+    other_counter = Fact(kind=FactKind.NEW_FRIEND, store_id="s", device_id="d2", at=1.0, line_user_id="U1")
+    assert record_fact_blocking(engine, other_counter)  # another counter's fact is its own
+    assert facts_since_blocking(engine, 0) == [fact, other_counter]
     engine.dispose()
 
 
