@@ -12,6 +12,7 @@ import logging
 
 from agent.context import AgentContext
 from agent.conversion import ConversionConsumer
+from agent.coupons import CouponService, FunnelUpstream
 from agent.health import Level
 from agent.supervisor import Component
 from drivers.ble.component import BLEPresence
@@ -56,4 +57,5 @@ def build_components(ctx: AgentContext) -> list[Component]:
     if ctx.config.ble.enabled:
         components.append(BLEPresence(ctx))
     components.append(ConversionConsumer(ctx))
+    components += [CouponService(ctx), FunnelUpstream(ctx)]
     return components

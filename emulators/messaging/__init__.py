@@ -1,3 +1,5 @@
-"""Stand-ins for the LINE Messaging platform: the API server and the webhook sender (`webhooks`)."""
+"""LINE Messaging API emulator: the API server (`server`) and signed webhooks (`webhooks`)."""
 
-__all__: list[str] = []
+from emulators.messaging.server import Delivery, Fault, MessagingEmulator, running_emulator, serve
+
+__all__ = ["Delivery", "Fault", "MessagingEmulator", "running_emulator", "serve"]
