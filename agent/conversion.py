@@ -51,6 +51,7 @@ __all__ = [
     "ConversionStatus",
     "SaleFacts",
     "SaleLookup",
+    "after_conversion",
     "binding_rejections",
     "conversions",
     "handle_line_event",
@@ -427,4 +428,51 @@ class ConversionConsumer:
             self.counts[result.status.value] += 1
             detail = ", ".join(f"{n} {status}" for status, n in sorted(self.counts.items()))
             self.ctx.health.set(self.name, Level.GREEN, detail)
+            if result.status is ConversionStatus.RECORDED and result.conversion is not None:
+                await after_conversion(self.ctx, result.conversion)
             return result
+
+
+async def after_conversion(ctx: AgentContext, conversion: Conversion) -> None:
+    """The funnel facts of a new conversion and the shopper's welcome coupon (agent.coupons).
+
+    Both are idempotent on their side; a failure here is logged and never undoes the conversion
+    (the coupon ledger and funnel are the coupons capability's to retry and report).
+    """
+    from agent.coupons import Fact, FactKind, ServiceNotRunning, WelcomeRequest, deliver_welcome, record_fact
+
+    kinds = [FactKind.BINDING_MESSAGE, FactKind.BOUND_MEMBER]
+    if conversion.is_new_follower:
+        kinds.append(FactKind.NEW_FRIEND)
+    try:
+        for kind in kinds:
+            fact = Fact(
+                kind=kind,
+                store_id=conversion.store_id,
+                device_id=conversion.device_id,
+                at=conversion.converted_at,
+                order_id=conversion.order_id,
+                line_user_id=conversion.line_user_id,
+                amount_twd=conversion.amount_twd,
+            )
+            await record_fact(ctx, fact)
+    except Exception as exc:  # the funnel is a report: never block the coupon on it
+        log.error("funnel facts not recorded", extra={"order_id": conversion.order_id, "error": str(exc)})
+    request = WelcomeRequest(
+        line_user_id=conversion.line_user_id,
+        store_id=conversion.store_id,
+        device_id=conversion.device_id,
+        order_id=conversion.order_id,
+        reply_token=conversion.reply_token,
+        reply_token_received_at=conversion.reply_token_received_at,
+        is_new_friend=conversion.is_new_follower,
+    )
+    try:
+        delivery = await deliver_welcome(ctx, request)
+    except ServiceNotRunning:
+        log.info("welcome coupon not offered: the coupons service is not running")
+        return
+    except Exception as exc:
+        log.error("welcome coupon failed", extra={"order_id": conversion.order_id, "error": str(exc)})
+        return
+    log.info("welcome coupon", extra={"order_id": conversion.order_id, "status": str(delivery.status)})
