@@ -30,6 +30,7 @@ from offline_queue._model import (
     StreamStats,
 )
 from offline_queue._store import (
+    BatchResult,
     Store,
     Writer,
     connect_blocking,
@@ -213,19 +214,19 @@ class Outbox:
         """Records not yet acked (in flight included), in one stream or all."""
         if stream is not None:
             _check_stream(stream)
-        depth: int = await self._writer.submit(lambda s: s.depth_blocking(stream), full=False)
+        depth: int = await self._writer.submit(lambda s: s.depth_blocking(stream), full=False, write=False)
         return depth
 
     async def stats(self) -> list[StreamStats]:
         """Per-stream depth, in-flight, waiting-for-retry, oldest record and dead-letter counts."""
         stats: list[StreamStats] = await self._writer.submit(
-            lambda s: stats_blocking(s.conn, s.clock()), full=False
+            lambda s: stats_blocking(s.conn, s.clock()), full=False, write=False
         )
         return stats
 
     async def dead_letters(self, stream: str | None = None, limit: int = 100) -> list[DeadLetter]:
         letters: list[DeadLetter] = await self._writer.submit(
-            lambda s: dead_letters_blocking(s.conn, stream, limit), full=False
+            lambda s: dead_letters_blocking(s.conn, stream, limit), full=False, write=False
         )
         return letters
 
@@ -252,8 +253,10 @@ class Outbox:
 
     # --- health ------------------------------------------------------------------------------
 
-    def _after_batch(self, failure: OutboxWriteError | None) -> None:
-        self._report_health(failure)
+    def _after_batch(self, result: BatchResult) -> None:
+        if result.failure is None and not result.wrote and self._health and self._health[0] is Level.RED:
+            return  # a read that worked does not prove the disk takes writes again
+        self._report_health(result.failure)
 
     def _report_health(self, failure: OutboxWriteError | None) -> None:
         store = self._writer.store

@@ -44,6 +44,7 @@ from offline_queue._policy import (
 __all__ = [
     "KEY_RETENTION_S",
     "ROW_OVERHEAD",
+    "BatchResult",
     "Store",
     "Writer",
     "connect_blocking",
@@ -435,7 +436,16 @@ def retry_dead_blocking(conn: sqlite3.Connection, record_id: int) -> bool:
 class _Op:
     fn: Callable[[Store], Any]
     full: bool
+    write: bool
     future: asyncio.Future[Any]
+
+
+@dataclass(frozen=True, kw_only=True)
+class BatchResult:
+    """What one group commit tells the health report: the last write error, and if any write succeeded."""
+
+    failure: OutboxWriteError | None
+    wrote: bool
 
 
 class Writer(threading.Thread):
@@ -451,7 +461,7 @@ class Writer(threading.Thread):
         self,
         store: Store,
         loop: asyncio.AbstractEventLoop,
-        on_batch: Callable[[OutboxWriteError | None], None],
+        on_batch: Callable[[BatchResult], None],
     ) -> None:
         super().__init__(name="shopedge.outbox.writer", daemon=True)
         self.store = store
@@ -463,12 +473,16 @@ class Writer(threading.Thread):
         self.batches = 0
         self.ops = 0
 
-    def submit(self, fn: Callable[[Store], Any], *, full: bool) -> asyncio.Future[Any]:
-        """Queue one operation; the future resolves on the loop after its batch committed."""
+    def submit(self, fn: Callable[[Store], Any], *, full: bool, write: bool = True) -> asyncio.Future[Any]:
+        """Queue one operation; the future resolves on the loop after its batch committed.
+
+        `full` asks for a `synchronous=FULL` commit; `write=False` marks a read, whose success
+        says nothing about whether the disk still takes writes (health stays as it was).
+        """
         if self.closed:
             raise OutboxClosedError("the outbox is closed")
         future: asyncio.Future[Any] = self.loop.create_future()
-        self._queue.put(_Op(fn, full, future))
+        self._queue.put(_Op(fn, full, write, future))
         return future
 
     def stop(self) -> None:
@@ -537,11 +551,13 @@ class Writer(threading.Thread):
     def _run_batch_blocking(self, batch: list[_Op]) -> None:
         outcomes: list[tuple[asyncio.Future[Any], Any, BaseException | None]] = []
         failure: OutboxWriteError | None = None
+        wrote = False
         try:
             results = self._transaction_blocking(
                 full=any(op.full for op in batch), ops=[op.fn for op in batch]
             )
             outcomes = [(op.future, result, None) for op, result in zip(batch, results, strict=True)]
+            wrote = any(op.write for op in batch)
         except Exception as batch_exc:
             if len(batch) > 1:
                 log.warning(
@@ -551,29 +567,30 @@ class Writer(threading.Thread):
                 try:
                     (result,) = self._transaction_blocking(full=op.full, ops=[op.fn])
                     outcomes.append((op.future, result, None))
+                    wrote = wrote or op.write
                 except Exception as exc:
                     failure = _write_error(exc)
                     outcomes.append((op.future, None, failure))
         self.batches += 1
         self.ops += len(batch)
-        self._deliver(outcomes, failure)
+        self._deliver(outcomes, BatchResult(failure=failure, wrote=wrote))
 
     def _deliver(
         self,
         outcomes: list[tuple[asyncio.Future[Any], Any, BaseException | None]],
-        failure: OutboxWriteError | None,
+        result: BatchResult,
     ) -> None:
         def resolve() -> None:
-            for future, result, exc in outcomes:
+            for future, value, exc in outcomes:
                 if future.done():
                     continue
                 if exc is not None:
                     future.set_exception(exc)
-                elif isinstance(result, OutboxError):
-                    future.set_exception(result)
+                elif isinstance(value, OutboxError):
+                    future.set_exception(value)
                 else:
-                    future.set_result(result)
-            self._on_batch(failure)
+                    future.set_result(value)
+            self._on_batch(result)
 
         with contextlib.suppress(RuntimeError):  # the loop is closed: nobody is waiting any more
             self.loop.call_soon_threadsafe(resolve)
@@ -587,7 +604,7 @@ class Writer(threading.Thread):
                 break
             if op is not None:
                 pending.append((op.future, None, exc))
-        self._deliver(pending, exc)
+        self._deliver(pending, BatchResult(failure=exc, wrote=False))
 
 
 def _write_error(exc: Exception) -> OutboxWriteError:
