@@ -241,6 +241,11 @@ class Outbox:
         found: bool = await self._writer.submit(retry, full=True)
         return found
 
+    async def maintain(self) -> None:
+        """Housekeeping now (the writer also does it after a minute idle): drop expired telemetry,
+        forget dedupe keys of records acked more than a week ago, recount the disk usage."""
+        await self._writer.submit(lambda s: s.housekeeping_blocking(), full=True)
+
     async def close(self) -> None:
         """Finish every queued operation, then close the connection. Idempotent."""
         if self._closing:

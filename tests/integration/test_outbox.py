@@ -252,3 +252,22 @@ async def test_daemon_opens_outbox_and_closes_it_after_components(config_file: P
     assert await run_agent(config, on_started=started) == 0
     with pytest.raises(OutboxClosedError):
         await seen["outbox"].put("sale", {})
+
+
+async def test_maintain_forgets_old_dedupe_keys_and_drops_expired(db: Path, clock: FakeClock) -> None:
+    from offline_queue._store import KEY_RETENTION_S
+
+    async with await Outbox.open(db, clock=clock) as box:
+        acked = await box.put("payment", {"n": 1}, dedupe_key="k-acked")
+        kept = await box.put("payment", {"n": 2}, dedupe_key="k-live")
+        await box.put("presence", {}, durability=Durability.TELEMETRY, expires_at=clock.now + 1)
+        (rec, _) = await box.claim("payment")
+        await box.ack([rec.id])
+        clock.now += KEY_RETENTION_S - 1
+        await box.maintain()
+        assert await box.depth("presence") == 0
+        assert await box.put("payment", {"n": 1}, dedupe_key="k-acked") == acked  # still remembered
+        clock.now += 2
+        await box.maintain()
+        assert await box.put("payment", {"n": 1}, dedupe_key="k-acked") > kept  # forgotten: a new record
+        assert await box.put("payment", {"n": 2}, dedupe_key="k-live") == kept  # its record is still queued
