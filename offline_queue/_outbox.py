@@ -48,6 +48,9 @@ HealthCallback = Callable[[Level, str], None]
 _STREAM = re.compile(r"^[a-z0-9][a-z0-9_.-]{0,63}$")
 MAX_DEDUPE_KEY = 255
 MAX_CLAIM = 10_000
+# An outbox record is an event, not a file: anything this big is a bug upstream, and one such
+# record would eat the telemetry budget of a whole day.
+MAX_PAYLOAD_BYTES = 1 << 20
 
 
 class InvalidRecordError(OutboxError, ValueError):
@@ -156,6 +159,8 @@ class Outbox:
             payload_json = json.dumps(payload, separators=(",", ":"), ensure_ascii=False, allow_nan=False)
         except (TypeError, ValueError) as exc:
             raise InvalidRecordError(f"stream {stream!r}: payload is not JSON-serialisable: {exc}") from None
+        if len(payload_json) > MAX_PAYLOAD_BYTES // 4 and len(payload_json.encode()) > MAX_PAYLOAD_BYTES:
+            raise InvalidRecordError(f"stream {stream!r}: payload is over {MAX_PAYLOAD_BYTES} bytes as JSON")
         if dedupe_key is not None and not (0 < len(dedupe_key) <= MAX_DEDUPE_KEY):
             raise InvalidRecordError(f"stream {stream!r}: dedupe_key must be 1..{MAX_DEDUPE_KEY} characters")
         if expires_at is not None:

@@ -170,6 +170,10 @@ async def test_bad_input_is_refused_and_nothing_is_lost(db: Path, clock: FakeClo
             await box.put("Bad Stream", {})
         with pytest.raises(InvalidRecordError, match="payload must be a dict"):
             await box.put("sale", [1, 2])  # type: ignore[arg-type]
+        with pytest.raises(InvalidRecordError, match="over 1048576 bytes"):
+            await box.put("sale", {"blob": "x" * (1 << 20)})
+        with pytest.raises(InvalidRecordError, match="dedupe_key"):
+            await box.put("sale", {}, dedupe_key="")
         with pytest.raises(InvalidRecordError, match="claim limit"):
             await box.claim("sale", limit=0)
         assert await box.depth() == 0
