@@ -531,9 +531,10 @@ class Writer(threading.Thread):
         except sqlite3.Error as exc:
             log.warning("outbox housekeeping failed", extra={"error": str(exc)})
 
-    def _transaction_blocking(self, *, full: bool, ops: Iterable[Callable[[Store], Any]]) -> list[Any]:
+    def _transaction_blocking(self, *, full: bool | None, ops: Iterable[Callable[[Store], Any]]) -> list[Any]:
+        """Run `ops` in one transaction; `full` picks the commit's sync level (None: reads, keep it)."""
         conn = self.store.conn
-        if full != self._sync_full:
+        if full is not None and full != self._sync_full:
             conn.execute(f"PRAGMA synchronous={'FULL' if full else 'NORMAL'}")
             self._sync_full = full
         saved = Usage(self.store.usage.total, self.store.usage.telemetry)
@@ -553,9 +554,7 @@ class Writer(threading.Thread):
         failure: OutboxWriteError | None = None
         wrote = False
         try:
-            results = self._transaction_blocking(
-                full=any(op.full for op in batch), ops=[op.fn for op in batch]
-            )
+            results = self._transaction_blocking(full=_sync_level(batch), ops=[op.fn for op in batch])
             outcomes = [(op.future, result, None) for op, result in zip(batch, results, strict=True)]
             wrote = any(op.write for op in batch)
         except Exception as batch_exc:
@@ -565,7 +564,7 @@ class Writer(threading.Thread):
                 )
             for op in batch:
                 try:
-                    (result,) = self._transaction_blocking(full=op.full, ops=[op.fn])
+                    (result,) = self._transaction_blocking(full=_sync_level([op]), ops=[op.fn])
                     outcomes.append((op.future, result, None))
                     wrote = wrote or op.write
                 except Exception as exc:
@@ -605,6 +604,13 @@ class Writer(threading.Thread):
             if op is not None:
                 pending.append((op.future, None, exc))
         self._deliver(pending, BatchResult(failure=exc, wrote=False))
+
+
+def _sync_level(batch: Sequence[_Op]) -> bool | None:
+    """FULL if any operation asks for it, NORMAL for writes that do not, None for reads only."""
+    if any(op.full for op in batch):
+        return True
+    return False if any(op.write for op in batch) else None
 
 
 def _write_error(exc: Exception) -> OutboxWriteError:

@@ -190,6 +190,20 @@ async def test_group_commit_shares_transactions(db: Path, clock: FakeClock) -> N
         assert writer.batches - before < 50  # 500 puts, far fewer commits
         got = await box.claim("sale", limit=500)
         assert [r.payload["n"] for r in got] == list(range(500))
+        before = writer.batches
+        await asyncio.gather(*(box.ack([r.id]) for r in got))
+        assert writer.batches - before < 50  # acks are group-committed too
+        assert await box.depth() == 0
+
+
+async def test_commit_sync_level_follows_durability(db: Path, clock: FakeClock) -> None:
+    async with await Outbox.open(db, clock=clock) as box:
+        await box.put("presence", {}, durability=Durability.TELEMETRY, expires_at=clock.now + 60)
+        assert box._writer._sync_full is False  # telemetry alone: synchronous=NORMAL
+        await box.put("payment", {})
+        assert box._writer._sync_full is True  # a critical record: synchronous=FULL
+        assert await box.depth() == 2
+        assert box._writer._sync_full is True  # a read leaves the level alone
 
 
 async def test_closed_outbox_refuses_and_records_persist(db: Path, clock: FakeClock) -> None:
