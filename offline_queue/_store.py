@@ -59,6 +59,7 @@ log = logging.getLogger(__name__)
 ROW_OVERHEAD = 64
 # A dedupe key outlives its acked record by a week: longer than any offline spell we plan for,
 # so a till that re-sends an old operation after reconnecting still gets the original id.
+# Telemetry dead letters are kept as long.
 KEY_RETENTION_S = 7 * 24 * 3600.0
 # Sweeping expired telemetry scans the telemetry index, so a full queue refusing telemetry
 # does it at most once a second instead of on every put.
@@ -162,6 +163,12 @@ class Store:
     def housekeeping_blocking(self) -> None:
         now = self.clock()
         self.shed_expired_blocking(now, force=True)
+        # Telemetry that gave up is not worth an operator's time after a week; critical dead
+        # letters stay until someone retries them.
+        self.conn.execute(
+            "DELETE FROM outbox_dead WHERE durability = ? AND failed_at < ?",
+            (Durability.TELEMETRY.value, now - KEY_RETENTION_S),
+        )
         self.conn.execute(
             "DELETE FROM outbox_keys WHERE created_at < ? "
             "AND record_id NOT IN (SELECT id FROM outbox) AND record_id NOT IN (SELECT id FROM outbox_dead)",

@@ -289,3 +289,16 @@ async def test_maintain_forgets_old_dedupe_keys_and_drops_expired(db: Path, cloc
         await box.maintain()
         assert await box.put("payment", {"n": 1}, dedupe_key="k-acked") > kept  # forgotten: a new record
         assert await box.put("payment", {"n": 2}, dedupe_key="k-live") == kept  # its record is still queued
+
+
+async def test_maintain_drops_week_old_telemetry_dead_letters_only(db: Path, clock: FakeClock) -> None:
+    from offline_queue._store import KEY_RETENTION_S
+
+    async with await Outbox.open(db, clock=clock) as box:
+        tel = await box.put("presence", {}, durability=Durability.TELEMETRY)
+        crit = await box.put("payment", {})
+        await box.release(tel, "bad", permanent=True)
+        await box.release(crit, "bad", permanent=True)
+        clock.now += KEY_RETENTION_S + 1
+        await box.maintain()
+        assert [d.id for d in await box.dead_letters()] == [crit]
