@@ -143,6 +143,9 @@ class Store:
         self.clock = clock
         self.usage = Usage()
         self._last_sweep = float("-inf")
+        # Budget states already logged, so a full outbox logs once per episode, not once per put.
+        self._refusing = False
+        self._over_budget = False
 
     # --- maintenance -------------------------------------------------------------------------
 
@@ -241,21 +244,26 @@ class Store:
                 telemetry_used=self.usage.telemetry,
             )
             if decision is Admission.REFUSE:
-                log.warning(
-                    "outbox: disk budget reached, new telemetry refused",
-                    extra={"stream": stream, "used": self.usage.total, "budget": self.budget},
-                )
+                if not self._refusing:
+                    self._refusing = True
+                    log.warning(
+                        "outbox: disk budget reached, new telemetry refused until there is room",
+                        extra={"stream": stream, "used": self.usage.total, "budget": self.budget},
+                    )
                 return TelemetryRefusedError(
                     f"stream {stream!r}: telemetry refused, the outbox is at its disk budget "
                     f"({self.usage.total} of {self.budget} bytes)"
                 )
             if decision is Admission.SHED_OLDEST_TELEMETRY:
                 self._shed_oldest_telemetry_blocking(self.usage.total + size - self.budget)
-            elif decision is Admission.OVER_BUDGET:
+            elif decision is Admission.OVER_BUDGET and not self._over_budget:
+                self._over_budget = True
                 log.warning(
                     "outbox: over its disk budget with critical records only; still accepting them",
                     extra={"stream": stream, "used": self.usage.total, "budget": self.budget},
                 )
+        else:
+            self._refusing = self._over_budget = False
         row = conn.execute(
             "INSERT INTO outbox (stream, payload, dedupe_key, durability, created_at, expires_at, nbytes) "
             "VALUES (?, ?, ?, ?, ?, ?, ?) RETURNING id",

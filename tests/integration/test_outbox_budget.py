@@ -32,7 +32,9 @@ class Clock:
         return self.now
 
 
-async def test_telemetry_fills_budget_and_critical_is_still_accepted(tmp_path: Path) -> None:
+async def test_telemetry_fills_budget_and_critical_is_still_accepted(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
     clock = Clock()
     health: list[tuple[Level, str]] = []
     async with await Outbox.open(
@@ -54,6 +56,8 @@ async def test_telemetry_fills_budget_and_critical_is_still_accepted(tmp_path: P
         assert await box.depth("presence") == accepted
         with pytest.raises(TelemetryRefusedError):
             await box.put("presence", {"late": True, "pad": PAD}, durability=Durability.TELEMETRY)
+        refusals = [r for r in caplog.records if "new telemetry refused" in r.getMessage()]
+        assert len(refusals) == 1  # logged once per episode, not once per refused put
 
         # Critical records keep coming: the oldest telemetry makes room for them.
         pay_ids = [await box.put("payment", {"order": i, "pad": PAD}) for i in range(150)]
