@@ -51,6 +51,8 @@ MAX_CLAIM = 10_000
 # An outbox record is an event, not a file: anything this big is a bug upstream, and one such
 # record would eat the telemetry budget of a whole day.
 MAX_PAYLOAD_BYTES = 1 << 20
+_ENCODER = json.JSONEncoder(separators=(",", ":"), ensure_ascii=False, allow_nan=False)
+_VALID_STREAMS: set[str] = set()  # names already checked: put() is the hot path
 
 
 class InvalidRecordError(OutboxError, ValueError):
@@ -156,7 +158,7 @@ class Outbox:
                 f"stream {stream!r}: payload must be a dict, got {type(payload).__name__}"
             )
         try:
-            payload_json = json.dumps(payload, separators=(",", ":"), ensure_ascii=False, allow_nan=False)
+            payload_json = _ENCODER.encode(payload)
         except (TypeError, ValueError) as exc:
             raise InvalidRecordError(f"stream {stream!r}: payload is not JSON-serialisable: {exc}") from None
         if len(payload_json) > MAX_PAYLOAD_BYTES // 4 and len(payload_json.encode()) > MAX_PAYLOAD_BYTES:
@@ -286,10 +288,14 @@ class Outbox:
 
 
 def _check_stream(stream: str) -> None:
+    if type(stream) is str and stream in _VALID_STREAMS:
+        return
     if not isinstance(stream, str) or not _STREAM.match(stream):
         raise InvalidRecordError(
             f"stream name must be 1-64 of a-z 0-9 _ . - starting with a letter or digit, got {stream!r}"
         )
+    if len(_VALID_STREAMS) < 1000:
+        _VALID_STREAMS.add(stream)
 
 
 def _open_store_blocking(

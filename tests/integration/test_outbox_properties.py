@@ -218,7 +218,7 @@ async def _play(db: Path, ops: list[Op]) -> None:
 P = "payment"
 
 
-@settings(max_examples=300, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@settings(max_examples=200, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
 @given(ops=ops_strategy)
 # Hand-picked sequences that must always run: a retry blocks its stream; a live lease blocks it;
 # expired telemetry is skipped; a lease that runs out MAX_ATTEMPTS times dead-letters the record.
