@@ -188,8 +188,10 @@ class Outbox:
             raise InvalidRecordError(f"claim limit must be 1..{MAX_CLAIM}, got {limit}")
         if not (lease > 0 and math.isfinite(lease)):
             raise InvalidRecordError(f"lease must be a positive number of seconds, got {lease}")
+        # A claim only changes leases and attempt counts, which a restart resets anyway: its commit
+        # need not wait for an fsync (the next critical commit syncs it along).
         records: list[Record] = await self._writer.submit(
-            lambda s: s.claim_blocking(stream, limit, lease), full=True
+            lambda s: s.claim_blocking(stream, limit, lease), full=False
         )
         return records
 

@@ -466,10 +466,10 @@ class BatchResult:
 class Writer(threading.Thread):
     """The one thread that touches the outbox's connection; runs queued operations in group commits.
 
-    `full` operations (critical puts, acks, releases) make their batch commit with
-    `synchronous=FULL` (the WAL is fsynced before the futures resolve); a batch of telemetry
-    puts only commits with `synchronous=NORMAL`, which in WAL mode can lose the last commits on
-    power loss but never corrupts or reorders.
+    `full` operations (critical puts, acks, releases, retries) make their batch commit with
+    `synchronous=FULL` (the WAL is fsynced before the futures resolve); a batch of only telemetry
+    puts and claims commits with `synchronous=NORMAL`, which in WAL mode can lose the last commits
+    on power loss but never corrupts or reorders (and the next FULL commit syncs them too).
     """
 
     def __init__(
