@@ -94,3 +94,20 @@ def test_empty_outbox(config_file: Path) -> None:
     out = _cli(config_file, "stats")
     assert out.returncode == 0 and "outbox is empty" in out.stdout
     assert _cli(config_file, "dead-letters").stdout.strip() == "no dead letters"
+
+
+async def test_retry_while_the_agent_holds_the_outbox_open(config_file: Path) -> None:
+    import asyncio
+
+    config = load_or_exit(config_file)
+    async with await Outbox.open(config.db_path) as box:
+        rid = await box.put("coupon_push", {"user": "U9"})
+        await box.put("coupon_push", {"user": "U10"})
+        await box.claim("coupon_push", limit=1)
+        await box.release(rid, "400", permanent=True)
+        stats = await asyncio.to_thread(_cli, config_file, "stats", "--json")
+        assert [(s["depth"], s["dead"]) for s in json.loads(stats.stdout)] == [(1, 1)]
+        retry = await asyncio.to_thread(_cli, config_file, "retry", str(rid), "--json")
+        assert json.loads(retry.stdout) == {"id": rid, "requeued": True, "stream": "coupon_push"}
+        got = await box.claim("coupon_push")
+        assert [r.payload["user"] for r in got] == ["U9", "U10"]  # back at its place, first in line
