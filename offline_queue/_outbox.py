@@ -145,6 +145,9 @@ class Outbox:
         """Store one record; returns its id once durable. A repeated `dedupe_key` in the same
         stream returns the first record's id (for a week after that record was acked).
 
+        If the awaiting task is cancelled, the record may still be written (it was already
+        handed to the writer); put it again with the same `dedupe_key` to make that safe.
+
         Raises:
             InvalidRecordError: bad stream name, payload not a JSON object, bad key or expiry.
             TelemetryRefusedError: telemetry while the disk budget is reached.
