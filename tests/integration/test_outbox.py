@@ -302,3 +302,38 @@ async def test_maintain_drops_week_old_telemetry_dead_letters_only(db: Path, clo
         clock.now += KEY_RETENTION_S + 1
         await box.maintain()
         assert [d.id for d in await box.dead_letters()] == [crit]
+
+
+async def test_components_can_still_put_while_they_stop(
+    config_file: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import agent.daemon
+    from agent.commands import load_or_exit
+    from agent.context import AgentContext
+    from agent.daemon import run_agent
+    from agent.health import Level as HealthLevel
+
+    class Finisher:
+        """A component whose `finally` records one last sale when it is cancelled at shutdown."""
+
+        name = "finisher"
+
+        def __init__(self, ctx: AgentContext) -> None:
+            self.ctx = ctx
+
+        async def run(self) -> None:
+            self.ctx.health.set(self.name, HealthLevel.GREEN, "waiting")
+            try:
+                await asyncio.Event().wait()
+            finally:
+                await self.ctx.services["outbox"].put("sale", {"last": True})
+
+    monkeypatch.setattr(agent.daemon, "build_components", lambda ctx: [Finisher(ctx)])
+    config = load_or_exit(config_file)
+
+    def started(ctx: object, supervisor: object) -> None:
+        asyncio.get_running_loop().call_later(0.2, supervisor.stop)  # type: ignore[attr-defined]
+
+    assert await run_agent(config, on_started=started) == 0
+    async with await Outbox.open(config.db_path, create=False) as box:
+        assert [r.payload for r in await box.claim("sale")] == [{"last": True}]
