@@ -1,7 +1,7 @@
 """Welcome-coupon delivery: the imperative shell around `_policy` and `_ledger`.
 
 Owns `deliver_welcome` (claim the user's ledger row, reply while the reply token is fresh, else
-queue a push on the outbox stream `coupon_push`) and the `CouponService` component that drains
+queue a push on the private outbox stream `coupon_job`) and the `CouponService` component that drains
 that stream: budget and quota check, push with the row's `X-Line-Retry-Key`, and the action
 `PUSH_ACTIONS` names for the answer. It also repairs rows a crash left half-way at start.
 
@@ -76,7 +76,9 @@ __all__ = [
 
 log = logging.getLogger(__name__)
 
-PUSH_STREAM = "coupon_push"
+# Private work stream: the uplink never drains it (its kinds are the shared stream names), so
+# push jobs reach LINE before anything is acked. Delivery results go upstream as facts.
+PUSH_STREAM = "coupon_job"
 SERVICE_NAME = "coupons"
 _LINE_USER_ID = re.compile(r"U[0-9a-f]{32}")
 _REPLY_ATTEMPTS = 3  # within the reply token's freshness; a 4th would rarely still be fresh
@@ -160,7 +162,7 @@ async def record_fact(ctx: AgentContext, fact: Fact) -> bool:
 
 
 class CouponService:
-    """Component `coupons`: delivers welcome coupons and drains the `coupon_push` stream."""
+    """Component `coupons`: delivers welcome coupons and drains the `coupon_job` stream."""
 
     name = SERVICE_NAME
 
@@ -581,7 +583,7 @@ class CouponService:
             await self.aclose()
 
     async def drain_once(self) -> int:
-        """Claim and process one batch of `coupon_push` records; returns how many."""
+        """Claim and process one batch of `coupon_job` records; returns how many."""
         if self._now() < self._pause_until:
             return 0
         records = await self.outbox.claim(PUSH_STREAM, limit=self.config.coupons.push_batch, lease=60.0)

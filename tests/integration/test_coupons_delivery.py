@@ -20,6 +20,7 @@ from sqlalchemy import Engine
 from agent.config import ShopEdgeConfig, parse_config
 from agent.context import AgentContext
 from agent.coupons import (
+    PUSH_STREAM,
     CouponService,
     DeliveryStatus,
     LedgerState,
@@ -87,12 +88,12 @@ class Rig:
         """Run the push worker until the stream is empty, stepping the clock past retry times."""
         for _ in range(rounds):
             handled = await self.service.drain_once()
-            if await self.outbox.depth("coupon_push") == 0:
+            if await self.outbox.depth(PUSH_STREAM) == 0:
                 return
             if handled == 0:
                 self.clock.now += 400.0
                 self.monotonic.now += 400.0
-        raise AssertionError("coupon_push did not drain")
+        raise AssertionError("coupon push jobs did not drain")
 
     def restart(self) -> CouponService:
         """A new agent process over the same DB and outbox (the old objects are dropped)."""
@@ -170,7 +171,7 @@ async def test_reply_path_is_free_and_recorded(rig: Rig) -> None:
     row = rig.row(1)
     assert (row.state, row.channel) == (LedgerState.SENT, "reply")
     assert rig.emulator.total_usage == 0
-    assert await rig.outbox.depth("coupon_push") == 0
+    assert await rig.outbox.depth(PUSH_STREAM) == 0
     assert kinds(rig) == ["coupon_replied"]
 
 
@@ -273,7 +274,7 @@ async def test_400_and_403_dead_letter_with_the_reason(rig: Rig, kind: str) -> N
     assert row.state is LedgerState.DEAD
     assert row.error.startswith(kind)
     assert rig.emulator.deliveries == []
-    (letter,) = await rig.outbox.dead_letters("coupon_push")
+    (letter,) = await rig.outbox.dead_letters(PUSH_STREAM)
     assert f"LINE refused the push: {kind}" in letter.reason, letter.reason
 
 
@@ -641,7 +642,7 @@ async def test_a_long_line_outage_does_not_bury_the_push(rig: Rig) -> None:
     await rig.drain(rounds=60)
     row = rig.row(94)
     assert (row.state, row.attempts) == (LedgerState.SENT, 15)
-    assert await rig.outbox.dead_letters("coupon_push") == []
+    assert await rig.outbox.dead_letters(PUSH_STREAM) == []
     assert [d.retry_key for d in rig.emulator.deliveries] == [row.retry_key]
 
 
