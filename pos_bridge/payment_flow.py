@@ -113,7 +113,7 @@ class Payment:
     """One attempt to take one POS order's money: what the journal stores."""
 
     order_id: str  # the till's order id
-    line_order_id: str  # the orderId sent to LINE Pay (order_id, or order_id-N for a retry)
+    line_order_id: str  # the orderId sent to LINE Pay (order_id, or order_id.N for attempt N)
     method: Method
     amount: int
     currency: str

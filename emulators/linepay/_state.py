@@ -18,7 +18,7 @@ __all__ = ["Charge", "Fault", "LedgerError", "LinePayState", "OneTimeKey", "Rese
 KEY_LIFETIME_S = 300.0  # "valid 5 minutes after the customer generates it"
 RESERVATION_LIFETIME_S = 20 * 60.0  # 0121: cancelled or timed out (20 min)
 
-FaultKind = Literal["delay", "timeout", "5xx", "drop"]
+FaultKind = Literal["delay", "timeout", "5xx", "drop", "short"]
 Endpoint = Literal[
     "pay",
     "check",
@@ -49,7 +49,8 @@ class Fault:
     `delay` waits `seconds` before LINE sees the call; `timeout` applies the call then stalls
     `seconds` before answering (the client times out after the charge is made); `5xx` answers
     HTTP 500 and `drop` closes the connection, each after applying the call when `after_effect`
-    (the dangerous case) or before it otherwise.
+    (the dangerous case) or before it otherwise. `short` makes the next charge `amount` TWD
+    smaller than requested (as if part were paid otherwise), to exercise the Σ payInfo check.
     """
 
     endpoint: Endpoint
@@ -57,6 +58,7 @@ class Fault:
     seconds: float = 0.0
     after_effect: bool = True
     count: int = 1
+    amount: int = 0
 
 
 @dataclass(kw_only=True)
@@ -152,12 +154,19 @@ class LinePayState:
 
     def take_fault(self, endpoint: str) -> Fault | None:
         for fault in self.faults:
-            if fault.endpoint in (endpoint, "any"):
+            if fault.kind != "short" and fault.endpoint in (endpoint, "any"):
                 fault.count -= 1
                 if fault.count <= 0:
                     self.faults.remove(fault)
                 return fault
         return None
+
+    def _shortfall(self, endpoint: str) -> int:
+        for fault in self.faults:
+            if fault.kind == "short" and fault.endpoint in (endpoint, "any"):
+                self.faults.remove(fault)
+                return fault.amount
+        return 0
 
     # --------------------------------------------------------------- shopper side
 
@@ -212,7 +221,7 @@ class LinePayState:
         charge = Charge(
             order_id=order_id,
             transaction_id=self.next_tx(),
-            amount=amount,
+            amount=amount - self._shortfall("pay"),
             currency=currency,
             method="offline",
             created_at=now,
@@ -324,7 +333,7 @@ class LinePayState:
         charge = Charge(
             order_id=reservation.order_id,
             transaction_id=transaction_id,
-            amount=amount,
+            amount=amount - self._shortfall("confirm"),
             currency=reservation.currency,
             method="online",
             created_at=now,
