@@ -111,8 +111,8 @@ class Harness:
         async with self.http.get(self.url + path, headers={"Authorization": f"Bearer {TOKEN}"}) as r:
             return r.status, await r.json()
 
-    async def until(self, order_id: str, *statuses: str, timeout: float = 15.0) -> dict[str, Any]:
-        deadline = asyncio.get_running_loop().time() + timeout
+    async def until(self, order_id: str, *statuses: str, within: float = 15.0) -> dict[str, Any]:
+        deadline = asyncio.get_running_loop().time() + within
         status, body = await self.get(f"/v1/payments/{order_id}")
         while True:
             assert status == 200, body

@@ -94,7 +94,7 @@ async def test_refunds_partial_full_and_idempotent(tmp_path: Path, emulator: Emu
         body = await h.until("R1", "paid")
         assert body["refunded_amount"] == 30
         status, again = await h.post("/v1/payments/R1/refund", {"amount": 30}, headers=key)
-        assert status == 200
+        assert status == 200 and again["refunded_amount"] == 30  # replayed, not refunded twice
         status, conflict = await h.post("/v1/payments/R1/refund", {"amount": 31}, headers=key)
         assert status == 409 and conflict["error"] == "idempotency_conflict"
         status, too_much = await h.post("/v1/payments/R1/refund", {"amount": 71})
@@ -146,7 +146,7 @@ async def test_5xx_before_the_charge_fails_after_settling(tmp_path: Path, emulat
     async with running(tmp_path, emulator.url, read=0.5) as h:
         emulator.state.faults.append(Fault(endpoint="pay", kind="5xx", after_effect=False))
         await h.post("/v1/payments", scan("F2", emulator.state.issue_key(time.time())))
-        body = await h.until("F2", "failed", timeout=20)
+        body = await h.until("F2", "failed", within=20)
         assert body["error_code"] == "not_found" and "F2" not in emulator.state.charges
         # The till may try again with a new key: a new LINE order id, one charge.
         status, body = await h.post("/v1/payments", scan("F2", emulator.state.issue_key(time.time())))
@@ -183,7 +183,7 @@ async def test_refund_timeout_after_effect_applies_once(tmp_path: Path, emulator
         await h.until("T1", "paid")
         emulator.state.faults.append(Fault(endpoint="refund_offline", kind="timeout", seconds=1.0))
         await h.post("/v1/payments/T1/refund", {"amount": 30})
-        body = await h.until("T1", "paid", timeout=10)
+        body = await h.until("T1", "paid", within=10)
         while body["refunded_amount"] != 30:
             body = await h.until("T1", "paid")
         assert emulator.state.refund_log == [("T1", 30)]
