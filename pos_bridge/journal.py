@@ -317,7 +317,12 @@ class Journal:
         outbox = self._outbox()
         if outbox is None:
             return
-        await outbox.put(
-            "payment", snapshot(payment), dedupe_key=f"payment:{payment.line_order_id}:{payment.version}"
-        )
+        try:
+            await outbox.put(
+                "payment", snapshot(payment), dedupe_key=f"payment:{payment.line_order_id}:{payment.version}"
+            )
+        except Exception:
+            # The journal row is the truth and is already durable; the next start re-sends it.
+            log.exception("outbox put failed; payment journal entry will be re-sent at start")
+            return
         await asyncio.to_thread(self._mark_outboxed_blocking, payment.line_order_id, payment.version)
