@@ -217,20 +217,18 @@ class Journal:
             ).first()
         return (row.request_hash, _payment(found)) if found is not None else None
 
-    def _remember_key_blocking(self, key: str, request_hash: str, payment: Payment) -> None:
+    def _save_blocking(self, payment: Payment, remember: tuple[str, str] | None = None) -> None:
         with self._engine.begin() as conn:
-            conn.execute(
-                insert(idempotency).values(
-                    key=key,
-                    request_hash=request_hash,
-                    order_id=payment.order_id,
-                    line_order_id=payment.line_order_id,
-                    created_at=self._clock(),
+            if remember is not None:  # same transaction: a replayed request can never apply twice
+                conn.execute(
+                    insert(idempotency).values(
+                        key=remember[0],
+                        request_hash=remember[1],
+                        order_id=payment.order_id,
+                        line_order_id=payment.line_order_id,
+                        created_at=self._clock(),
+                    )
                 )
-            )
-
-    def _save_blocking(self, payment: Payment) -> None:
-        with self._engine.begin() as conn:
             result = conn.execute(
                 update(payments)
                 .where(
@@ -289,9 +287,9 @@ class Journal:
         await self._to_outbox(fresh)
         return fresh
 
-    async def save(self, payment: Payment) -> None:
-        """Journal a state change (before any call it implies)."""
-        await asyncio.to_thread(self._save_blocking, payment)
+    async def save(self, payment: Payment, *, remember: tuple[str, str] | None = None) -> None:
+        """Journal a state change (before any call it implies), with the request's idempotency key."""
+        await asyncio.to_thread(self._save_blocking, payment, remember)
         await self._to_outbox(payment)
 
     async def latest(self, order_id: str) -> Payment | None:
@@ -299,9 +297,6 @@ class Journal:
 
     async def by_idempotency_key(self, key: str) -> tuple[str, Payment] | None:
         return await asyncio.to_thread(self._by_key_blocking, key)
-
-    async def remember_key(self, key: str, request_hash: str, payment: Payment) -> None:
-        await asyncio.to_thread(self._remember_key_blocking, key, request_hash, payment)
 
     async def non_final(self) -> list[Payment]:
         return await asyncio.to_thread(self._non_final_blocking)

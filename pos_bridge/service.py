@@ -302,9 +302,7 @@ class PaymentService:
                 if seen[0] != fingerprint:
                     raise IdempotencyConflictError("Idempotency-Key reused with a different refund")
                 return self._cached(seen[1])
-            result = await self._apply_till(payment, Refund(amount=amount))
-            await self._journal.remember_key(key, fingerprint, result)
-            return result
+            return await self._apply_till(payment, Refund(amount=amount), remember=(key, fingerprint))
         return await self._apply_till(payment, Refund(amount=amount))
 
     async def key_scanned(self, one_time_key: str) -> Payment | None:
@@ -339,19 +337,21 @@ class PaymentService:
         salt = self._config.binding.phone_salt.get_secret_value()
         return hashlib.sha256(f"{salt}:{phone}".encode()).hexdigest()
 
-    async def _apply_till(self, payment: Payment, event: Event) -> Payment:
+    async def _apply_till(
+        self, payment: Payment, event: Event, *, remember: tuple[str, str] | None = None
+    ) -> Payment:
         try:
-            return await self._apply(payment.line_order_id, event)
+            return await self._apply(payment.line_order_id, event, remember=remember)
         except IllegalTransition as exc:
             raise IllegalRequest(exc.reason) from None
 
-    async def _apply(self, key: str, event: Event) -> Payment:
+    async def _apply(self, key: str, event: Event, *, remember: tuple[str, str] | None = None) -> Payment:
         lock = self._locks.setdefault(key, asyncio.Lock())
         async with lock:
             current = self._cache[key]
             step = handle(current, event, now=self._wall(), policy=self._policy)
             if step.payment != current:
-                await self._journal.save(step.payment)
+                await self._journal.save(step.payment, remember=remember)
                 self._cache[key] = step.payment
                 self._notify(key)
                 log.info(
