@@ -128,6 +128,15 @@ SCENARIO: list[tuple[str, Step]] = [
 ]
 
 
+def _payment_steps() -> list[tuple[str, Step]]:
+    from pos_bridge.demo_steps import STEPS
+
+    return STEPS
+
+
+SCENARIO += _payment_steps()
+
+
 def _write_demo_config(state_dir: Path) -> tuple[Path, ShopEdgeConfig]:
     state_dir.mkdir(parents=True, exist_ok=True)
     config_path = state_dir / "demo.toml"
