@@ -119,7 +119,7 @@ class ScannerFeed:
 
         async with open_scanner(self.ctx.config.pos) as scanner:
             self.ctx.health.set(self.name, Level.GREEN, f"reading {self.ctx.config.pos.scanner}")
-            async for key in scanner.keys():
+            async for key in scanner.codes():
                 service = self.ctx.services.get("payments")
                 if not isinstance(service, PaymentService):
                     log.warning("one-time key scanned before the POS API is up; scan again")

@@ -30,7 +30,7 @@ class Scanner(Protocol):
         self, kind: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
     ) -> None: ...
 
-    def keys(self) -> AsyncIterator[str]:
+    def codes(self) -> AsyncIterator[str]:
         """Each one-time key as it is scanned, until the scanner closes."""
         ...
 

@@ -37,7 +37,7 @@ class EvdevScanner:
             self._device.close()
             self._device = None
 
-    async def keys(self) -> AsyncIterator[str]:
+    async def codes(self) -> AsyncIterator[str]:
         import evdev
 
         decoder = WedgeDecoder()

@@ -44,7 +44,7 @@ class ReplayScanner:
     ) -> None:
         return None
 
-    async def keys(self) -> AsyncIterator[str]:
+    async def codes(self) -> AsyncIterator[str]:
         for key in self._initial:
             if self._interval:
                 await asyncio.sleep(self._interval)
