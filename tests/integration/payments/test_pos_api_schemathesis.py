@@ -58,11 +58,6 @@ def api_url() -> Iterator[str]:
         yield url
 
 
-def no_server_error(ctx: object, response: schemathesis.Response, case: schemathesis.Case) -> bool:
-    assert response.status_code < 500, f"{response.status_code}: {response.text}"
-    return True
-
-
 @schema.parametrize()
 @settings(max_examples=60, deadline=None, suppress_health_check=list(HealthCheck))
 def test_no_5xx_and_answers_match_the_schema(case: schemathesis.Case, api_url: str) -> None:
