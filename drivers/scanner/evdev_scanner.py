@@ -22,7 +22,7 @@ class EvdevScanner:
         self._device: Any = None
 
     async def __aenter__(self) -> Self:
-        import evdev  # type: ignore[import-not-found]  # optional: pip install shopedge[scanner]
+        import evdev  # optional extra: pip install shopedge[scanner]
 
         self._device = evdev.InputDevice(self._path)
         self._device.grab()
