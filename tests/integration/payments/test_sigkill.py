@@ -99,6 +99,8 @@ channel_id = "{CHANNEL_ID}"
 channel_secret = "{CHANNEL_SECRET}"
 [mqtt]
 enabled = false
+[ble]
+enabled = false
 [timeouts]
 linepay_connect = 1.0
 linepay_pay = 1.5
