@@ -207,6 +207,11 @@ class Journal:
         with self._engine.connect() as conn:
             return self._latest(conn, order_id)
 
+    def _by_line_blocking(self, line_order_id: str) -> Payment | None:
+        with self._engine.connect() as conn:
+            row = conn.execute(select(payments).where(payments.c.line_order_id == line_order_id)).first()
+        return _payment(row) if row is not None else None
+
     def _by_key_blocking(self, key: str) -> tuple[str, Payment] | None:
         with self._engine.connect() as conn:
             row = conn.execute(select(idempotency).where(idempotency.c.key == key)).first()
@@ -294,6 +299,9 @@ class Journal:
 
     async def latest(self, order_id: str) -> Payment | None:
         return await asyncio.to_thread(self._latest_blocking, order_id)
+
+    async def by_line_order_id(self, line_order_id: str) -> Payment | None:
+        return await asyncio.to_thread(self._by_line_blocking, line_order_id)
 
     async def by_idempotency_key(self, key: str) -> tuple[str, Payment] | None:
         return await asyncio.to_thread(self._by_key_blocking, key)

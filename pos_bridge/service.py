@@ -348,7 +348,9 @@ class PaymentService:
     async def _apply(self, key: str, event: Event, *, remember: tuple[str, str] | None = None) -> Payment:
         lock = self._locks.setdefault(key, asyncio.Lock())
         async with lock:
-            current = self._cache[key]
+            current = self._cache.get(key) or await self._journal.by_line_order_id(key)
+            if current is None:
+                raise PaymentError(f"no journaled payment {key}")
             step = handle(current, event, now=self._wall(), policy=self._policy)
             if step.payment != current:
                 await self._journal.save(step.payment, remember=remember)
@@ -370,6 +372,9 @@ class PaymentService:
                     await self._show(step.payment, command.screen)
                 else:
                     self._schedule(key, command, step.payment.version)
+            if step.payment.state not in NON_FINAL and key not in self._pending and key not in self._drivers:
+                # Settled: the journal has it; keep memory flat on a device that runs for months.
+                self._cache.pop(key, None)
             return step.payment
 
     def _notify(self, key: str) -> None:
@@ -413,8 +418,8 @@ class PaymentService:
                 after = getattr(command, "after_s", 0.0)
                 if after > 0:
                     await self._sleep(after)
-                current = self._cache[key]
-                if current.version != version:
+                current = self._cache.get(key)
+                if current is None or current.version != version:
                     continue  # the payment moved on (e.g. cancelled); its own commands are pending
                 event = await self._execute(current, command)
                 await self._apply(key, event)
@@ -426,6 +431,9 @@ class PaymentService:
             )
         finally:
             self._drivers.discard(key)
+            settled = self._cache.get(key)
+            if settled is not None and settled.state not in NON_FINAL and key not in self._pending:
+                self._cache.pop(key, None)
 
     async def _execute(self, p: Payment, command: Command) -> Event:
         client = self._client

@@ -40,6 +40,8 @@ async def test_scan_code_payment(tmp_path: Path, emulator: EmulatorServer) -> No
         states = [payload["state"] for stream, payload, _ in h.outbox.records if payload["order_id"] == "A1"]
         assert states == ["created", "authorizing", "paid"]
         assert all(stream == "payment" for stream, _, _ in h.outbox.records)
+        await asyncio.sleep(0.05)
+        assert h.service._cache == {}  # settled payments live in the journal, not in memory
 
 
 async def test_qr_payment(tmp_path: Path, emulator: EmulatorServer) -> None:
