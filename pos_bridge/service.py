@@ -322,7 +322,8 @@ class PaymentService:
         current = self._cache.get(payment.line_order_id)
         if current is not None and current.version >= payment.version:
             return current
-        self._cache[payment.line_order_id] = payment
+        if payment.state in NON_FINAL:
+            self._cache[payment.line_order_id] = payment
         return payment
 
     async def _require(self, order_id: str) -> Payment:
