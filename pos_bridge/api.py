@@ -161,7 +161,7 @@ def _idempotency_key(request: web.Request) -> str | None:
     key = request.headers.get("Idempotency-Key")
     if key is None:
         return None
-    if not _KEY.match(key):
+    if not _KEY.fullmatch(key):
         raise web.HTTPBadRequest(
             text=json.dumps(
                 {"error": "invalid_request", "message": "Idempotency-Key: 1-200 printable characters"}
@@ -173,7 +173,7 @@ def _idempotency_key(request: web.Request) -> str | None:
 
 def _order_id(request: web.Request) -> str:
     order_id = request.match_info["order_id"]
-    if not re.match(ORDER_ID, order_id):
+    if not re.fullmatch(ORDER_ID, order_id):
         raise TillErrorNotFound(f"no payment for order {order_id!r}")
     return order_id
 
@@ -245,7 +245,7 @@ def create_pos_app(service: PaymentService, config: ShopEdgeConfig) -> web.Appli
         if not 0 <= seconds <= MAX_WAIT_S:
             return _error(400, "invalid_request", f"wait: seconds from 0 to {MAX_WAIT_S:g}, got {wait!r}")
         version = request.query.get("version")
-        after = int(version) if version is not None and version.isdigit() else None
+        after = int(version) if version is not None and re.fullmatch(r"[0-9]{1,9}", version) else None
         payment = await service.wait_change(order_id, after_version=after, wait_s=seconds)
         return web.json_response(view(payment))
 

@@ -245,6 +245,10 @@ async def test_protocol_errors(tmp_path: Path, emulator: EmulatorServer) -> None
         assert (status, body["error"]) == (404, "unknown_order")
         status, body = await h.get("/v1/payments/x?wait=abc")
         assert status == 400
+        for odd in ("wait=nan", "wait=inf", "wait=61", "wait=-1"):
+            assert (await h.get(f"/v1/payments/x?{odd}"))[0] == 400
+        assert (await h.get("/v1/payments/x?wait=0&version=%C2%B2"))[0] == 404  # not a digit: ignored
+        assert (await h.get("/v1/payments/x%0A"))[0] == 404
         status, body = await h.post("/v1/payments/nope/cancel")
         assert (status, body["error"]) == (404, "unknown_order")
         status, body = await h.post("/v1/payments", qr("P2") | {"one_time_key": "1" * 18})
