@@ -76,6 +76,7 @@ def create_emulator_app(
             raise LedgerError("2102", "JSON data format error") from None
         if not isinstance(body, dict):
             raise LedgerError("2102", "JSON body must be an object")
+        state.bodies.append((request.path, body))
         return body
 
     async def query_of(request: web.Request) -> dict[str, str]:

@@ -146,6 +146,7 @@ class LinePayState:
         # Audit trail for tests: every pay/confirm call that reached the ledger, and every refund.
         self.charge_attempts: list[str] = []
         self.refund_log: list[tuple[str, int]] = []
+        self.bodies: list[tuple[str, dict[str, Any]]] = []  # (path, body) of every authenticated POST
 
     def next_tx(self) -> str:
         return str(next(self._tx))

@@ -36,6 +36,11 @@ async def test_scan_code_payment(tmp_path: Path, emulator: EmulatorServer) -> No
         charge = emulator.state.charges["A1"]
         assert body["transaction_id"] == charge.transaction_id and body["paid_amount"] == 120
         assert h.display.kinds() == ["WaitingScreen", "PaidScreen"]
+        path, sent = emulator.state.bodies[-1]
+        assert (
+            path == "/v4/payments/oneTimeKeys/pay" and sent["orderId"] == "A1" and sent["oneTimeKey"] == key
+        )
+        assert sent["options"]["familyService"]["addFriends"] == [{"type": "lineAt", "idList": ["shopedge"]}]
         assert h.display.screens[-1].binding_url == "https://bind.example/A1"
         states = [payload["state"] for stream, payload, _ in h.outbox.records if payload["order_id"] == "A1"]
         assert states == ["created", "authorizing", "paid"]
@@ -57,6 +62,9 @@ async def test_qr_payment(tmp_path: Path, emulator: EmulatorServer) -> None:
         emulator.state.approve(body["transaction_id"], time.time())
         body = await h.until("Q1", "paid")
         assert emulator.state.charges["Q1"].amount == 300
+        request_body = next(b for p, b in emulator.state.bodies if p == "/v3/payments/request")
+        assert request_body["redirectUrls"]["confirmUrlType"] == "NONE"
+        assert request_body["options"]["familyService"]["addFriends"][0]["idList"] == ["shopedge"]
         assert h.display.kinds()[-2:] == ["WaitingScreen", "PaidScreen"]
 
 
