@@ -10,16 +10,23 @@ from __future__ import annotations
 
 import asyncio
 import time
-from typing import Any
+from typing import TYPE_CHECKING, Any
 from urllib.parse import urlsplit
 
 import aiohttp
 
-from agent.demo import DemoRun, DemoStepFailed, Step
+if TYPE_CHECKING:  # agent.demo imports this module to build its SCENARIO
+    from agent.demo import DemoRun, Step
 
 __all__ = ["STEPS", "step_linepay_emulator", "step_pay_by_qr", "step_pay_by_scan"]
 
 WAIT_S = 30.0
+
+
+def _failed(message: str) -> Exception:
+    from agent.demo import DemoStepFailed
+
+    return DemoStepFailed(message)
 
 
 async def step_linepay_emulator(run: DemoRun) -> str:
@@ -27,7 +34,7 @@ async def step_linepay_emulator(run: DemoRun) -> str:
 
     base = run.config.linepay.api_base
     if base is None:
-        raise DemoStepFailed("linepay.api_base is not set: the demo needs the emulator")
+        raise _failed("linepay.api_base is not set: the demo needs the emulator")
     server = EmulatorServer(
         channel_id=run.config.linepay.channel_id,
         channel_secret=run.config.linepay.channel_secret.get_secret_value(),
@@ -49,11 +56,11 @@ async def _pos(run: DemoRun, method: str, path: str, body: Any = None) -> dict[s
                 async with session.request(method, url, json=body, headers=headers) as response:
                     answer: dict[str, Any] = await response.json()
                     if response.status >= 400:
-                        raise DemoStepFailed(f"{method} {path}: {response.status} {answer}")
+                        raise _failed(f"{method} {path}: {response.status} {answer}")
                     return answer
             except aiohttp.ClientConnectionError:
                 if time.monotonic() > deadline:
-                    raise DemoStepFailed(f"POS API not reachable on {run.config.pos.listen}") from None
+                    raise _failed(f"POS API not reachable on {run.config.pos.listen}") from None
                 await asyncio.sleep(0.2)
 
 
@@ -62,7 +69,7 @@ async def _until(run: DemoRun, order_id: str, *statuses: str) -> dict[str, Any]:
     view = await _pos(run, "GET", f"/v1/payments/{order_id}")
     while view["status"] not in statuses:
         if time.monotonic() > deadline or view["status"] in ("failed", "cancelled"):
-            raise DemoStepFailed(f"order {order_id} is {view['status']}: {view.get('error_message')}")
+            raise _failed(f"order {order_id} is {view['status']}: {view.get('error_message')}")
         view = await _pos(run, "GET", f"/v1/payments/{order_id}?wait=5&version={view['version']}")
     return view
 
@@ -85,7 +92,7 @@ async def step_pay_by_scan(run: DemoRun) -> str:
     key = emulator.state.issue_key(time.time())  # the shopper opens LINE Pay "My Code"
     service = run.ctx.services.get("payments")
     if service is None:
-        raise DemoStepFailed("payment service is not running")
+        raise _failed("payment service is not running")
     await service.key_scanned(key)  # what the scanner component does with a scan
     view = await _until(run, order_id, "paid")
     return f"scan_code: {order_id} paid {view['paid_amount']} TWD (transaction {view['transaction_id']})"
@@ -112,7 +119,7 @@ async def step_pay_by_qr(run: DemoRun) -> str:
         approve = f"{emulator.url}/_emulator/approve/{view['attempt_order_id']}"
         async with session.post(approve, json={"ok": True}) as response:
             if response.status != 200:
-                raise DemoStepFailed(f"emulator refused the approval: {await response.text()}")
+                raise _failed(f"emulator refused the approval: {await response.text()}")
     view = await _until(run, order_id, "paid")
     return f"qr: {order_id} paid {view['paid_amount']} TWD, shopper approved (fallback token {token})"
 

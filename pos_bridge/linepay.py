@@ -191,6 +191,8 @@ class LinePayClient:
                 return OrderDetails(status="NOT_FOUND")
             raise
         status = str(info.get("status", ""))
+        # The status set COMPLETE|FAIL|REFUND comes from an SDK (UNCONFIRMED): anything else is
+        # treated as "not known yet", so the order is checked again instead of being decided.
         if status not in ("COMPLETE", "FAIL", "REFUND"):
             raise LinePayOutcomeUnknown(f"check returned unknown status {status!r}")
         if status == "FAIL":
