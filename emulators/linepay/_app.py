@@ -115,6 +115,9 @@ def create_emulator_app(
         order_id, amount, currency, key = state.validate_pay(body)
         state.processing.add(order_id)
         try:
+            slow = state.take_special("slow", "pay")
+            if slow is not None:
+                await asyncio.sleep(slow.seconds)
             charge = state.pay(order_id, amount, currency, key, clock())
         finally:
             state.processing.discard(order_id)

@@ -18,7 +18,7 @@ __all__ = ["Charge", "Fault", "LedgerError", "LinePayState", "OneTimeKey", "Rese
 KEY_LIFETIME_S = 300.0  # "valid 5 minutes after the customer generates it"
 RESERVATION_LIFETIME_S = 20 * 60.0  # 0121: cancelled or timed out (20 min)
 
-FaultKind = Literal["delay", "timeout", "5xx", "drop", "short"]
+FaultKind = Literal["delay", "slow", "timeout", "5xx", "drop", "short"]
 Endpoint = Literal[
     "pay",
     "check",
@@ -51,6 +51,8 @@ class Fault:
     HTTP 500 and `drop` closes the connection, each after applying the call when `after_effect`
     (the dangerous case) or before it otherwise. `short` makes the next charge `amount` TWD
     smaller than requested (as if part were paid otherwise), to exercise the Σ payInfo check.
+    `slow` (pay only) keeps the order "in process" for `seconds` before charging: meanwhile a
+    check answers 1145 and a repeated pay 1198.
     """
 
     endpoint: Endpoint
@@ -155,7 +157,7 @@ class LinePayState:
 
     def take_fault(self, endpoint: str) -> Fault | None:
         for fault in self.faults:
-            if fault.kind != "short" and fault.endpoint in (endpoint, "any"):
+            if fault.kind not in ("short", "slow") and fault.endpoint in (endpoint, "any"):
                 fault.count -= 1
                 if fault.count <= 0:
                     self.faults.remove(fault)
@@ -163,11 +165,16 @@ class LinePayState:
         return None
 
     def _shortfall(self, endpoint: str) -> int:
+        fault = self.take_special("short", endpoint)
+        return fault.amount if fault is not None else 0
+
+    def take_special(self, kind: str, endpoint: str) -> Fault | None:
+        """Consume a `short` or `slow` fault (they change how LINE processes, not the transport)."""
         for fault in self.faults:
-            if fault.kind == "short" and fault.endpoint in (endpoint, "any"):
+            if fault.kind == kind and fault.endpoint in (endpoint, "any"):
                 self.faults.remove(fault)
-                return fault.amount
-        return 0
+                return fault
+        return None
 
     # --------------------------------------------------------------- shopper side
 

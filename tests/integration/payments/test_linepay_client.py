@@ -186,3 +186,53 @@ async def test_unreachable_is_outcome_unknown() -> None:
     client = make_client("http://127.0.0.1:9")
     with pytest.raises(LinePayOutcomeUnknown):
         await asyncio.to_thread(client.check_order_blocking, "x")
+
+
+async def test_in_process_codes_1198_and_1145(emulator: EmulatorServer) -> None:
+    import time
+
+    client = make_client(emulator.url, read=5.0)
+    emulator.state.faults.append(Fault(endpoint="pay", kind="slow", seconds=0.6))
+    first = asyncio.create_task(_pay(client, "P-1", emulator.state.issue_key(time.time())))
+    await asyncio.sleep(0.2)
+    with pytest.raises(LinePayRejected) as exc:
+        await asyncio.to_thread(client.check_order_blocking, "P-1")
+    assert exc.value.code == "1145"
+    with pytest.raises(LinePayRejected) as exc:
+        await _pay(client, "P-1", emulator.state.issue_key(time.time()))
+    assert exc.value.code == "1198"
+    assert (await first).paid_amount == 120  # type: ignore[attr-defined]
+    assert (await asyncio.to_thread(client.check_order_blocking, "P-1")).status == "COMPLETE"
+
+
+@pytest.mark.parametrize(
+    ("body", "code"),
+    [
+        ("{not json", "2102"),
+        (
+            '{"amount": 10.5, "currency": "TWD", "orderId": "x", "oneTimeKey": "123456789012345678", '
+            '"packages": [{"amount": 10.5}]}',
+            "1124",
+        ),
+        (
+            '{"amount": 10, "currency": "USD", "orderId": "x", "oneTimeKey": "123456789012345678", '
+            '"packages": [{"amount": 10}]}',
+            "1178",
+        ),
+        (
+            '{"amount": 10, "currency": "TWD", "orderId": "x", "oneTimeKey": "123456789012345678", '
+            '"packages": [{"amount": 9}]}',
+            "2101",
+        ),
+    ],
+)
+async def test_malformed_pay_bodies(emulator: EmulatorServer, body: str, code: str) -> None:
+    import requests
+
+    client = make_client(emulator.url)
+    path = "/v4/payments/oneTimeKeys/pay"
+    answer = await asyncio.to_thread(
+        requests.post, emulator.url + path, data=body.encode(), headers=client.headers(path, body), timeout=5
+    )
+    assert answer.json()["returnCode"] == code
+    assert not emulator.state.charges

@@ -133,7 +133,14 @@ async def test_qr_refund(tmp_path: Path, emulator: EmulatorServer) -> None:
 
 @pytest.mark.parametrize(
     ("fault", "endpoint"),
-    [("timeout", "pay"), ("drop", "pay"), ("5xx", "pay"), ("timeout", "confirm"), ("drop", "confirm")],
+    [
+        ("timeout", "pay"),
+        ("slow", "pay"),
+        ("drop", "pay"),
+        ("5xx", "pay"),
+        ("timeout", "confirm"),
+        ("drop", "confirm"),
+    ],
 )
 async def test_outcome_unknown_after_charge_is_found_not_recharged(
     tmp_path: Path, emulator: EmulatorServer, fault: str, endpoint: str

@@ -269,7 +269,9 @@ def _inject_faults(emulator: ThreadedEmulator, rng: random.Random) -> None:
                 state.faults.append(Fault(endpoint=endpoint, kind="timeout", seconds=2.0))  # type: ignore[arg-type]
             elif roll < 0.63:
                 state.faults.append(Fault(endpoint=endpoint, kind="drop"))  # type: ignore[arg-type]
-            elif roll < 0.68:
+            elif roll < 0.73 and endpoint == "pay":  # LINE holds the order "in process" (1145/1198)
+                state.faults.append(Fault(endpoint="pay", kind="slow", seconds=rng.uniform(0.2, 1.2)))
+            elif roll < 0.78:
                 state.faults.append(Fault(endpoint=endpoint, kind="5xx", after_effect=rng.random() < 0.5))  # type: ignore[arg-type]
 
     emulator.sync(add)
