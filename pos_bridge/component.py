@@ -100,6 +100,8 @@ class PosBridge:
         unknown = service.count(State.UNKNOWN)
         if not config.pos.token.get_secret_value():
             self.ctx.health.set(self.name, Level.AMBER, "pos.token not set: the till cannot authenticate")
+        elif not (config.linepay.channel_id and config.linepay.channel_secret.get_secret_value()):
+            self.ctx.health.set(self.name, Level.AMBER, "linepay.channel_id/channel_secret not set")
         elif unknown:
             self.ctx.health.set(self.name, Level.AMBER, f"{unknown} payment(s) being confirmed with LINE Pay")
         else:
