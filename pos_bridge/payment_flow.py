@@ -496,10 +496,23 @@ def _unknown_ledger(p: Payment, e: Event, now: float, policy: Policy) -> Step:
     if e.status == "FAIL":
         return _failed(p, "FAIL", "LINE Pay reports the payment failed")
     if p.method is Method.QR:
-        # Not confirmed (yet): the request status says whether to confirm again or give up.
-        return Step(payment=_with(p, state=State.REQUESTED), commands=(PollRequest(after_s=0.0),))
+        # Not confirmed (yet): the request status says whether to confirm again or give up. The
+        # payment stays UNKNOWN meanwhile, so the till cannot cancel a confirm that may still land.
+        return Step(payment=p, commands=(PollRequest(after_s=0.0),))
     if p.sent_at is None or now - p.sent_at >= policy.pay_settle_s:
         return _failed(p, "not_found", "LINE Pay has no record of the order: nothing was charged")
+    return Step(payment=p, commands=(CheckLedger(after_s=_check_after(p, now, policy)),))
+
+
+def _unknown_request_status(p: Payment, e: Event, now: float, policy: Policy) -> Step:
+    assert isinstance(e, RequestStatus)
+    if e.code == "0110":  # approved, not confirmed: confirming again cannot charge twice (one transaction)
+        return Step(
+            payment=_with(p, state=State.AUTHORIZING, sent_at=now),
+            commands=(Show(screen=WaitingScreen(amount_twd=p.amount)), CallConfirm()),
+        )
+    if e.code in ("0121", "0122"):
+        return _failed(p, e.code, f"request check answered {e.code}")
     return Step(payment=p, commands=(CheckLedger(after_s=_check_after(p, now, policy)),))
 
 
@@ -586,6 +599,7 @@ TRANSITIONS: dict[tuple[State, type[Event]], Handler] = {
     (S.AUTHORIZING, OutcomeUnknown): _authorizing_unknown,
     (S.AUTHORIZING, Restarted): _authorizing_restarted,
     (S.UNKNOWN, LedgerStatus): _unknown_ledger,
+    (S.UNKNOWN, RequestStatus): _unknown_request_status,
     (S.UNKNOWN, Rejected): _unknown_retry,
     (S.UNKNOWN, OutcomeUnknown): _unknown_retry,
     (S.UNKNOWN, Restarted): _check_now,

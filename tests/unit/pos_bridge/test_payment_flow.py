@@ -303,10 +303,18 @@ def test_qr_request_done_goes_to_ledger() -> None:
     assert step.payment.state is State.UNKNOWN and cmds(step, CheckLedger) == [CheckLedger(after_s=0.0)]
 
 
-def test_qr_confirm_unknown_not_found_polls_request_again() -> None:
+def test_qr_confirm_unknown_not_found_polls_request_again_without_becoming_cancellable() -> None:
     p = handle(payment(State.AUTHORIZING, Method.QR), OutcomeUnknown(reason="reset"), now=NOW).payment
     step = handle(p, LedgerStatus(status="NOT_FOUND"), now=NOW + 3)
-    assert step.payment.state is State.REQUESTED and cmds(step, PollRequest) == [PollRequest(after_s=0.0)]
+    assert step.payment.state is State.UNKNOWN and cmds(step, PollRequest) == [PollRequest(after_s=0.0)]
+    with pytest.raises(IllegalTransition):
+        handle(step.payment, Cancel(), now=NOW + 3)
+    again = handle(step.payment, RequestStatus(code="0110"), now=NOW + 4)
+    assert again.payment.state is State.AUTHORIZING and cmds(again, CallConfirm) == [CallConfirm()]
+    done = handle(step.payment, RequestStatus(code="0123"), now=NOW + 4)
+    assert done.payment.state is State.UNKNOWN and cmds(done, CheckLedger)
+    gone = handle(step.payment, RequestStatus(code="0121"), now=NOW + 4)
+    assert gone.payment.state is State.FAILED
 
 
 def test_qr_request_errors() -> None:
