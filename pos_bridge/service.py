@@ -356,7 +356,6 @@ class PaymentService:
             if step.payment != current:
                 await self._journal.save(step.payment, remember=remember)
                 self._cache[key] = step.payment
-                self._notify(key)
                 log.info(
                     "payment state",
                     extra={
@@ -373,6 +372,8 @@ class PaymentService:
                     await self._show(step.payment, command.screen)
                 else:
                     self._schedule(key, command, step.payment.version)
+            if step.payment != current:
+                self._notify(key)  # after the screens: a till woken by the change sees them shown
             if step.payment.state not in NON_FINAL and key not in self._pending and key not in self._drivers:
                 # Settled: the journal has it; keep memory flat on a device that runs for months.
                 self._cache.pop(key, None)

@@ -39,6 +39,16 @@ class RecordingDisplay:
     def kinds(self) -> list[str]:
         return [type(s).__name__ for s in self.screens]
 
+    async def last(self, kind: str, within: float = 5.0) -> Any:
+        """The last screen, once it is a `kind` (the screen follows the journal write)."""
+        deadline = asyncio.get_running_loop().time() + within
+        while not self.screens or type(self.screens[-1]).__name__ != kind:
+            assert asyncio.get_running_loop().time() < deadline, f"no {kind}: {self.kinds()}"
+            self.changed.clear()
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self.changed.wait(), timeout=0.1)
+        return self.screens[-1]
+
 
 @dataclass
 class RecordingOutbox:

@@ -35,6 +35,7 @@ async def test_scan_code_payment(tmp_path: Path, emulator: EmulatorServer) -> No
         body = await h.until("A1", "paid")
         charge = emulator.state.charges["A1"]
         assert body["transaction_id"] == charge.transaction_id and body["paid_amount"] == 120
+        await h.display.last("PaidScreen")
         assert h.display.kinds() == ["WaitingScreen", "PaidScreen"]
         path, sent = emulator.state.bodies[-1]
         assert (
@@ -58,7 +59,7 @@ async def test_qr_payment(tmp_path: Path, emulator: EmulatorServer) -> None:
         assert status == 201 and body["status"] in ("created", "requested")
         body = await h.until("Q1", "requested")
         assert body["payment_url"].startswith(emulator.url) and len(body["access_token"]) == 12
-        pay_screen = h.display.screens[0]
+        pay_screen = await h.display.last("PayScreen")
         assert type(pay_screen).__name__ == "PayScreen" and pay_screen.qr_url == body["payment_url"]
         await asyncio.sleep(0.1)
         assert emulator.state.check_request(body["transaction_id"], time.time()) == "0000"
@@ -68,6 +69,7 @@ async def test_qr_payment(tmp_path: Path, emulator: EmulatorServer) -> None:
         request_body = next(b for p, b in emulator.state.bodies if p == "/v3/payments/request")
         assert request_body["redirectUrls"]["confirmUrlType"] == "NONE"
         assert request_body["options"]["familyService"]["addFriends"][0]["idList"] == ["shopedge"]
+        await h.display.last("PaidScreen")
         assert h.display.kinds()[-2:] == ["WaitingScreen", "PaidScreen"]
 
 
@@ -89,7 +91,7 @@ async def test_cancel_unpaid_qr_and_a_late_approval_charges_nobody(
         body = await h.until("Q2", "requested")
         status, body = await h.post("/v1/payments/Q2/cancel")
         assert status == 200 and body["status"] == "cancelled"
-        assert h.display.kinds()[-1] == "IdleScreen" and h.display.screens[-1].store_name == "Test Shop"
+        assert (await h.display.last("IdleScreen")).store_name == "Test Shop"
         emulator.state.approve(body["transaction_id"], time.time())
         await asyncio.sleep(0.3)
         assert "Q2" not in emulator.state.charges
@@ -156,7 +158,7 @@ async def test_outcome_unknown_after_charge_is_found_not_recharged(
         body = await h.until("F1", "unknown", "paid")
         if body["status"] == "unknown":
             assert body["message"] == "confirming payment, do not charge again"
-            assert h.display.kinds()[-1] == "WaitingScreen"
+            await h.display.last("WaitingScreen")
         body = await h.until("F1", "paid")
         assert body["transaction_id"] == emulator.state.charges["F1"].transaction_id
         assert emulator.state.charge_attempts.count("F1") == 1
@@ -180,10 +182,7 @@ async def test_refused_payment_then_retry(tmp_path: Path, emulator: EmulatorServ
         await h.post("/v1/payments", scan("L1", emulator.state.issue_key(time.time(), balance=10)))
         body = await h.until("L1", "failed")
         assert body["error_code"] == "1142"
-        assert (
-            h.display.kinds()[-1] == "FailedScreen"
-            and h.display.screens[-1].reason_en == "Insufficient balance"
-        )
+        assert (await h.display.last("FailedScreen")).reason_en == "Insufficient balance"
         await h.post("/v1/payments", scan("L1", emulator.state.issue_key(time.time())))
         await h.until("L1", "paid")
 
