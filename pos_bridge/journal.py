@@ -180,7 +180,10 @@ class Journal:
                     )
                 )
             except IntegrityError:
-                raise DuplicateOrder(self._latest(conn, payment.order_id)) from None  # type: ignore[arg-type]
+                existing = self._latest(conn, payment.order_id)
+                if existing is None:
+                    raise
+                raise DuplicateOrder(existing) from None
             if idempotency_key is not None:
                 conn.execute(
                     insert(idempotency).values(
