@@ -195,7 +195,7 @@ linepay_capture = 1.5
                 if view["status"] == "requested" and self.rng.random() < 0.7:
                     attempt = view["attempt_order_id"]
                     self.emulator.sync(lambda s, a=attempt: _approve(s, a))
-                elif view["status"] == "paid" and order.refund is None and self.rng.random() < 0.15:
+                elif view["status"] == "paid" and order.refund is None and self.rng.random() < 0.05:
                     amount = self.rng.choice([None, max(1, view["paid_amount"] // 3)])
                     order.refund = (f"refund-{order.order_id}", amount)
 
