@@ -62,6 +62,8 @@ def api_url() -> Iterator[str]:
 @settings(max_examples=60, deadline=None, suppress_health_check=list(HealthCheck))
 def test_no_5xx_and_answers_match_the_schema(case: schemathesis.Case, api_url: str) -> None:
     session = requests.Session()
+    if case.query and isinstance(case.query.get("wait"), int | float):
+        case.query["wait"] = min(case.query["wait"], 0.5)  # long-polls of existing orders: keep it quick
     response = case.call(
         base_url=api_url, session=session, headers={"Authorization": f"Bearer {TOKEN}"}, timeout=15
     )
