@@ -74,6 +74,21 @@ async def _until(run: DemoRun, order_id: str, *statuses: str) -> dict[str, Any]:
     return view
 
 
+async def _on_display(run: DemoRun, kind: str, **fields: Any) -> str:
+    """Wait for the running display's current screen (when a display service is up)."""
+    display = run.ctx.services.get("display")
+    if display is None or not hasattr(display, "screen"):
+        return "no display running"
+    deadline = time.monotonic() + 5
+    while True:
+        screen = display.screen
+        if type(screen).__name__ == kind and all(getattr(screen, k, None) == v for k, v in fields.items()):
+            return f"display shows {kind}"
+        if time.monotonic() > deadline:
+            raise _failed(f"display should show {kind} {fields}, shows {screen!r}")
+        await asyncio.sleep(0.05)
+
+
 async def step_pay_by_scan(run: DemoRun) -> str:
     emulator = run.extras["linepay"]
     order_id = f"demo-scan-{int(time.time())}"
@@ -95,7 +110,8 @@ async def step_pay_by_scan(run: DemoRun) -> str:
         raise _failed("payment service is not running")
     await service.key_scanned(key)  # what the scanner component does with a scan
     view = await _until(run, order_id, "paid")
-    return f"scan_code: {order_id} paid {view['paid_amount']} TWD (transaction {view['transaction_id']})"
+    shown = await _on_display(run, "PaidScreen", amount_twd=120)
+    return f"scan_code: {order_id} paid {view['paid_amount']} TWD (tx {view['transaction_id']}); {shown}"
 
 
 async def step_pay_by_qr(run: DemoRun) -> str:
@@ -115,13 +131,15 @@ async def step_pay_by_qr(run: DemoRun) -> str:
     )
     view = await _until(run, order_id, "requested")
     token = view["access_token"]
+    await _on_display(run, "PayScreen", qr_url=view["payment_url"], access_token=token)
     async with aiohttp.ClientSession() as session:  # the shopper scans the QR and approves
         approve = f"{emulator.url}/_emulator/approve/{view['attempt_order_id']}"
         async with session.post(approve, json={"ok": True}) as response:
             if response.status != 200:
                 raise _failed(f"emulator refused the approval: {await response.text()}")
     view = await _until(run, order_id, "paid")
-    return f"qr: {order_id} paid {view['paid_amount']} TWD, shopper approved (fallback token {token})"
+    shown = await _on_display(run, "PaidScreen", amount_twd=85)
+    return f"qr: {order_id} paid {view['paid_amount']} TWD via QR (token {token}); {shown}"
 
 
 STEPS: list[tuple[str, Step]] = [
