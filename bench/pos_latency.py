@@ -1,7 +1,7 @@
 """POS request -> customer display latency, with the LINE Pay emulator answering instantly.
 
-Runs the real payment service, journal (SQLite file, synchronous=FULL) and POS HTTP API on
-127.0.0.1 in-process, with a *recording* display driver (it timestamps `show()`; no
+Runs the real payment service, journal (SQLite file, synchronous=FULL), durable outbox and POS
+HTTP API on 127.0.0.1 in-process, with a *recording* display driver (it timestamps `show()`; no
 rendering), and times, one sale at a time like a till:
 - qr: POST /v1/payments until the PayScreen with the LINE Pay QR is shown (the request call
   to LINE Pay happens in between);
@@ -39,7 +39,7 @@ async def measure(n: int) -> dict[str, Any]:
     with tempfile.TemporaryDirectory() as tmp:
         async with (
             EmulatorServer(channel_id=CHANNEL_ID, channel_secret=CHANNEL_SECRET) as emulator,
-            running(Path(tmp), emulator.url) as h,
+            running(Path(tmp), emulator.url, real_outbox=True) as h,
         ):
             headers = {"Authorization": f"Bearer {TOKEN}"}
             for i in range(n + 10):  # the first 10 warm up connections and caches
@@ -86,7 +86,7 @@ async def measure(n: int) -> dict[str, Any]:
         "measured": "POST /v1/payments (method qr) -> PayScreen shown; includes the LINE Pay request call",
         "display_driver": "recording (in-process, timestamps show(); no rendering)",
         "emulator": "in-process LINE Pay emulator, no injected delay",
-        "journal": "SQLite file, WAL, synchronous=FULL",
+        "journal": "SQLite file, WAL, synchronous=FULL, plus the durable outbox (offline_queue)",
     }
 
 

@@ -295,9 +295,20 @@ class Journal:
         await self._to_outbox(fresh)
         return fresh
 
-    async def save(self, payment: Payment, *, remember: tuple[str, str] | None = None) -> None:
-        """Journal a state change (before any call it implies), with the request's idempotency key."""
+    async def save(
+        self, payment: Payment, *, remember: tuple[str, str] | None = None, replicate: bool = True
+    ) -> None:
+        """Journal a state change (before any call it implies), with the request's idempotency key.
+
+        With `replicate=False` the caller sends it to the outbox later with `replicate()` (the
+        agent DB row is the durable journal entry; the outbox copy is for the cloud).
+        """
         await asyncio.to_thread(self._save_blocking, payment, remember)
+        if replicate:
+            await self._to_outbox(payment)
+
+    async def replicate(self, payment: Payment) -> None:
+        """Put a journaled state on the outbox stream `payment`."""
         await self._to_outbox(payment)
 
     async def latest(self, order_id: str) -> Payment | None:

@@ -354,7 +354,7 @@ class PaymentService:
                 raise PaymentError(f"no journaled payment {key}")
             step = handle(current, event, now=self._wall(), policy=self._policy)
             if step.payment != current:
-                await self._journal.save(step.payment, remember=remember)
+                await self._journal.save(step.payment, remember=remember, replicate=False)
                 self._cache[key] = step.payment
                 log.info(
                     "payment state",
@@ -373,6 +373,9 @@ class PaymentService:
                 else:
                     self._schedule(key, command, step.payment.version)
             if step.payment != current:
+                # The durable journal row came first; the outbox copy for the cloud may follow the
+                # screens, so the shopper never waits on it.
+                await self._journal.replicate(step.payment)
                 self._notify(key)  # after the screens: a till woken by the change sees them shown
             if step.payment.state not in NON_FINAL and key not in self._pending and key not in self._drivers:
                 # Settled: the journal has it; keep memory flat on a device that runs for months.

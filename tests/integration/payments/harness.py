@@ -14,6 +14,7 @@ from sqlalchemy import Engine
 
 from agent.config import ShopEdgeConfig, parse_config
 from agent.db import migrate, open_engine
+from offline_queue import Outbox
 from pos_bridge.api import create_pos_app
 from pos_bridge.journal import Journal
 from pos_bridge.linepay import LinePayClient
@@ -133,14 +134,17 @@ class Harness:
 
 
 @contextlib.asynccontextmanager
-async def running(state_dir: Path, linepay_url: str, *, read: float = 2.0) -> AsyncIterator[Harness]:
+async def running(
+    state_dir: Path, linepay_url: str, *, read: float = 2.0, real_outbox: bool = False
+) -> AsyncIterator[Harness]:
     """Start a service (reconciling what the journal holds) and its API; stop both on exit."""
     config = make_config(state_dir, linepay_url, read=read)
     engine = await asyncio.to_thread(open_engine, config.db_path)
     await asyncio.to_thread(migrate, engine)
     display, outbox = RecordingDisplay(), RecordingOutbox()
+    durable: Outbox | None = await Outbox.open(config.db_path, create=False) if real_outbox else None
     client = LinePayClient(config.linepay, config.timeouts)
-    journal = Journal(engine, outbox=lambda: outbox, clock=__import__("time").time)
+    journal = Journal(engine, outbox=lambda: durable or outbox, clock=__import__("time").time)
     service = PaymentService(
         config=config,
         journal=journal,
@@ -164,4 +168,6 @@ async def running(state_dir: Path, linepay_url: str, *, read: float = 2.0) -> As
                 await task
             await runner.cleanup()
             client.close()
+            if durable is not None:
+                await durable.close()
             engine.dispose()

@@ -110,3 +110,28 @@ async def test_scanner_component_feeds_the_waiting_sale(tmp_path: Path, emulator
             with contextlib.suppress(asyncio.CancelledError):
                 await feed
         assert paid["paid_amount"] == 55 and emulator.state.keys[key].used
+
+
+async def test_every_journal_entry_reaches_the_real_outbox(tmp_path: Path, emulator: EmulatorServer) -> None:
+    from offline_queue import Outbox
+
+    async with running(tmp_path, emulator.url, real_outbox=True) as h:
+        body = {
+            "order_id": "OB1",
+            "amount": 30,
+            "currency": "TWD",
+            "product_name": "x",
+            "method": "scan_code",
+            "one_time_key": emulator.state.issue_key(time.time()),
+        }
+        await h.post("/v1/payments", body)
+        paid = await h.until("OB1", "paid")
+    outbox = await Outbox.open(h.config.db_path, create=False)
+    try:
+        records = await outbox.claim("payment", limit=10)
+        assert [r.payload["state"] for r in records] == ["created", "authorizing", "paid"]
+        assert [r.dedupe_key for r in records] == [f"payment:OB1:{v}" for v in range(paid["version"] + 1)]
+        assert records[-1].payload["transaction_id"] == paid["transaction_id"]
+        assert "payment_url" not in records[-1].payload
+    finally:
+        await outbox.close()
