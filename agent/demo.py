@@ -27,6 +27,7 @@ from agent.health import Level
 from agent.supervisor import Supervisor
 from drivers.ble.demo_steps import step_beacons
 from drivers.display.demo_steps import step_display_idle
+from pos_bridge.demo_steps import STEPS as PAYMENT_STEPS
 
 __all__ = ["SCENARIO", "DemoRun", "DemoStepFailed", "demo_config_text", "run_demo"]
 
@@ -129,16 +130,8 @@ SCENARIO: list[tuple[str, Step]] = [
     ("agent starts", step_agent_up),
     ("customer display shows the idle screen", step_display_idle),
     ("beacons heard", step_beacons),
+    *PAYMENT_STEPS,
 ]
-
-
-def _payment_steps() -> list[tuple[str, Step]]:
-    from pos_bridge.demo_steps import STEPS
-
-    return STEPS
-
-
-SCENARIO += _payment_steps()
 
 
 def _write_demo_config(state_dir: Path) -> tuple[Path, ShopEdgeConfig]:
