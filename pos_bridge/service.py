@@ -370,12 +370,14 @@ class PaymentService:
             for command in step.commands:
                 if isinstance(command, Show):
                     await self._show(step.payment, command.screen)
-                else:
+            if step.payment != current:
+                # The durable journal row came first; the outbox copy for the cloud follows the
+                # screens (the shopper never waits on it) but precedes any LINE Pay call.
+                await self._journal.replicate(step.payment)
+            for command in step.commands:
+                if not isinstance(command, Show):
                     self._schedule(key, command, step.payment.version)
             if step.payment != current:
-                # The durable journal row came first; the outbox copy for the cloud may follow the
-                # screens, so the shopper never waits on it.
-                await self._journal.replicate(step.payment)
                 self._notify(key)  # after the screens: a till woken by the change sees them shown
             if step.payment.state not in NON_FINAL and key not in self._pending and key not in self._drivers:
                 # Settled: the journal has it; keep memory flat on a device that runs for months.
