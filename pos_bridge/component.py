@@ -18,11 +18,12 @@ from aiohttp import web
 
 from agent.config import ShopEdgeConfig, split_listen
 from agent.context import AgentContext
+from agent.coupons import Fact, FactKind, add_coupon_routes, record_fact
 from agent.health import Level
 from pos_bridge.api import create_pos_app
 from pos_bridge.journal import Journal
 from pos_bridge.linepay import LinePayClient
-from pos_bridge.payment_flow import State
+from pos_bridge.payment_flow import Payment, State
 from pos_bridge.service import PaymentService
 
 __all__ = ["PosBridge", "ScannerFeed", "binding_url_function"]
@@ -69,10 +70,13 @@ class PosBridge:
             client=client,
             display=lambda: ctx.services.get("display"),
             binding_url=binding_url_function(config, ctx.wall_clock),
+            on_paid=self._record_paid,
             wall_clock=ctx.wall_clock,
         )
         app = create_pos_app(service, config)
-        # Ops routes (/status, /metrics) join this app here: add_ops_routes(app, ctx).
+        # Other capabilities' till routes join this app here; ops adds /status and /metrics with
+        # add_ops_routes(app, ctx).
+        add_coupon_routes(app, ctx)
         runner = web.AppRunner(app, access_log=None)
         host, port = split_listen(config.pos.listen)
         try:
@@ -94,6 +98,24 @@ class PosBridge:
             self.service = None
             await runner.cleanup()
             client.close()
+
+    async def _record_paid(self, payment: Payment, binding_url: str | None) -> None:
+        """Funnel facts for the report: the payment, and the binding QR shown with it."""
+        device, now = self.ctx.config.device, self.ctx.wall_clock()
+
+        def fact(kind: FactKind, amount: int | None = None) -> Fact:
+            return Fact(
+                kind=kind,
+                store_id=device.store_id,
+                device_id=device.device_id,
+                at=now,
+                order_id=payment.order_id,
+                amount_twd=amount,
+            )
+
+        await record_fact(self.ctx, fact(FactKind.PAYMENT, payment.paid_amount))
+        if binding_url:
+            await record_fact(self.ctx, fact(FactKind.BINDING_QR_SHOWN))
 
     def _report(self, service: PaymentService) -> None:
         config = self.ctx.config

@@ -158,6 +158,7 @@ class PaymentService:
         client: LinePayClient,
         display: Callable[[], DisplayPort | None],
         binding_url: Callable[[str], str | None] | None = None,
+        on_paid: Callable[[Payment, str | None], Awaitable[None]] | None = None,
         wall_clock: Callable[[], float] = time.time,
         policy: Policy | None = None,
         sleep: Callable[[float], Awaitable[None]] = asyncio.sleep,
@@ -167,6 +168,7 @@ class PaymentService:
         self._client = client
         self._display = display
         self._binding_url = binding_url
+        self._on_paid = on_paid
         self._wall = wall_clock
         self._policy = policy or Policy(
             pay_settle_s=config.timeouts.linepay_connect + config.timeouts.linepay_pay,
@@ -367,9 +369,12 @@ class PaymentService:
                         "version": step.payment.version,
                     },
                 )
+            shown_binding: str | None = None
             for command in step.commands:
                 if isinstance(command, Show):
-                    await self._show(step.payment, command.screen)
+                    shown_binding = await self._show(step.payment, command.screen) or shown_binding
+            if step.payment.state is State.PAID and current.state in (State.AUTHORIZING, State.UNKNOWN):
+                await self._paid_hook(step.payment, shown_binding)
             if step.payment != current:
                 # The durable journal row came first; the outbox copy for the cloud follows the
                 # screens (the shopper never waits on it) but precedes any LINE Pay call.
@@ -389,10 +394,8 @@ class PaymentService:
         if event is not None:
             event.set()
 
-    async def _show(self, payment: Payment, screen: Screen) -> None:
-        display = self._display()
-        if display is None:
-            return
+    async def _show(self, payment: Payment, screen: Screen) -> str | None:
+        """Show `screen` (filled in with the store name / binding URL); returns the binding URL shown."""
         if isinstance(screen, IdleScreen):
             screen = replace(screen, store_name=self._config.device.name)
         elif isinstance(screen, PaidScreen) and self._binding_url is not None:
@@ -400,11 +403,24 @@ class PaymentService:
                 screen = replace(screen, binding_url=self._binding_url(payment.order_id))
             except Exception:
                 log.exception("binding url failed; showing the paid screen without it")
+        display = self._display()
+        if display is None:
+            return None
         try:
             await display.show(as_contract_screen(screen))
         except Exception:
             # The display is for the shopper; a broken one must never change a payment.
             log.exception("display failed", extra={"screen": type(screen).__name__})
+            return None
+        return screen.binding_url if isinstance(screen, PaidScreen) else None
+
+    async def _paid_hook(self, payment: Payment, binding_url: str | None) -> None:
+        if self._on_paid is None:
+            return
+        try:
+            await self._on_paid(payment, binding_url)
+        except Exception:
+            log.exception("paid hook failed (funnel facts); the payment itself is journaled")
 
     def _schedule(self, key: str, command: Command, version: int) -> None:
         self._pending[key] = (command, version)

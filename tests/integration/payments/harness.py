@@ -102,6 +102,7 @@ class Harness:
     outbox: RecordingOutbox
     http: ClientSession
     url: str
+    paid: list[tuple[str, int, str | None]]  # (order_id, paid amount, binding URL) per on_paid call
 
     async def post(
         self,
@@ -133,6 +134,10 @@ class Harness:
             status, body = await self.get(f"/v1/payments/{order_id}?wait=2&version={body['version']}")
 
 
+async def _record(into: list[tuple[str, int, str | None]], payment: Any, url: str | None) -> None:
+    into.append((payment.order_id, payment.paid_amount, url))
+
+
 @contextlib.asynccontextmanager
 async def running(
     state_dir: Path, linepay_url: str, *, read: float = 2.0, real_outbox: bool = False
@@ -142,6 +147,7 @@ async def running(
     engine = await asyncio.to_thread(open_engine, config.db_path)
     await asyncio.to_thread(migrate, engine)
     display, outbox = RecordingDisplay(), RecordingOutbox()
+    paid: list[tuple[str, int, str | None]] = []
     durable: Outbox | None = await Outbox.open(config.db_path, create=False) if real_outbox else None
     client = LinePayClient(config.linepay, config.timeouts)
     journal = Journal(engine, outbox=lambda: durable or outbox, clock=__import__("time").time)
@@ -151,6 +157,7 @@ async def running(
         client=client,
         display=lambda: display,
         binding_url=lambda order_id: f"https://bind.example/{order_id}",
+        on_paid=lambda payment, url: _record(paid, payment, url),
         sleep=fast_sleep,
     )
     task = asyncio.create_task(service.run())
@@ -161,7 +168,7 @@ async def running(
     url = f"http://127.0.0.1:{runner.addresses[0][1]}"
     async with ClientSession() as http:
         try:
-            yield Harness(config, engine, service, display, outbox, http, url)
+            yield Harness(config, engine, service, display, outbox, http, url, paid)
         finally:
             task.cancel()
             with contextlib.suppress(asyncio.CancelledError):

@@ -43,6 +43,7 @@ async def test_scan_code_payment(tmp_path: Path, emulator: EmulatorServer) -> No
         )
         assert sent["options"]["familyService"]["addFriends"] == [{"type": "lineAt", "idList": ["shopedge"]}]
         assert h.display.screens[-1].binding_url == "https://bind.example/A1"
+        assert h.paid == [("A1", 120, "https://bind.example/A1")]  # funnel hook, once
         states = [payload["state"] for stream, payload, _ in h.outbox.records if payload["order_id"] == "A1"]
         assert states == ["created", "authorizing", "paid"]
         assert all(stream == "payment" for stream, _, _ in h.outbox.records)
