@@ -64,6 +64,7 @@ class Order:
     refund_acked: bool = False
     status: str = ""
     attempt_order_id: str = ""
+    retries: int = 0  # new attempts the till started after a failure (a new key, same order)
 
 
 @dataclass
@@ -198,6 +199,13 @@ linepay_capture = 1.5
                 elif view["status"] == "paid" and order.refund is None and self.rng.random() < 0.05:
                     amount = self.rng.choice([None, max(1, view["paid_amount"] // 3)])
                     order.refund = (f"refund-{order.order_id}", amount)
+                elif view["status"] == "failed" and order.retries < 2 and self.rng.random() < 0.5:
+                    # The shopper tries again: same POS order, a fresh key, a new request.
+                    order.retries += 1
+                    order.idem = f"create-{order.order_id}-retry{order.retries}"
+                    if order.method == "scan_code":
+                        order.body["one_time_key"] = self.emulator.sync(lambda s: s.issue_key(time.time()))
+                    order.created = False
 
     def round(self) -> None:
         """Start, act, SIGKILL at a random point."""
@@ -384,7 +392,9 @@ def _check_invariants(lanes: list[Lane], ledger: dict[str, Any]) -> None:
                 if row["line_order_id"] not in charges:
                     assert row["state"] in ("failed", "cancelled"), row
                     assert refunds.get(row["line_order_id"], 0) == 0
+    retried = sum(o.retries for lane in lanes for o in lane.orders)
     print(
-        f"orders {total_orders}, charged {paid}, refunded {refunded_orders}, kills {sum(lane.kills for lane in lanes)}"
+        f"orders {total_orders}, charged {paid}, refunded {refunded_orders}, retried {retried}, "
+        f"kills {sum(lane.kills for lane in lanes)}"
     )
     assert paid > 0 and total_orders > 0
