@@ -49,6 +49,7 @@ __all__ = [
     "ConversionConsumer",
     "ConversionResult",
     "ConversionStatus",
+    "JournalSaleLookup",
     "SaleFacts",
     "SaleLookup",
     "after_conversion",
@@ -102,16 +103,45 @@ class ConversionStatus(StrEnum):
 
 @dataclass(frozen=True, kw_only=True)
 class SaleFacts:
-    """What the payment journal knows about a sale; the raw phone never leaves this object."""
+    """What the payment journal knows about a sale: the amount and the member phone, already
+    hashed (`member_phone_hash`) or raw (`member_phone`, hashed here and never stored)."""
 
     amount_twd: int
+    member_phone_hash: str | None = None
     member_phone: str | None = None
 
 
 class SaleLookup(Protocol):
-    """`ctx.services["sale_lookup"]` (wired by the coordinator to the payment journal)."""
+    """`ctx.services["sale_lookup"]`: by default `JournalSaleLookup` over the payment journal."""
 
     async def sale_facts(self, order_id: str) -> SaleFacts | None: ...
+
+
+class JournalSaleLookup:
+    """The sale behind an order, read from the payment journal (pos_bridge's `payments` table):
+    the latest attempt's paid amount (else the requested amount) and its member phone hash."""
+
+    def __init__(self, engine: Engine) -> None:
+        self.engine = engine
+
+    async def sale_facts(self, order_id: str) -> SaleFacts | None:
+        return await asyncio.to_thread(self.sale_facts_blocking, order_id)
+
+    def sale_facts_blocking(self, order_id: str) -> SaleFacts | None:
+        from pos_bridge.journal import payments
+
+        query = (
+            select(payments.c.amount, payments.c.paid_amount, payments.c.member_phone_hash)
+            .where(payments.c.order_id == order_id)
+            .order_by(payments.c.attempt.desc())
+            .limit(1)
+        )
+        with self.engine.connect() as conn:
+            row = conn.execute(query).first()
+        if row is None:
+            return None
+        amount = int(row.paid_amount or row.amount)
+        return SaleFacts(amount_twd=amount, member_phone_hash=row.member_phone_hash)
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -325,8 +355,8 @@ async def _build(
     lookup = ctx.services.get("sale_lookup")
     if lookup is not None:
         facts = await lookup.sale_facts(claims.order_id)
-    phone: str | None = None
-    if facts is not None and facts.member_phone:
+    phone: str | None = facts.member_phone_hash if facts is not None else None
+    if facts is not None and facts.member_phone and phone is None:
         try:
             phone = phone_hash(facts.member_phone, ctx.config.binding.phone_salt.get_secret_value())
         except BindingError as exc:
@@ -399,6 +429,7 @@ class ConversionConsumer:
     def __init__(self, ctx: AgentContext) -> None:
         self.ctx = ctx
         self.counts: Counter[str] = Counter()
+        ctx.services.setdefault("sale_lookup", JournalSaleLookup(ctx.engine))
 
     async def run(self) -> None:
         inbox = self.ctx.services.get("downlink")

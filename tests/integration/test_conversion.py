@@ -354,3 +354,33 @@ async def test_joined_on_the_real_display_service(ctx: AgentContext) -> None:
     result = await handle_line_event(ctx, envelope_data(text_message_event(new_user_id(), URL_PROMPT + tok)))
     assert result.status is ConversionStatus.RECORDED
     assert service.screen == JoinedScreen(amount_twd=350)
+
+
+async def test_sale_facts_come_from_the_payment_journal(engine: Engine, tmp_path: Path) -> None:
+    from pos_bridge.journal import Journal
+    from pos_bridge.payment_flow import Method, Payment, State
+
+    ctx = AgentContext(config=make_config(), engine=engine, wall_clock=lambda: NOW + 60)
+    outbox = await Outbox.open(tmp_path / "state.db", create=False)
+    ctx.services["outbox"] = outbox
+    ConversionConsumer(ctx)  # registers the journal-backed sale lookup
+    journal = Journal(engine, outbox=lambda: outbox, clock=lambda: NOW)
+    payment = Payment(
+        order_id="A-1",
+        line_order_id="A-1",
+        method=Method.QR,
+        amount=420,
+        currency="TWD",
+        product_name="coffee",
+        state=State.CREATED,
+        created_at=NOW,
+    )
+    await journal.create(payment, phone_hash="f" * 64)
+    try:
+        event = text_message_event(new_user_id(), URL_PROMPT + token())
+        result = await handle_line_event(ctx, envelope_data(event))
+        assert result.conversion is not None
+        assert (result.conversion.amount_twd, result.conversion.member_phone_hash) == (420, "f" * 64)
+        assert await ctx.services["sale_lookup"].sale_facts("nope") is None
+    finally:
+        await outbox.close()
