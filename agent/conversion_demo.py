@@ -7,6 +7,8 @@ and its record upstream on `shopedge/v1/{store}/{device}/up/conversion`. It need
 broker of the demo config and the agent's sync (downlink consumer and uplink) running.
 
 The order is `run.extras["order_id"]` when an earlier step took a payment, else a demo order.
+When the Messaging emulator runs (`run.extras["messaging"]`), the shopper's reply token comes
+from it, so the agent's welcome coupon goes out by reply.
 """
 
 from __future__ import annotations
@@ -72,9 +74,13 @@ async def step_shopper_joins(run: DemoRun) -> str:
         timeout=config.timeouts.mqtt_connect,
     ) as crm:
         await crm.subscribe(up_topic, qos=1)
+        # with the Messaging emulator running, LINE's reply token is one it will honour
+        emulator = run.extras.get("messaging")
+        issue = getattr(emulator, "issue_reply_token", None)
+        reply_token = issue(user) if callable(issue) else None
         status, body = await post_webhook(
             relay_url,
-            [follow_event(user), text_message_event(user, text)],
+            [follow_event(user), text_message_event(user, text, reply_token=reply_token)],
             channel_secret=config.line.channel_secret.get_secret_value(),
             timeout_s=config.timeouts.line_api,
         )
