@@ -1,0 +1,723 @@
+"""`shopedge doctor`: one row per check, each pass/warn/fail with a fix hint a technician can act on.
+
+Owns the checks and the rule for reading them: a check is a small function of the config (and
+an `Environment` saying where to look), it never raises, and its row names what it looked at,
+what it found and, unless it passed, the one thing to do next. The verdict logic (thresholds,
+LINE return codes, clock state) is kept in pure functions beside each check so it is tested
+without a network; the async shells do the looking, each bounded by a timeout from
+`config.timeouts`.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import base64
+import ctypes
+import ctypes.util
+import hashlib
+import hmac
+import json
+import os
+import shutil
+import time
+import uuid
+from collections.abc import Awaitable, Callable, Sequence
+from dataclasses import asdict, dataclass, field
+from enum import StrEnum
+from pathlib import Path
+from typing import Any
+from urllib.parse import quote
+
+from agent.config import ConfigError, ShopEdgeConfig, load_config
+
+__all__ = [
+    "CHECKS",
+    "Environment",
+    "Row",
+    "Status",
+    "exit_code",
+    "linepay_signature",
+    "linepay_verdict",
+    "render_table",
+    "run_doctor",
+]
+
+LINEPAY_HOSTS = {"sandbox": "https://sandbox-api-pay.line.me", "production": "https://api-pay.line.me"}
+LINE_API = "https://api.line.me"
+# Free space below this fails outright: SQLite needs room for its WAL and a checkpoint.
+MIN_FREE_MB = 50
+# Tokens and LINE Pay nonces are useless with a clock before this build's release.
+CLOCK_FLOOR = time.mktime((2026, 1, 1, 0, 0, 0, 0, 0, 0))
+# A store beacon last heard longer ago than ble.beacon_silent_after_s is a warning, not a fail:
+# the shop still sells, only presence and friend prompts suffer.
+OUTBOX_WARN_DEPTH = 1000
+CJK_FONT_HINTS = ("cjk", "notosanstc", "notoseriftc", "wqy", "droidsansfallback", "ukai", "uming", "arphic")
+FONT_SUFFIXES = (".ttc", ".otf", ".ttf")
+
+
+class Status(StrEnum):
+    PASS = "pass"  # noqa: S105 - a check verdict, not a password
+    WARN = "warn"
+    FAIL = "fail"
+
+
+@dataclass(frozen=True, kw_only=True)
+class Row:
+    """One check's result; `hint` says what to do when it did not pass."""
+
+    check: str
+    status: Status
+    detail: str
+    hint: str = ""
+
+    def as_dict(self) -> dict[str, str]:
+        return {k: str(v) for k, v in asdict(self).items()}
+
+
+@dataclass(frozen=True, kw_only=True)
+class Environment:
+    """Where the doctor looks on this machine (tests point it elsewhere)."""
+
+    font_dirs: tuple[Path, ...] = (
+        Path("/usr/share/fonts"),
+        Path("/usr/local/share/fonts"),
+        Path.home() / ".fonts",
+    )
+    chromium_names: tuple[str, ...] = ("chromium", "chromium-browser")
+    system_bus: str = field(default_factory=lambda: os.environ.get("DBUS_SYSTEM_BUS_ADDRESS", ""))
+
+    @classmethod
+    def from_environ(cls) -> Environment:
+        """SHOPEDGE_FONT_DIRS (colon separated) overrides where fonts are searched."""
+        dirs = os.environ.get("SHOPEDGE_FONT_DIRS")
+        if dirs is None:
+            return cls()
+        return cls(font_dirs=tuple(Path(d) for d in dirs.split(":") if d))
+
+
+def exit_code(rows: Sequence[Row]) -> int:
+    """0 when nothing failed (warnings allowed), 1 otherwise."""
+    return 1 if any(row.status is Status.FAIL for row in rows) else 0
+
+
+# ---------------------------------------------------------------- state directory
+
+
+def free_space_verdict(free_mb: float, budget_mb: int) -> tuple[Status, str]:
+    if free_mb < MIN_FREE_MB:
+        return Status.FAIL, "delete old files or use a larger SD card; SQLite needs room to write"
+    if free_mb < budget_mb:
+        return (
+            Status.WARN,
+            f"less free space than storage.disk_budget_mb ({budget_mb} MB): lower it or free space",
+        )
+    return Status.PASS, ""
+
+
+def check_state_dir(config: ShopEdgeConfig, env: Environment) -> Row:
+    state = config.storage.state_dir
+    name = "state_dir"
+    if not state.is_dir():
+        return Row(
+            check=name,
+            status=Status.FAIL,
+            detail=f"{state} does not exist",
+            hint="run `shopedge provision` (or systemd's StateDirectory= creates it for the service)",
+        )
+    probe = state / f".doctor-{os.getpid()}"
+    try:
+        with open(probe, "wb") as handle:
+            handle.write(b"ok")
+            handle.flush()
+            os.fsync(handle.fileno())
+        probe.unlink()
+    except OSError as exc:
+        return Row(
+            check=name,
+            status=Status.FAIL,
+            detail=f"{state} is not writable: {exc.strerror or exc}",
+            hint=f"make it writable by the service user: `chown -R shopedge: {state}` (or remount rw)",
+        )
+    usage = shutil.disk_usage(state)
+    free_mb = usage.free / 2**20
+    status, hint = free_space_verdict(free_mb, config.storage.disk_budget_mb)
+    return Row(check=name, status=status, detail=f"{state} writable, {free_mb:.0f} MB free", hint=hint)
+
+
+# ---------------------------------------------------------------- clock
+
+# ntp_adjtime(2) return values; TIME_ERROR means the kernel clock is not synchronised.
+_TIME_ERROR = 5
+
+
+def clock_verdict(*, now: float, kernel_state: int | None) -> Row:
+    """A clock before this release is wrong; a kernel that says unsynchronised is a warning."""
+    stamp = time.strftime("%Y-%m-%d %H:%M:%S UTC", time.gmtime(now))
+    if now < CLOCK_FLOOR:
+        return Row(
+            check="clock",
+            status=Status.FAIL,
+            detail=f"clock reads {stamp}, before this release",
+            hint="enable NTP (`timedatectl set-ntp true`) and check the network; binding tokens and "
+            "LINE Pay nonces fail with a wrong clock",
+        )
+    if kernel_state is None:
+        return Row(
+            check="clock", status=Status.WARN, detail=f"{stamp}; sync state unknown", hint="run `timedatectl`"
+        )
+    if kernel_state == _TIME_ERROR:
+        return Row(
+            check="clock",
+            status=Status.WARN,
+            detail=f"{stamp}; kernel clock not synchronised",
+            hint="enable NTP: `timedatectl set-ntp true` (systemd-timesyncd)",
+        )
+    return Row(check="clock", status=Status.PASS, detail=f"{stamp}; synchronised")
+
+
+def _kernel_clock_state() -> int | None:
+    """ntp_adjtime(2) with no changes: the kernel's own view of synchronisation."""
+    libc_name = ctypes.util.find_library("c")
+    if libc_name is None:
+        return None
+    try:
+        libc = ctypes.CDLL(libc_name, use_errno=True)
+        buf = ctypes.create_string_buffer(512)  # struct timex (208 bytes on 64-bit), modes = 0
+        state = int(libc.ntp_adjtime(buf))
+    except (OSError, AttributeError):
+        return None
+    return None if state < 0 else state
+
+
+def check_clock(config: ShopEdgeConfig, env: Environment) -> Row:
+    return clock_verdict(now=time.time(), kernel_state=_kernel_clock_state())
+
+
+# ---------------------------------------------------------------- fonts
+
+
+def find_cjk_fonts(dirs: Sequence[Path]) -> list[Path]:
+    found = []
+    for root in dirs:
+        if not root.is_dir():
+            continue
+        for path in root.rglob("*"):
+            name = path.name.lower()
+            if name.endswith(FONT_SUFFIXES) and any(hint in name for hint in CJK_FONT_HINTS):
+                found.append(path)
+    return sorted(found)
+
+
+def _renders_cjk(path: Path) -> bool:
+    from PIL import ImageFont
+
+    try:
+        font = ImageFont.truetype(str(path), 32)
+    except OSError:
+        return False
+    return font.getbbox("店") != (0, 0, 0, 0)
+
+
+def check_fonts(config: ShopEdgeConfig, env: Environment) -> Row:
+    hint = "install a CJK font: `apt-get install fonts-noto-cjk` (or set display.font_path)"
+    configured = config.display.font_path
+    if configured is not None:
+        if not configured.is_file():
+            return Row(
+                check="fonts",
+                status=Status.FAIL,
+                detail=f"display.font_path {configured} not found",
+                hint=hint,
+            )
+        if not _renders_cjk(configured):
+            return Row(
+                check="fonts", status=Status.FAIL, detail=f"{configured} cannot render Chinese", hint=hint
+            )
+        return Row(check="fonts", status=Status.PASS, detail=f"{configured}")
+    fonts = [path for path in find_cjk_fonts(env.font_dirs) if _renders_cjk(path)]
+    if not fonts:
+        where = ", ".join(str(d) for d in env.font_dirs)
+        return Row(check="fonts", status=Status.FAIL, detail=f"no CJK font in {where}", hint=hint)
+    return Row(check="fonts", status=Status.PASS, detail=f"{fonts[0]} (+{len(fonts) - 1} more)")
+
+
+# ---------------------------------------------------------------- display
+
+
+def check_display(config: ShopEdgeConfig, env: Environment) -> Row:
+    display = config.display
+    name = "display"
+    if display.driver == "web":
+        browser = next((b for b in env.chromium_names if shutil.which(b)), None)
+        if browser is None:
+            return Row(
+                check=name,
+                status=Status.WARN,
+                detail=f"web display on {display.listen}; no Chromium here for the kiosk",
+                hint="install chromium (deploy/install-pi.sh) or point another screen at the display URL",
+            )
+        return Row(
+            check=name, status=Status.PASS, detail=f"web display on {display.listen}, kiosk: {browser}"
+        )
+    if display.driver == "png":
+        target = display.png_path
+        if target is None:
+            return Row(
+                check=name,
+                status=Status.FAIL,
+                detail="png driver without display.png_path",
+                hint="set display.png_path",
+            )
+        if not os.access(target.parent, os.W_OK):
+            return Row(
+                check=name,
+                status=Status.FAIL,
+                detail=f"{target.parent} not writable",
+                hint=f"make {target.parent} writable by the service user",
+            )
+        return Row(check=name, status=Status.PASS, detail=f"png to {target}")
+    if display.driver == "framebuffer":
+        device = Path("/dev") / display.framebuffer
+        if not os.access(device, os.W_OK):
+            return Row(
+                check=name,
+                status=Status.FAIL,
+                detail=f"{device} missing or not writable",
+                hint="enable the display (dtoverlay) and add the service user to group video",
+            )
+        return Row(check=name, status=Status.PASS, detail=f"framebuffer {device}")
+    if not (os.environ.get("DISPLAY") or os.environ.get("WAYLAND_DISPLAY")):
+        return Row(
+            check=name,
+            status=Status.FAIL,
+            detail="window driver without a desktop session",
+            hint='use display.driver = "web" on a kiosk, or run inside a desktop session',
+        )
+    return Row(check=name, status=Status.PASS, detail="window driver with a desktop session")
+
+
+# ---------------------------------------------------------------- BLE
+
+
+async def _bluez_adapter(adapter: str, address: str, wait_s: float) -> tuple[bool, bool]:
+    """(present, powered) for /org/bluez/<adapter>, from BlueZ's object manager."""
+    from dbus_fast import BusType, Message, MessageType
+    from dbus_fast.aio import MessageBus
+
+    bus_args: dict[str, Any] = {"bus_address": address} if address else {"bus_type": BusType.SYSTEM}
+    bus = await asyncio.wait_for(MessageBus(**bus_args).connect(), wait_s)
+    try:
+        reply = await asyncio.wait_for(
+            bus.call(
+                Message(
+                    destination="org.bluez",
+                    path="/",
+                    interface="org.freedesktop.DBus.ObjectManager",
+                    member="GetManagedObjects",
+                )
+            ),
+            wait_s,
+        )
+    finally:
+        bus.disconnect()
+    if reply is None or reply.message_type == MessageType.ERROR:
+        error = reply.error_name if reply is not None else "no reply"
+        raise ConnectionError(f"BlueZ did not answer ({error})")
+    objects = reply.body[0]
+    props = objects.get(f"/org/bluez/{adapter}", {}).get("org.bluez.Adapter1")
+    if props is None:
+        return False, False
+    powered = props.get("Powered")
+    return True, bool(powered.value if powered is not None else False)
+
+
+async def check_ble(config: ShopEdgeConfig, env: Environment) -> Row:
+    ble = config.ble
+    if ble.driver == "replay":
+        if ble.replay_file is None or not ble.replay_file.is_file():
+            return Row(
+                check="ble",
+                status=Status.FAIL,
+                detail=f"replay file {ble.replay_file} not found",
+                hint='set ble.replay_file to a capture, or ble.driver = "bleak" on a Pi',
+            )
+        return Row(check="ble", status=Status.PASS, detail=f"replaying {ble.replay_file}")
+    try:
+        present, powered = await _bluez_adapter(ble.adapter, env.system_bus, config.timeouts.dbus)
+    except (OSError, ConnectionError, TimeoutError, ValueError) as exc:
+        return Row(
+            check="ble",
+            status=Status.FAIL,
+            detail=f"cannot reach BlueZ on the system D-Bus: {exc!r}",
+            hint="`systemctl start bluetooth`; the service user must be in group bluetooth",
+        )
+    except Exception as exc:  # dbus-fast raises its own error types for bus failures
+        return Row(
+            check="ble",
+            status=Status.FAIL,
+            detail=f"BlueZ query failed: {exc!r}",
+            hint="`systemctl status bluetooth`",
+        )
+    if not present:
+        return Row(
+            check="ble",
+            status=Status.FAIL,
+            detail=f"no adapter {ble.adapter}",
+            hint="check `bluetoothctl list`; on a Pi, `rfkill unblock bluetooth`",
+        )
+    if not powered:
+        return Row(
+            check="ble",
+            status=Status.FAIL,
+            detail=f"{ble.adapter} is powered off",
+            hint="`bluetoothctl power on` (or `rfkill unblock bluetooth`)",
+        )
+    return Row(check="ble", status=Status.PASS, detail=f"{ble.adapter} present and powered")
+
+
+# ---------------------------------------------------------------- MQTT broker
+
+
+async def check_broker(config: ShopEdgeConfig, env: Environment) -> Row:
+    import ssl
+
+    import aiomqtt
+
+    mqtt = config.mqtt
+    where = f"{mqtt.host}:{mqtt.port}"
+    if not mqtt.enabled:
+        return Row(
+            check="broker",
+            status=Status.WARN,
+            detail="mqtt.enabled = false: nothing syncs to the cloud",
+            hint="set mqtt.enabled = true once the broker is ready",
+        )
+    context = None
+    if mqtt.tls:
+        context = ssl.create_default_context(cafile=str(mqtt.ca_file) if mqtt.ca_file else None)
+        if mqtt.cert_file and mqtt.key_file:
+            context.load_cert_chain(str(mqtt.cert_file), str(mqtt.key_file))
+    client = aiomqtt.Client(
+        mqtt.host,
+        mqtt.port,
+        username=mqtt.username or None,
+        password=mqtt.password.get_secret_value() or None,
+        # Not the agent's client id: connecting as it would take over the agent's session.
+        identifier=f"{config.device.device_id}-doctor-{uuid.uuid4().hex[:6]}",
+        tls_context=context,
+        timeout=config.timeouts.mqtt_connect,
+    )
+    try:
+        async with asyncio.timeout(config.timeouts.mqtt_connect):
+            async with client:
+                pass
+    except aiomqtt.MqttCodeError as exc:
+        return Row(
+            check="broker",
+            status=Status.FAIL,
+            detail=f"{where} refused the connection: {exc}",
+            hint="check mqtt.username and mqtt.password (and the broker's ACL for this device)",
+        )
+    except (aiomqtt.MqttError, OSError, TimeoutError) as exc:
+        return Row(
+            check="broker",
+            status=Status.FAIL,
+            detail=f"{where} unreachable: {exc or type(exc).__name__}",
+            hint="check mqtt.host/mqtt.port, the network, and that the broker is running",
+        )
+    return Row(check="broker", status=Status.PASS, detail=f"connected and authorised at {where}")
+
+
+# ---------------------------------------------------------------- LINE Messaging API
+
+
+def line_token_verdict(status: int, body: dict[str, Any], expected_basic_id: str) -> Row:
+    if status == 200:
+        basic = str(body.get("basicId", ""))
+        name = str(body.get("displayName", ""))
+        if expected_basic_id and basic.removeprefix("@") != expected_basic_id:
+            return Row(
+                check="line_token",
+                status=Status.WARN,
+                detail=f"token belongs to {basic} ({name}), config says @{expected_basic_id}",
+                hint="fix line.oa_basic_id or use the token of the right Official Account",
+            )
+        return Row(check="line_token", status=Status.PASS, detail=f"bot {basic} ({name})")
+    if status == 401:
+        return Row(
+            check="line_token",
+            status=Status.FAIL,
+            detail=f"token rejected (401): {body.get('message', '')}",
+            hint="issue a new long-lived channel access token in the LINE Developers console "
+            "(Messaging API tab) and run `shopedge provision`",
+        )
+    return Row(
+        check="line_token",
+        status=Status.FAIL,
+        detail=f"bot info answered {status}: {body}",
+        hint="retry later; if it persists check status.line.me",
+    )
+
+
+async def check_line_token(config: ShopEdgeConfig, env: Environment) -> Row:
+    import aiohttp
+
+    token = config.line.channel_access_token.get_secret_value()
+    if not token:
+        return Row(
+            check="line_token",
+            status=Status.FAIL,
+            detail="line.channel_access_token is empty",
+            hint="run `shopedge provision` with the Messaging API channel access token",
+        )
+    base = (config.line.api_base or LINE_API).rstrip("/")
+    timeout = aiohttp.ClientTimeout(total=config.timeouts.line_api)
+    try:
+        async with (
+            aiohttp.ClientSession(timeout=timeout) as session,
+            session.get(f"{base}/v2/bot/info", headers={"Authorization": f"Bearer {token}"}) as response,
+        ):
+            status = response.status
+            try:
+                body = await response.json(content_type=None)
+            except (json.JSONDecodeError, aiohttp.ContentTypeError):
+                body = {}
+    except (aiohttp.ClientError, TimeoutError, OSError) as exc:
+        return Row(
+            check="line_token",
+            status=Status.FAIL,
+            detail=f"{base} unreachable: {exc!r}",
+            hint="check the network / DNS; the agent keeps queueing until LINE is reachable",
+        )
+    return line_token_verdict(status, body if isinstance(body, dict) else {}, config.line.oa_basic_id)
+
+
+# ---------------------------------------------------------------- LINE Pay
+
+
+def linepay_signature(secret: str, path: str, query: str, nonce: str) -> str:
+    """LINE Pay v4 GET signature: Base64(HMAC-SHA256(secret, secret + path + query + nonce))."""
+    message = (secret + path + query + nonce).encode()
+    return base64.b64encode(hmac.new(secret.encode(), message, hashlib.sha256).digest()).decode()
+
+
+def linepay_verdict(http_status: int, body: dict[str, Any]) -> Row:
+    """1150 ("no history") for a random order id proves the credentials; 1106 means they are wrong."""
+    code = str(body.get("returnCode", ""))
+    message = str(body.get("returnMessage", ""))
+    if code == "1150":
+        return Row(
+            check="linepay", status=Status.PASS, detail="signed status check accepted (1150 no history)"
+        )
+    if code == "1106":
+        return Row(
+            check="linepay",
+            status=Status.FAIL,
+            detail=f"LINE Pay rejected the credentials: 1106 {message}",
+            hint="check linepay.channel_id and linepay.channel_secret in Merchant Center, and that "
+            "this shop's public IP is whitelisted there",
+        )
+    if code == "0000":
+        return Row(
+            check="linepay",
+            status=Status.WARN,
+            detail="a random order id exists?! (0000)",
+            hint="re-run doctor",
+        )
+    return Row(
+        check="linepay",
+        status=Status.FAIL,
+        detail=f"unexpected answer {http_status} {code} {message}",
+        hint="check linepay.mode and linepay.api_base; retry later",
+    )
+
+
+async def check_linepay(config: ShopEdgeConfig, env: Environment) -> Row:
+    import aiohttp
+
+    pay = config.linepay
+    secret = pay.channel_secret.get_secret_value()
+    if not pay.channel_id or not secret:
+        return Row(
+            check="linepay",
+            status=Status.FAIL,
+            detail="linepay.channel_id or channel_secret is empty",
+            hint="run `shopedge provision` with the LINE Pay channel id and secret",
+        )
+    base = (pay.api_base or LINEPAY_HOSTS[pay.mode]).rstrip("/")
+    order_id = f"doctor-{uuid.uuid4().hex}"
+    path = f"/v4/payments/orders/{quote(order_id, safe='')}/check"
+    nonce = str(uuid.uuid4())
+    headers = {
+        "Content-Type": "application/json",
+        "X-LINE-ChannelId": pay.channel_id,
+        "X-LINE-Authorization-Nonce": nonce,
+        "X-LINE-Authorization": linepay_signature(secret, path, "", nonce),
+    }
+    if pay.merchant_device_profile_id:
+        headers["X-LINE-MerchantDeviceProfileId"] = pay.merchant_device_profile_id
+        headers["X-LINE-MerchantDeviceType"] = pay.merchant_device_type
+    timeout = aiohttp.ClientTimeout(
+        total=config.timeouts.linepay_check, connect=config.timeouts.linepay_connect
+    )
+    try:
+        async with (
+            aiohttp.ClientSession(timeout=timeout) as session,
+            session.get(base + path, headers=headers) as response,
+        ):
+            status = response.status
+            try:
+                body = await response.json(content_type=None)
+            except (json.JSONDecodeError, aiohttp.ContentTypeError):
+                body = {}
+    except (aiohttp.ClientError, TimeoutError, OSError) as exc:
+        return Row(
+            check="linepay",
+            status=Status.FAIL,
+            detail=f"{base} unreachable: {exc!r}",
+            hint="check the network; payments cannot be taken while LINE Pay is unreachable",
+        )
+    return linepay_verdict(status, body if isinstance(body, dict) else {})
+
+
+# ---------------------------------------------------------------- outbox
+
+STREAMS = ("payment", "sale", "conversion", "coupon_push", "presence", "beacon_health", "health", "funnel")
+
+
+def outbox_path(config: ShopEdgeConfig) -> Path:
+    return config.storage.state_dir / "outbox.db"
+
+
+async def outbox_stats(config: ShopEdgeConfig) -> dict[str, Any]:
+    """Depth per stream and dead letters, read without creating anything."""
+    try:
+        from offline_queue import Outbox  # type: ignore[attr-defined]
+    except ImportError:
+        return {"available": False}
+    path = outbox_path(config)
+    if not path.exists():
+        return {"available": True, "path": str(path), "exists": False}
+    outbox = await Outbox.open(path, create=False)
+    try:
+        depths = {stream: int(await outbox.depth(stream)) for stream in STREAMS}
+        stats: dict[str, Any] = {"available": True, "path": str(path), "exists": True, "depth": depths}
+        stats["total"] = int(await outbox.depth())
+        dead = getattr(outbox, "dead_letters", None)
+        if dead is not None:
+            stats["dead_letters"] = len(await dead())
+        return stats
+    finally:
+        await outbox.close()
+
+
+def outbox_verdict(stats: dict[str, Any]) -> Row:
+    if not stats.get("available"):
+        return Row(
+            check="outbox", status=Status.WARN, detail="outbox not part of this build", hint="update ShopEdge"
+        )
+    if not stats.get("exists"):
+        return Row(
+            check="outbox", status=Status.PASS, detail=f"{stats['path']} not created yet (agent never ran)"
+        )
+    total = int(stats.get("total", 0))
+    dead = int(stats.get("dead_letters", 0))
+    detail = f"{total} queued" + (f", {dead} dead letters" if "dead_letters" in stats else "")
+    if dead:
+        return Row(
+            check="outbox",
+            status=Status.WARN,
+            detail=detail,
+            hint="inspect with `shopedge queue dead` and retry with `shopedge queue retry`",
+        )
+    if total >= OUTBOX_WARN_DEPTH:
+        return Row(
+            check="outbox",
+            status=Status.WARN,
+            detail=detail,
+            hint="records are not leaving: check the broker and LINE rows above",
+        )
+    return Row(check="outbox", status=Status.PASS, detail=detail)
+
+
+async def check_outbox(config: ShopEdgeConfig, env: Environment) -> Row:
+    try:
+        stats = await outbox_stats(config)
+    except Exception as exc:  # the outbox's own errors: a corrupt or locked DB
+        return Row(
+            check="outbox",
+            status=Status.FAIL,
+            detail=f"cannot read the outbox: {exc!r}",
+            hint="stop the agent and run `shopedge queue stats`; restore from backup if corrupt",
+        )
+    return outbox_verdict(stats)
+
+
+# ---------------------------------------------------------------- running the checks
+
+Check = Callable[[ShopEdgeConfig, Environment], Row | Awaitable[Row]]
+
+CHECKS: dict[str, Check] = {
+    "state_dir": check_state_dir,
+    "clock": check_clock,
+    "ble": check_ble,
+    "display": check_display,
+    "fonts": check_fonts,
+    "broker": check_broker,
+    "line_token": check_line_token,
+    "linepay": check_linepay,
+    "outbox": check_outbox,
+}
+
+
+async def _run_one(name: str, check: Check, config: ShopEdgeConfig, env: Environment) -> Row:
+    try:
+        if asyncio.iscoroutinefunction(check):
+            return await check(config, env)  # type: ignore[no-any-return]
+        return await asyncio.to_thread(check, config, env)  # type: ignore[arg-type]
+    except Exception as exc:  # a broken check is a failed row, never a traceback
+        return Row(
+            check=name, status=Status.FAIL, detail=f"check crashed: {exc!r}", hint="report this as a bug"
+        )
+
+
+async def run_checks(
+    config: ShopEdgeConfig, env: Environment | None = None, *, only: Sequence[str] | None = None
+) -> list[Row]:
+    """Run the checks (all, or `only` these names) concurrently; rows in CHECKS order."""
+    env = env or Environment.from_environ()
+    names = [name for name in CHECKS if only is None or name in only]
+    return list(await asyncio.gather(*(_run_one(name, CHECKS[name], config, env) for name in names)))
+
+
+def check_config(path: Path) -> tuple[ShopEdgeConfig | None, Row]:
+    try:
+        config = load_config(path)
+    except ConfigError as exc:
+        return None, Row(
+            check="config",
+            status=Status.FAIL,
+            detail="; ".join(exc.problems),
+            hint="fix the named key (see config.example.toml) or re-run `shopedge provision`",
+        )
+    return config, Row(check="config", status=Status.PASS, detail=f"{path} valid")
+
+
+async def run_doctor(path: Path, env: Environment | None = None) -> tuple[ShopEdgeConfig | None, list[Row]]:
+    """The config row, then every other check (skipped when the config cannot be loaded)."""
+    config, row = await asyncio.to_thread(check_config, path)
+    if config is None:
+        return None, [row]
+    return config, [row, *await run_checks(config, env)]
+
+
+def render_table(rows: Sequence[Row]) -> str:
+    """Fixed-width rows for a terminal: status, check, detail, then the hint on its own line."""
+    marks = {Status.PASS: "PASS", Status.WARN: "WARN", Status.FAIL: "FAIL"}
+    width = max((len(row.check) for row in rows), default=5)
+    lines = []
+    for row in rows:
+        lines.append(f"{marks[row.status]}  {row.check:<{width}}  {row.detail}")
+        if row.hint and row.status is not Status.PASS:
+            lines.append(f"{'':4}  {'':<{width}}  -> {row.hint}")
+    return "\n".join(lines)
