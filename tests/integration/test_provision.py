@@ -1,0 +1,231 @@
+"""`shopedge provision` as a technician runs it: non-interactively into a temp dir (from flags
+and from a file), interactively through a pseudo-terminal, and again to show re-running keeps
+what works."""
+
+from __future__ import annotations
+
+import os
+import pty
+import select
+import signal
+import stat
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+from agent.config import load_config
+from agent.db import open_engine
+from agent.state import get_setting
+
+ROOT = Path(__file__).resolve().parents[2]
+
+
+def _provision(*args: str) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [sys.executable, "-m", "agent", "provision", *args],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        stdin=subprocess.DEVNULL,
+        timeout=60,
+    )
+
+
+def _mode(path: Path) -> int:
+    return stat.S_IMODE(path.stat().st_mode)
+
+
+def _identity(state: Path) -> str | None:
+    engine = open_engine(state / "shopedge.db")
+    try:
+        return get_setting(engine, "device_identity")
+    finally:
+        engine.dispose()
+
+
+def test_non_interactive_from_flags_then_rerun_keeps_what_works(tmp_path: Path) -> None:
+    etc, state = tmp_path / "etc", tmp_path / "state"
+    result = _provision(
+        "--config-dir",
+        str(etc),
+        "--non-interactive",
+        "--no-check",
+        "--store-id",
+        "store-7",
+        "--state-dir",
+        str(state),
+        "--set",
+        "linepay.channel_id=1234567890",
+        "--set",
+        "linepay.channel_secret=lp-secret-abcdef",
+        "--set",
+        "mqtt.port=1999",
+    )
+    assert result.returncode == 0, result.stderr
+    config_file, secrets_file = etc / "config.toml", etc / "secrets.toml"
+    assert _mode(config_file) == 0o640 and _mode(secrets_file) == 0o600
+    assert "lp-secret-abcdef" not in config_file.read_text()
+    config = load_config(config_file)
+    assert config.device.store_id == "store-7" and config.mqtt.port == 1999
+    assert config.linepay.channel_secret.get_secret_value() == "lp-secret-abcdef"
+    key = config.binding.key.get_secret_value()
+    assert len(key) >= 40
+    identity = _identity(state)
+    assert identity and identity in result.stdout
+    assert "(new)" in result.stdout and "generated: binding.key" in result.stdout
+
+    # A hand-made edit survives, generated secrets and identity are kept, one answer changes.
+    text = config_file.read_text().replace("[mqtt]\n", "[mqtt]\nkeepalive_s = 45\n")
+    config_file.write_text(text)
+    again = _provision(
+        "--config-dir", str(etc), "--non-interactive", "--no-check", "--set", "device.name=Back"
+    )
+    assert again.returncode == 0, again.stderr
+    config = load_config(config_file)
+    assert config.binding.key.get_secret_value() == key
+    assert config.mqtt.keepalive_s == 45 and config.device.name == "Back"
+    assert config.linepay.channel_secret.get_secret_value() == "lp-secret-abcdef"
+    assert _identity(state) == identity and "(kept)" in again.stdout
+    assert "generated" not in again.stdout
+
+
+def test_non_interactive_from_a_file(tmp_path: Path) -> None:
+    answers = tmp_path / "answers.toml"
+    answers.write_text(
+        f'[device]\nstore_id = "s-file"\ndevice_id = "till-2"\n[storage]\nstate_dir = "{tmp_path / "st"}"\n'
+        '[line]\nchannel_access_token = "tok-from-file-123"\n[ble]\nstore_beacon_hwids = ["0123456789"]\n'
+    )
+    result = _provision(
+        "--config-dir", str(tmp_path / "etc"), "--non-interactive", "--no-check", "--from", str(answers)
+    )
+    assert result.returncode == 0, result.stderr
+    config = load_config(tmp_path / "etc" / "config.toml")
+    assert config.device.device_id == "till-2"
+    assert config.line.channel_access_token.get_secret_value() == "tok-from-file-123"
+    assert config.ble.store_beacon_hwids == ["0123456789"]
+    assert "tok-from-file-123" in (tmp_path / "etc" / "secrets.toml").read_text()
+
+
+def test_bad_answer_names_the_key_and_writes_nothing(tmp_path: Path) -> None:
+    result = _provision(
+        "--config-dir",
+        str(tmp_path / "etc"),
+        "--non-interactive",
+        "--no-check",
+        "--store-id",
+        "s",
+        "--set",
+        "linepay.channel_id=abc",
+    )
+    assert result.returncode == 2
+    assert "linepay.channel_id: must be 10 digits, got 'abc'" in result.stderr
+    assert "Traceback" not in result.stderr
+    assert not (tmp_path / "etc").exists()
+
+
+class Terminal:
+    """The provision command on a pseudo-terminal, answered like a technician would."""
+
+    def __init__(self, *args: str) -> None:
+        self.pid, self.fd = pty.fork()
+        if self.pid == 0:  # child: becomes the command, with the pty as its controlling tty
+            os.chdir(ROOT)
+            os.execv(sys.executable, [sys.executable, "-m", "agent", "provision", *args])
+        self.output = ""
+
+    def expect(self, text: str, within: float = 30.0) -> None:
+        deadline = time.monotonic() + within
+        while text not in self.output:
+            left = deadline - time.monotonic()
+            assert left > 0, f"never saw {text!r}; got:\n{self.output}"
+            ready, _, _ = select.select([self.fd], [], [], left)
+            if ready:
+                try:
+                    chunk = os.read(self.fd, 4096)
+                except OSError:
+                    chunk = b""
+                assert chunk, f"program ended before {text!r}; got:\n{self.output}"
+                self.output += chunk.decode("utf-8", "replace")
+        self.output = self.output[self.output.index(text) + len(text) :]
+
+    def answer(self, prompt: str, value: str) -> None:
+        self.expect(prompt)
+        os.write(self.fd, value.encode() + b"\r")
+
+    def finish(self, within: float = 30.0) -> tuple[int, str]:
+        tail = ""
+        deadline = time.monotonic() + within
+        while time.monotonic() < deadline:
+            ready, _, _ = select.select([self.fd], [], [], 0.5)
+            if ready:
+                try:
+                    chunk = os.read(self.fd, 4096)
+                except OSError:
+                    break
+                if not chunk:
+                    break
+                tail += chunk.decode("utf-8", "replace")
+        _, status = os.waitpid(self.pid, 0)
+        os.close(self.fd)
+        return os.waitstatus_to_exitcode(status), self.output + tail
+
+    def kill(self) -> None:
+        try:
+            os.kill(self.pid, signal.SIGKILL)
+            os.waitpid(self.pid, 0)
+        except (ProcessLookupError, ChildProcessError):
+            pass
+
+
+def test_interactive_through_a_pty(tmp_path: Path) -> None:
+    etc, state = tmp_path / "etc", tmp_path / "state"
+    term = Terminal("--config-dir", str(etc), "--no-check")
+    try:
+        term.answer("Store id:", "store-pty")
+        term.answer("Device id [counter-1]:", "")
+        term.answer("Device name [ShopEdge counter]:", "")
+        term.answer("State directory [/var/lib/shopedge]:", str(state))
+        term.answer("LINE Pay mode (sandbox/production) [sandbox]:", "")
+        term.answer("LINE Pay API base (empty = LINE Pay) [empty]:", "")
+        term.answer("LINE Pay channel id (10 digits) [empty]:", "12345")  # wrong: asked again
+        term.answer("LINE Pay channel secret [empty]:", "pty-secret-value")
+        term.answer("LINE Pay device profile id (terminal) [empty]:", "")
+        term.answer("Messaging API base (empty = api.line.me) [empty]:", "")
+        term.answer("LINE channel access token [empty]:", "pty-token-value")
+        term.answer("LINE channel secret [empty]:", "")
+        term.answer("LINE Official Account basic id (@...) [empty]:", "@shop123")
+        term.answer("MQTT broker host [127.0.0.1]:", "")
+        term.answer("MQTT broker port [1883]:", "1884")
+        term.answer("MQTT username [empty]:", "dev1")
+        term.answer("MQTT password [empty]:", "mqtt-pw-value")
+        term.answer("Store beacon HWIDs (comma separated) [empty]:", "0123456789")
+        term.expect("linepay.channel_id: must be 10 digits, got '12345'")
+        term.answer("LINE Pay channel id (10 digits) [12345]:", "1234567890")
+        code, out = term.finish()
+    finally:
+        term.kill()
+    assert code == 0, out
+    # Secrets are read without echo: they never appear on the terminal.
+    for secret in ("pty-secret-value", "pty-token-value", "mqtt-pw-value"):
+        assert secret not in out
+    config = load_config(etc / "config.toml")
+    assert config.device.store_id == "store-pty" and config.device.device_id == "counter-1"
+    assert config.linepay.channel_id == "1234567890"
+    assert config.linepay.channel_secret.get_secret_value() == "pty-secret-value"
+    assert config.mqtt.port == 1884 and config.mqtt.username == "dev1"
+    assert config.line.oa_basic_id == "shop123"
+    assert config.storage.state_dir == state and _identity(state)
+
+    # Re-run: Enter everywhere keeps every answer, including the secrets.
+    term = Terminal("--config-dir", str(etc), "--no-check")
+    try:
+        term.answer("Store id [store-pty]:", "")
+        for _ in range(17):
+            term.answer(":", "")
+        code, out = term.finish()
+    finally:
+        term.kill()
+    assert code == 0, out
+    again = load_config(etc / "config.toml")
+    assert again == config
