@@ -57,16 +57,19 @@ def redact_config_text(text: str) -> str:
 
 
 def _config_entry(config_path: Path) -> str:
-    import tomllib
+    """The config as the agent sees it (secrets file merged in), every secret shown as ***."""
+    from agent.ops_files import read_existing
+    from agent.provisioning import ProvisionError
 
     try:
-        text = config_path.read_text(encoding="utf-8")
-    except OSError as exc:
-        return f"# config not readable: {exc}\n"
-    try:
-        return dump_toml(redact_config_data(tomllib.loads(text)))
-    except (tomllib.TOMLDecodeError, TypeError):
+        data = read_existing(config_path)
+    except ProvisionError as exc:
+        try:
+            text = config_path.read_text(encoding="utf-8")
+        except OSError:
+            return "# config not readable: " + "; ".join(exc.problems) + "\n"
         return "# config does not parse; shown with secret lines blanked\n" + redact_config_text(text)
+    return "# secrets merged from the secrets file and shown as ***\n" + dump_toml(redact_config_data(data))
 
 
 def _journal(unit: str) -> str:

@@ -35,7 +35,13 @@ def _both(result: Any) -> dict[str, Any]:
 
 def test_secret_keys_are_the_secret_typed_fields() -> None:
     keys = secret_keys()
-    assert {"linepay.channel_secret", "line.channel_access_token", "mqtt.password", "binding.key", "pos.token"} <= keys
+    assert {
+        "linepay.channel_secret",
+        "line.channel_access_token",
+        "mqtt.password",
+        "binding.key",
+        "pos.token",
+    } <= keys
     assert "linepay.channel_id" not in keys and "device.store_id" not in keys
 
 
