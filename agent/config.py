@@ -269,7 +269,7 @@ class TimeoutsConfig(_Section):
     linepay_capture: Annotated[float, Field(gt=0)] = 60.0
     line_api: Annotated[float, Field(gt=0)] = 10.0
     mqtt_connect: Annotated[float, Field(gt=0)] = 10.0
-    dbus: Annotated[float, Field(gt=0)] = 5.0
+    local: Annotated[float, Field(gt=0)] = 5.0
 
 
 class ShopEdgeConfig(BaseModel):

@@ -343,7 +343,7 @@ async def check_ble(config: ShopEdgeConfig, env: Environment) -> Row:
             )
         return Row(check="ble", status=Status.PASS, detail=f"replaying {ble.replay_file}")
     try:
-        present, powered = await _bluez_adapter(ble.adapter, env.system_bus, config.timeouts.dbus)
+        present, powered = await _bluez_adapter(ble.adapter, env.system_bus, config.timeouts.local)
     except (OSError, ConnectionError, TimeoutError, ValueError) as exc:
         return Row(
             check="ble",
@@ -653,6 +653,57 @@ async def check_outbox(config: ShopEdgeConfig, env: Environment) -> Row:
     return outbox_verdict(stats)
 
 
+# ---------------------------------------------------------------- store beacon
+
+
+def beacon_verdict(hwids: Sequence[str], status: dict[str, Any] | None) -> Row:
+    """From the running agent's /status.json: every configured store beacon heard recently?"""
+    if not hwids:
+        return Row(
+            check="beacon",
+            status=Status.WARN,
+            detail="no store beacon configured",
+            hint="set ble.store_beacon_hwids (`shopedge provision`) so presence works",
+        )
+    if status is None:
+        return Row(
+            check="beacon",
+            status=Status.WARN,
+            detail="agent not running: beacon state unknown",
+            hint="`systemctl start shopedge`, then re-run doctor",
+        )
+    states = {str(b.get("hwid")): b for b in status.get("beacons", []) if isinstance(b, dict)}
+    silent = [hwid for hwid in hwids if states.get(hwid, {}).get("silent", True)]
+    if silent:
+        return Row(
+            check="beacon",
+            status=Status.WARN,
+            detail=f"not heard recently: {', '.join(silent)}",
+            hint="check the beacon's power/battery and that it sits within a few metres of the Pi",
+        )
+    return Row(check="beacon", status=Status.PASS, detail=f"heard recently: {', '.join(hwids)}")
+
+
+async def check_beacon(config: ShopEdgeConfig, env: Environment) -> Row:
+    import aiohttp
+
+    from agent.config import split_listen
+
+    hwids = config.ble.store_beacon_hwids
+    if not hwids:
+        return beacon_verdict(hwids, None)
+    host, port = split_listen(config.pos.listen)
+    host = "127.0.0.1" if host in {"0.0.0.0", "::", ""} else host
+    url = f"http://{host if ':' not in host else f'[{host}]'}:{port}/status.json"
+    timeout = aiohttp.ClientTimeout(total=config.timeouts.local)
+    try:
+        async with aiohttp.ClientSession(timeout=timeout) as session, session.get(url) as response:
+            body = await response.json(content_type=None) if response.status == 200 else None
+    except (aiohttp.ClientError, TimeoutError, OSError, json.JSONDecodeError):
+        body = None
+    return beacon_verdict(hwids, body if isinstance(body, dict) else None)
+
+
 # ---------------------------------------------------------------- running the checks
 
 Check = Callable[[ShopEdgeConfig, Environment], Row | Awaitable[Row]]
@@ -667,6 +718,7 @@ CHECKS: dict[str, Check] = {
     "line_token": check_line_token,
     "linepay": check_linepay,
     "outbox": check_outbox,
+    "beacon": check_beacon,
 }
 
 

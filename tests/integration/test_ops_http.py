@@ -119,3 +119,22 @@ async def test_metrics_parse_as_prometheus_text(
     info = [k for k in samples if k[0] == "shopedge_info"]
     assert dict(info[0][1]) == {"store_id": "store-1", "device_id": "counter-1", "version": __version__}
     assert "1.8e+09" not in text  # timestamps are written in full
+
+
+async def test_doctor_reads_beacon_state_from_the_running_agent(
+    client: TestClient[web.Request, web.Application], ctx: AgentContext
+) -> None:
+    from agent.doctor import Environment, Status, check_beacon
+
+    config = ctx.config.model_copy(
+        update={"pos": ctx.config.pos.model_copy(update={"listen": f"127.0.0.1:{client.port}"})}
+    )
+    ops_facts(ctx).record_beacon("0123456789", at=NOW - 10)
+    row = await check_beacon(config, Environment())
+    assert row.status is Status.WARN and row.detail == "not heard recently: abcdefabcd"
+    ops_facts(ctx).record_beacon("abcdefabcd", at=NOW - 299)
+    row = await check_beacon(config, Environment())
+    assert row.status is Status.PASS
+    await client.close()
+    row = await check_beacon(config, Environment())
+    assert row.status is Status.WARN and "agent not running" in row.detail

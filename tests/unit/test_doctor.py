@@ -122,3 +122,15 @@ def test_bundle_redaction() -> None:
 
 def test_clock_floor_is_a_past_date() -> None:
     assert time.time() > CLOCK_FLOOR
+
+
+def test_beacon_verdict() -> None:
+    from agent.doctor import beacon_verdict
+
+    assert beacon_verdict([], None).status is Status.WARN
+    assert "not running" in beacon_verdict(["0123456789"], None).detail
+    heard = {"beacons": [{"hwid": "0123456789", "silent": False}, {"hwid": "abcdefabcd", "silent": True}]}
+    assert beacon_verdict(["0123456789"], heard).status is Status.PASS
+    both = beacon_verdict(["0123456789", "abcdefabcd"], heard)
+    assert both.status is Status.WARN and both.detail == "not heard recently: abcdefabcd"
+    assert beacon_verdict(["1111111111"], heard).status is Status.WARN
