@@ -582,40 +582,46 @@ async def check_linepay(config: ShopEdgeConfig, env: Environment) -> Row:
 
 # ---------------------------------------------------------------- outbox
 
-STREAMS = ("payment", "sale", "conversion", "coupon_push", "presence", "beacon_health", "health", "funnel")
 
+def _outbox_stats_blocking(path: Path, now: float) -> dict[str, Any]:
+    # Read-only on purpose: `Outbox.open()` ends the leases of "the previous process", which
+    # would disturb a running agent. The outbox's own read-only connection and stats query
+    # are used instead (its public API has no read-only inspection yet).
+    from offline_queue._store import connect_blocking, stats_blocking
 
-def outbox_path(config: ShopEdgeConfig) -> Path:
-    return config.storage.state_dir / "outbox.db"
+    conn = connect_blocking(path, read_only=True)
+    try:
+        streams = stats_blocking(conn, now)
+    finally:
+        conn.close()
+    return {
+        "path": str(path),
+        "exists": True,
+        "total": sum(s.depth for s in streams),
+        "dead_letters": sum(s.dead for s in streams),
+        "streams": {
+            s.stream: {
+                "depth": s.depth,
+                "in_flight": s.in_flight,
+                "waiting_retry": s.waiting_retry,
+                "dead": s.dead,
+                "oldest_at": s.oldest_at,
+                "bytes": s.nbytes,
+            }
+            for s in streams
+        },
+    }
 
 
 async def outbox_stats(config: ShopEdgeConfig) -> dict[str, Any]:
-    """Depth per stream and dead letters, read without creating anything."""
-    try:
-        from offline_queue import Outbox  # type: ignore[attr-defined]
-    except ImportError:
-        return {"available": False}
-    path = outbox_path(config)
+    """Depth and dead letters per stream, read without creating or changing anything."""
+    path = config.db_path
     if not path.exists():
-        return {"available": True, "path": str(path), "exists": False}
-    outbox = await Outbox.open(path, create=False)
-    try:
-        depths = {stream: int(await outbox.depth(stream)) for stream in STREAMS}
-        stats: dict[str, Any] = {"available": True, "path": str(path), "exists": True, "depth": depths}
-        stats["total"] = int(await outbox.depth())
-        dead = getattr(outbox, "dead_letters", None)
-        if dead is not None:
-            stats["dead_letters"] = len(await dead())
-        return stats
-    finally:
-        await outbox.close()
+        return {"path": str(path), "exists": False}
+    return await asyncio.to_thread(_outbox_stats_blocking, path, time.time())
 
 
 def outbox_verdict(stats: dict[str, Any]) -> Row:
-    if not stats.get("available"):
-        return Row(
-            check="outbox", status=Status.WARN, detail="outbox not part of this build", hint="update ShopEdge"
-        )
     if not stats.get("exists"):
         return Row(
             check="outbox", status=Status.PASS, detail=f"{stats['path']} not created yet (agent never ran)"
@@ -641,6 +647,16 @@ def outbox_verdict(stats: dict[str, Any]) -> Row:
 
 
 async def check_outbox(config: ShopEdgeConfig, env: Environment) -> Row:
+    state = config.storage.state_dir
+    if state.is_dir() and not os.access(state, os.W_OK):
+        # SQLite cannot even read a WAL database whose directory is read-only; the cause is
+        # reported (with its fix) by the state_dir row.
+        return Row(
+            check="outbox",
+            status=Status.WARN,
+            detail="not inspected: the state dir is read-only",
+            hint="fix the state_dir row first",
+        )
     try:
         stats = await outbox_stats(config)
     except Exception as exc:  # the outbox's own errors: a corrupt or locked DB

@@ -79,12 +79,11 @@ def test_free_space_verdict() -> None:
 
 
 def test_outbox_verdict() -> None:
-    assert outbox_verdict({"available": False}).status is Status.WARN
-    assert outbox_verdict({"available": True, "exists": False, "path": "/x"}).status is Status.PASS
-    assert outbox_verdict({"available": True, "exists": True, "path": "/x", "total": 3}).status is Status.PASS
-    dead = outbox_verdict({"available": True, "exists": True, "path": "/x", "total": 3, "dead_letters": 2})
+    assert outbox_verdict({"exists": False, "path": "/x"}).status is Status.PASS
+    assert outbox_verdict({"exists": True, "path": "/x", "total": 3}).status is Status.PASS
+    dead = outbox_verdict({"exists": True, "path": "/x", "total": 3, "dead_letters": 2})
     assert dead.status is Status.WARN and "2 dead letters" in dead.detail
-    deep = outbox_verdict({"available": True, "exists": True, "path": "/x", "total": 5000})
+    deep = outbox_verdict({"exists": True, "path": "/x", "total": 5000})
     assert deep.status is Status.WARN and "broker" in deep.hint
 
 
