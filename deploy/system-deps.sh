@@ -17,6 +17,8 @@ if [ "$profile" = "test" ]; then
     have_cmd chromium || need+=(chromium)
     have_cmd systemd-analyze || need+=(systemd)
     have_cmd mosquitto_passwd || need+=(mosquitto)
+    have_cmd shellcheck || need+=(shellcheck)
+    have_cmd unshare || need+=(util-linux)
 fi
 
 if [ "${#need[@]}" -eq 0 ]; then
