@@ -89,22 +89,22 @@ def _answers(args: argparse.Namespace) -> dict[str, Any]:
     return answers
 
 
-def _run(args: argparse.Namespace) -> int:
-    import asyncio
+# Which answers feed each live check, so a failing check re-asks only those.
+CREDENTIAL_KEYS: dict[str, tuple[str, ...]] = {
+    "linepay": ("linepay.mode", "linepay.api_base", "linepay.channel_id", "linepay.channel_secret"),
+    "line_token": ("line.api_base", "line.channel_access_token"),
+    "broker": ("mqtt.host", "mqtt.port", "mqtt.username", "mqtt.password"),
+}
+MAX_RETRIES = 3
 
+
+def _plan(existing: dict[str, Any], answers: dict[str, Any], interactive: bool) -> Any:
+    """The plan, re-asking (interactively) just the questions whose answers are invalid."""
     from agent import provisioning as core
-    from agent.ops_files import read_existing, setup_state, write_files
 
-    config_path = args.config_dir / "config.toml"
-    existing = read_existing(config_path)
-    answers = _answers(args)
-    interactive = not args.non_interactive and sys.stdin.isatty()
-    if interactive:
-        answers = _ask(existing, answers)
     while True:
         try:
-            result = core.plan(existing, answers)
-            break
+            return core.plan(existing, answers)
         except core.ProvisionError as exc:
             if not interactive:
                 raise
@@ -114,28 +114,53 @@ def _run(args: argparse.Namespace) -> int:
             if not bad:
                 raise
             answers = _ask(existing, answers, only=bad)
-    owner = write_files(args.config_dir, result, owner=args.owner)
+
+
+def _run(args: argparse.Namespace) -> int:
+    import asyncio
+
+    from agent import provisioning as core
     from agent.config import load_config
+    from agent.doctor import Status, exit_code, render_table, run_checks
+    from agent.ops_files import read_existing, setup_state, write_files
 
-    config = load_config(config_path)
-    identity, created = setup_state(config, owner=owner)
-    print(f"config:   {config_path} (0640)")
-    print(f"secrets:  {args.config_dir / core.SECRETS_NAME} (0600)")
-    print(f"state:    {config.storage.state_dir}")
-    print(f"identity: {identity}{' (new)' if created else ' (kept)'}")
-    print(f"store/device: {config.device.store_id}/{config.device.device_id}")
-    if result.generated:
-        print(f"generated: {', '.join(result.generated)} (in the secrets file)")
-    if result.changed:
-        print(f"changed:  {', '.join(result.changed)}")
-    if args.no_check:
-        print("live checks skipped (--no-check); run `shopedge doctor` when online")
-        return 0
-    from agent.doctor import exit_code, render_table, run_checks
-
-    rows = asyncio.run(run_checks(config, only=("state_dir", "clock", "broker", "line_token", "linepay")))
-    print(render_table(rows))
-    return exit_code(rows)
+    config_path = args.config_dir / "config.toml"
+    existing = read_existing(config_path)
+    answers = _answers(args)
+    interactive = not args.non_interactive and sys.stdin.isatty()
+    if interactive:
+        answers = _ask(existing, answers)
+    attempt = 0
+    while True:
+        result = _plan(existing, answers, interactive)
+        owner = write_files(args.config_dir, result, owner=args.owner)
+        config = load_config(config_path)
+        identity, created = setup_state(config, owner=owner)
+        print(f"config:   {config_path} (0640)")
+        print(f"secrets:  {args.config_dir / core.SECRETS_NAME} (0600)")
+        print(f"state:    {config.storage.state_dir}")
+        print(f"identity: {identity}{' (new)' if created else ' (kept)'}")
+        print(f"store/device: {config.device.store_id}/{config.device.device_id}")
+        if result.generated:
+            print(f"generated: {', '.join(result.generated)} (in the secrets file)")
+        if result.changed:
+            print(f"changed:  {', '.join(result.changed)}")
+        if args.no_check:
+            print("live checks skipped (--no-check); run `shopedge doctor` when online")
+            return 0
+        rows = asyncio.run(run_checks(config, only=("state_dir", "clock", *CREDENTIAL_KEYS)))
+        print(render_table(rows))
+        failing = [row.check for row in rows if row.status is Status.FAIL and row.check in CREDENTIAL_KEYS]
+        if not interactive or not failing or attempt == MAX_RETRIES:
+            return exit_code(rows)
+        print(f"Re-enter the answers for {', '.join(failing)}? [Y/n]: ", end="", flush=True)
+        if sys.stdin.readline().strip().lower() in {"n", "no"}:
+            return exit_code(rows)
+        # What was written is now the current state; only the failing checks' answers are asked.
+        existing = read_existing(config_path)
+        keys = {key for check in failing for key in CREDENTIAL_KEYS[check]}
+        answers = _ask(existing, {}, only=[q for q in core.QUESTIONS if q.key in keys])
+        attempt += 1
 
 
 def _show(value: Any) -> str:

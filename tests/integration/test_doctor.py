@@ -21,6 +21,7 @@ import pytest
 from aiohttp import web
 
 from tests.integration.line_fakes import CHANNEL_ID, CHANNEL_SECRET, TOKEN, line_app
+from tests.integration.pty_driver import Terminal
 
 ROOT = Path(__file__).resolve().parents[2]
 MQTT_USER, MQTT_PASSWORD = "counter", "broker-pass-123"
@@ -272,3 +273,50 @@ async def test_support_bundle_has_no_secrets(device: Path, tmp_path: Path) -> No
         assert secret in secrets and secret not in everything
     assert "store-1" in files["config.toml"] and 'password = "***"' in files["config.toml"]
     assert {row["check"] for row in json.loads(files["doctor.json"])} >= MUST_PASS
+
+
+def _interactive_provision(etc: Path, state: Path, broker: Broker, line_base: str) -> tuple[int, str]:
+    term = Terminal("provision", "--config-dir", str(etc))
+    try:
+        answers = [
+            ("Store id:", "store-9"),
+            ("Device id [counter-1]:", ""),
+            ("Device name [ShopEdge counter]:", ""),
+            ("State directory [/var/lib/shopedge]:", str(state)),
+            ("[sandbox]:", ""),
+            ("LINE Pay API base (empty = LINE Pay) [empty]:", line_base),
+            ("LINE Pay channel id (10 digits) [empty]:", CHANNEL_ID),
+            ("LINE Pay channel secret [empty]:", CHANNEL_SECRET),
+            ("device profile id (terminal) [empty]:", ""),
+            ("Messaging API base (empty = api.line.me) [empty]:", line_base),
+            ("LINE channel access token [empty]:", "a-typo-in-the-token"),
+            ("LINE channel secret [empty]:", ""),
+            ("basic id (@...) [empty]:", ""),
+            ("MQTT broker host [127.0.0.1]:", ""),
+            ("MQTT broker port [1883]:", str(broker.port)),
+            ("MQTT username [empty]:", MQTT_USER),
+            ("MQTT password [empty]:", MQTT_PASSWORD),
+            ("(comma separated) [empty]:", ""),
+            # The live check finds the bad token and offers to ask again, only for that check.
+            ("Re-enter the answers for line_token? [Y/n]:", "y"),
+            (f"Messaging API base (empty = api.line.me) [{line_base}]:", ""),
+            ("LINE channel access token [keep current]:", TOKEN),
+        ]
+        for prompt, value in answers:
+            term.answer(prompt, value)
+        return term.finish()
+    finally:
+        term.kill()
+
+
+async def test_interactive_provision_re_asks_a_failing_credential(
+    tmp_path: Path, broker: Broker, line_base: str
+) -> None:
+    code, out = await asyncio.to_thread(
+        _interactive_provision, tmp_path / "etc", tmp_path / "state", broker, line_base
+    )
+    assert code == 0, out
+    assert out.count("PASS  line_token") == 1 and "PASS  linepay" in out and "PASS  broker" in out
+    assert "a-typo-in-the-token" not in out and TOKEN not in out
+    code, rows = await _doctor(tmp_path / "etc" / "config.toml")
+    assert rows["line_token"]["status"] == "pass"

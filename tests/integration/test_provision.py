@@ -4,19 +4,15 @@ what works."""
 
 from __future__ import annotations
 
-import os
-import pty
-import select
-import signal
 import stat
 import subprocess
 import sys
-import time
 from pathlib import Path
 
 from agent.config import load_config
 from agent.db import open_engine
 from agent.state import get_setting
+from tests.integration.pty_driver import Terminal
 
 ROOT = Path(__file__).resolve().parents[2]
 
@@ -124,63 +120,9 @@ def test_bad_answer_names_the_key_and_writes_nothing(tmp_path: Path) -> None:
     assert not (tmp_path / "etc").exists()
 
 
-class Terminal:
-    """The provision command on a pseudo-terminal, answered like a technician would."""
-
-    def __init__(self, *args: str) -> None:
-        self.pid, self.fd = pty.fork()
-        if self.pid == 0:  # child: becomes the command, with the pty as its controlling tty
-            os.chdir(ROOT)
-            os.execv(sys.executable, [sys.executable, "-m", "agent", "provision", *args])
-        self.output = ""
-
-    def expect(self, text: str, within: float = 30.0) -> None:
-        deadline = time.monotonic() + within
-        while text not in self.output:
-            left = deadline - time.monotonic()
-            assert left > 0, f"never saw {text!r}; got:\n{self.output}"
-            ready, _, _ = select.select([self.fd], [], [], left)
-            if ready:
-                try:
-                    chunk = os.read(self.fd, 4096)
-                except OSError:
-                    chunk = b""
-                assert chunk, f"program ended before {text!r}; got:\n{self.output}"
-                self.output += chunk.decode("utf-8", "replace")
-        self.output = self.output[self.output.index(text) + len(text) :]
-
-    def answer(self, prompt: str, value: str) -> None:
-        self.expect(prompt)
-        os.write(self.fd, value.encode() + b"\r")
-
-    def finish(self, within: float = 30.0) -> tuple[int, str]:
-        tail = ""
-        deadline = time.monotonic() + within
-        while time.monotonic() < deadline:
-            ready, _, _ = select.select([self.fd], [], [], 0.5)
-            if ready:
-                try:
-                    chunk = os.read(self.fd, 4096)
-                except OSError:
-                    break
-                if not chunk:
-                    break
-                tail += chunk.decode("utf-8", "replace")
-        _, status = os.waitpid(self.pid, 0)
-        os.close(self.fd)
-        return os.waitstatus_to_exitcode(status), self.output + tail
-
-    def kill(self) -> None:
-        try:
-            os.kill(self.pid, signal.SIGKILL)
-            os.waitpid(self.pid, 0)
-        except (ProcessLookupError, ChildProcessError):
-            pass
-
-
 def test_interactive_through_a_pty(tmp_path: Path) -> None:
     etc, state = tmp_path / "etc", tmp_path / "state"
-    term = Terminal("--config-dir", str(etc), "--no-check")
+    term = Terminal("provision", "--config-dir", str(etc), "--no-check")
     try:
         term.answer("Store id:", "store-pty")
         term.answer("Device id [counter-1]:", "")
@@ -218,7 +160,7 @@ def test_interactive_through_a_pty(tmp_path: Path) -> None:
     assert config.storage.state_dir == state and _identity(state)
 
     # Re-run: Enter everywhere keeps every answer, including the secrets.
-    term = Terminal("--config-dir", str(etc), "--no-check")
+    term = Terminal("provision", "--config-dir", str(etc), "--no-check")
     try:
         term.answer("Store id [store-pty]:", "")
         for _ in range(17):
