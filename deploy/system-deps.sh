@@ -19,6 +19,7 @@ if [ "$profile" = "test" ]; then
     have_cmd mosquitto_passwd || need+=(mosquitto)
     have_cmd shellcheck || need+=(shellcheck)
     have_cmd unshare || need+=(util-linux)
+    have_cmd dbus-daemon || need+=(dbus)
 fi
 
 if [ "${#need[@]}" -eq 0 ]; then
