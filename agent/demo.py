@@ -24,6 +24,7 @@ from typing import Any
 from agent.config import ShopEdgeConfig, load_config
 from agent.context import AgentContext
 from agent.health import Level
+from agent.ops_demo import step_technician_view
 from agent.supervisor import Supervisor
 
 __all__ = ["SCENARIO", "DemoRun", "DemoStepFailed", "demo_config_text", "run_demo"]
@@ -125,6 +126,7 @@ async def step_agent_up(run: DemoRun) -> str:
 
 SCENARIO: list[tuple[str, Step]] = [
     ("agent starts", step_agent_up),
+    ("technician view", step_technician_view),
 ]
 
 
