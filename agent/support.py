@@ -84,7 +84,7 @@ def _journal(unit: str) -> str:
         )
     except (OSError, subprocess.TimeoutExpired) as exc:
         return f"journalctl failed: {exc!r}\n"
-    return result.stdout or result.stderr
+    return result.stdout or result.stderr or f"no journal entries for {unit} on this machine\n"
 
 
 async def _queue_stats(config: ShopEdgeConfig) -> dict[str, Any]:
