@@ -4,10 +4,13 @@ what works."""
 
 from __future__ import annotations
 
+import os
 import stat
 import subprocess
 import sys
 from pathlib import Path
+
+import pytest
 
 from agent.config import load_config
 from agent.db import open_engine
@@ -171,3 +174,32 @@ def test_interactive_through_a_pty(tmp_path: Path) -> None:
     assert code == 0, out
     again = load_config(etc / "config.toml")
     assert again == config
+
+
+@pytest.mark.skipif(os.geteuid() != 0, reason="ownership needs root")
+def test_owner_gets_the_secrets_and_the_state(tmp_path: Path) -> None:
+    """As root, the service user owns secrets (0600) and state; config stays root-owned (0640)."""
+    import pwd
+
+    nobody = pwd.getpwnam("nobody")
+    etc, state = tmp_path / "etc", tmp_path / "state"
+    result = _provision(
+        "--config-dir",
+        str(etc),
+        "--non-interactive",
+        "--no-check",
+        "--owner",
+        "nobody",
+        "--store-id",
+        "s",
+        "--state-dir",
+        str(state),
+    )
+    assert result.returncode == 0, result.stderr
+    config, secrets = (etc / "config.toml").stat(), (etc / "secrets.toml").stat()
+    assert (config.st_uid, config.st_gid) == (0, nobody.pw_gid)
+    assert (secrets.st_uid, secrets.st_gid) == (nobody.pw_uid, nobody.pw_gid)
+    assert (etc.stat().st_uid, etc.stat().st_gid) == (0, nobody.pw_gid)
+    assert state.stat().st_uid == nobody.pw_uid and (state / "shopedge.db").stat().st_uid == nobody.pw_uid
+    bad = _provision("--config-dir", str(etc), "--non-interactive", "--no-check", "--owner", "no-such-user-x")
+    assert bad.returncode == 2 and "--owner no-such-user-x: no such user" in bad.stderr
