@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import asyncio
 import base64
+import calendar
 import ctypes
 import ctypes.util
 import hashlib
@@ -35,10 +36,25 @@ __all__ = [
     "Environment",
     "Row",
     "Status",
+    "beacon_verdict",
+    "check_beacon",
+    "check_ble",
+    "check_broker",
+    "check_config",
+    "check_line_token",
+    "check_linepay",
+    "check_outbox",
+    "clock_verdict",
     "exit_code",
+    "find_cjk_fonts",
+    "free_space_verdict",
+    "line_token_verdict",
     "linepay_signature",
     "linepay_verdict",
+    "outbox_stats",
+    "outbox_verdict",
     "render_table",
+    "run_checks",
     "run_doctor",
 ]
 
@@ -46,10 +62,10 @@ LINEPAY_HOSTS = {"sandbox": "https://sandbox-api-pay.line.me", "production": "ht
 LINE_API = "https://api.line.me"
 # Free space below this fails outright: SQLite needs room for its WAL and a checkpoint.
 MIN_FREE_MB = 50
-# Tokens and LINE Pay nonces are useless with a clock before this build's release.
-CLOCK_FLOOR = time.mktime((2026, 1, 1, 0, 0, 0, 0, 0, 0))
-# A store beacon last heard longer ago than ble.beacon_silent_after_s is a warning, not a fail:
-# the shop still sells, only presence and friend prompts suffer.
+# Tokens and LINE Pay nonces are useless with a clock before this build's release (UTC).
+CLOCK_FLOOR = float(calendar.timegm((2026, 1, 1, 0, 0, 0)))
+# At the default batch of 50 per MQTT message this is 20 batches: a backlog that is not
+# draining, not a brief outage. A warning, because records wait safely on disk.
 OUTBOX_WARN_DEPTH = 1000
 CJK_FONT_HINTS = ("cjk", "notosanstc", "notoseriftc", "wqy", "droidsansfallback", "ukai", "uming", "arphic")
 FONT_SUFFIXES = (".ttc", ".otf", ".ttf")
@@ -673,7 +689,11 @@ async def check_outbox(config: ShopEdgeConfig, env: Environment) -> Row:
 
 
 def beacon_verdict(hwids: Sequence[str], status: dict[str, Any] | None) -> Row:
-    """From the running agent's /status.json: every configured store beacon heard recently?"""
+    """From the running agent's /status.json: every configured store beacon heard recently?
+
+    A silent beacon is a warning, not a fail: the shop still sells; only presence and the
+    friend prompts suffer.
+    """
     if not hwids:
         return Row(
             check="beacon",
