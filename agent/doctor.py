@@ -166,29 +166,72 @@ def check_state_dir(config: ShopEdgeConfig, env: Environment) -> Row:
 _TIME_ERROR = 5
 
 
-def clock_verdict(*, now: float, kernel_state: int | None) -> Row:
-    """A clock before this release is wrong; a kernel that says unsynchronised is a warning."""
+# Skew against LINE's servers (HTTP Date, 1 s resolution): beyond a minute signed requests and
+# token lifetimes are at risk; beyond ten seconds the clock is drifting without NTP.
+SKEW_FAIL_S = 60.0
+SKEW_WARN_S = 10.0
+_NTP_HINT = "enable NTP: `timedatectl set-ntp true` (systemd-timesyncd) and check the network"
+
+
+def clock_verdict(*, now: float, kernel_state: int | None, skew: float | None = None) -> Row:
+    """Wrong (before this release, or far from LINE's clock) fails; unsynchronised warns.
+
+    Args:
+        now: the local wall clock.
+        kernel_state: ntp_adjtime(2)'s return value, None when unknown.
+        skew: local minus LINE's Date header in seconds, None when LINE was not reachable.
+    """
     stamp = time.strftime("%Y-%m-%d %H:%M:%S UTC", time.gmtime(now))
+    against = "" if skew is None else f"; {skew:+.0f} s from LINE's clock"
     if now < CLOCK_FLOOR:
         return Row(
             check="clock",
             status=Status.FAIL,
             detail=f"clock reads {stamp}, before this release",
-            hint="enable NTP (`timedatectl set-ntp true`) and check the network; binding tokens and "
-            "LINE Pay nonces fail with a wrong clock",
+            hint=_NTP_HINT + "; binding tokens and LINE Pay nonces fail with a wrong clock",
         )
+    if skew is not None and abs(skew) > SKEW_FAIL_S:
+        return Row(check="clock", status=Status.FAIL, detail=f"{stamp}{against}", hint=_NTP_HINT)
+    if skew is not None and abs(skew) > SKEW_WARN_S:
+        return Row(check="clock", status=Status.WARN, detail=f"{stamp}{against}", hint=_NTP_HINT)
     if kernel_state is None:
         return Row(
-            check="clock", status=Status.WARN, detail=f"{stamp}; sync state unknown", hint="run `timedatectl`"
+            check="clock",
+            status=Status.WARN,
+            detail=f"{stamp}; sync state unknown{against}",
+            hint="run `timedatectl`",
         )
     if kernel_state == _TIME_ERROR:
         return Row(
             check="clock",
             status=Status.WARN,
-            detail=f"{stamp}; kernel clock not synchronised",
-            hint="enable NTP: `timedatectl set-ntp true` (systemd-timesyncd)",
+            detail=f"{stamp}; kernel clock not synchronised{against}",
+            hint=_NTP_HINT,
         )
-    return Row(check="clock", status=Status.PASS, detail=f"{stamp}; synchronised")
+    return Row(check="clock", status=Status.PASS, detail=f"{stamp}; synchronised{against}")
+
+
+async def _line_skew(config: ShopEdgeConfig) -> float | None:
+    """Local clock minus the Date header of LINE's API (None when it cannot be reached)."""
+    import email.utils
+
+    import aiohttp
+
+    base = (config.line.api_base or LINE_API).rstrip("/")
+    timeout = aiohttp.ClientTimeout(total=config.timeouts.line_api)
+    try:
+        async with aiohttp.ClientSession(timeout=timeout) as session, session.head(base + "/") as response:
+            date = response.headers.get("Date")
+            received = time.time()
+    except (aiohttp.ClientError, TimeoutError, OSError):
+        return None
+    if not date:
+        return None
+    try:
+        server = email.utils.parsedate_to_datetime(date).timestamp()
+    except (TypeError, ValueError):
+        return None
+    return received - server
 
 
 def _kernel_clock_state() -> int | None:
@@ -205,8 +248,9 @@ def _kernel_clock_state() -> int | None:
     return None if state < 0 else state
 
 
-def check_clock(config: ShopEdgeConfig, env: Environment) -> Row:
-    return clock_verdict(now=time.time(), kernel_state=_kernel_clock_state())
+async def check_clock(config: ShopEdgeConfig, env: Environment) -> Row:
+    skew = await _line_skew(config)
+    return clock_verdict(now=time.time(), kernel_state=_kernel_clock_state(), skew=skew)
 
 
 # ---------------------------------------------------------------- fonts

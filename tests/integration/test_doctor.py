@@ -170,6 +170,7 @@ async def test_all_checks_pass_on_a_provisioned_device(device: Path) -> None:
     assert code == 0, rows
     assert {name for name, row in rows.items() if row["status"] == "pass"} >= MUST_PASS, rows
     assert rows["clock"]["status"] in {"pass", "warn"}
+    assert "s from LINE's clock" in rows["clock"]["detail"]
     assert rows["line_token"]["detail"] == "bot @shop123 (Test Shop)"
 
 
@@ -320,3 +321,31 @@ async def test_interactive_provision_re_asks_a_failing_credential(
     assert "a-typo-in-the-token" not in out and TOKEN not in out
     code, rows = await _doctor(tmp_path / "etc" / "config.toml")
     assert rows["line_token"]["status"] == "pass"
+
+
+async def test_clock_far_from_lines_clock_fails(tmp_path: Path) -> None:
+    """A server whose Date header is two hours ahead: the local clock is two hours behind."""
+    from email.utils import formatdate
+
+    from agent.config import parse_config
+    from agent.doctor import Environment, Status, check_clock
+
+    async def head(request: web.Request) -> web.Response:
+        return web.Response(status=404, headers={"Date": formatdate(time.time() + 7200, usegmt=True)})
+
+    app = web.Application()
+    app.router.add_route("HEAD", "/", head)
+    runner = web.AppRunner(app)
+    await runner.setup()
+    port = _free_port()
+    await web.TCPSite(runner, "127.0.0.1", port).start()
+    try:
+        config = parse_config(
+            {"device": {"store_id": "s", "device_id": "d"}, "line": {"api_base": f"http://127.0.0.1:{port}"}},
+            environ={},
+        )
+        row = await check_clock(config, Environment())
+    finally:
+        await runner.cleanup()
+    assert row.status is Status.FAIL, row
+    assert "-7200 s from LINE's clock" in row.detail or "-7199 s from LINE's clock" in row.detail

@@ -72,6 +72,17 @@ def test_clock_verdict() -> None:
     assert "NTP" in clock_verdict(now=0.0, kernel_state=0).hint
 
 
+def test_clock_verdict_with_skew_from_line() -> None:
+    now = CLOCK_FLOOR + 1000
+    assert clock_verdict(now=now, kernel_state=0, skew=0.4).status is Status.PASS
+    assert "+0 s from LINE's clock" in clock_verdict(now=now, kernel_state=0, skew=0.4).detail
+    assert clock_verdict(now=now, kernel_state=0, skew=-30).status is Status.WARN
+    far = clock_verdict(now=now, kernel_state=0, skew=3600)
+    assert far.status is Status.FAIL and "+3600 s from LINE's clock" in far.detail and "NTP" in far.hint
+    # A small skew does not hide an unsynchronised kernel clock (it will drift).
+    assert clock_verdict(now=now, kernel_state=5, skew=0.0).status is Status.WARN
+
+
 def test_free_space_verdict() -> None:
     assert free_space_verdict(MIN_FREE_MB - 1, 200)[0] is Status.FAIL
     assert free_space_verdict(150, 200)[0] is Status.WARN
