@@ -67,8 +67,13 @@ elif ! id -nG "$USER_NAME" | tr ' ' '\n' | grep -qx bluetooth; then
 fi
 if [ "$kiosk" -eq 1 ] && ! getent passwd "$KIOSK_USER" >/dev/null; then
     say "creating user $KIOSK_USER"
+    # The display needs the GPU (video, render) and input devices; only groups this image has.
+    groups=()
+    for g in video render input; do getent group "$g" >/dev/null && groups+=("$g"); done
+    group_args=()
+    if [ "${#groups[@]}" -gt 0 ]; then group_args=(--groups "$(IFS=,; echo "${groups[*]}")"); fi
     useradd --system --user-group --create-home --home-dir "/var/lib/$KIOSK_USER" \
-        --shell /usr/sbin/nologin --groups video,render,input "$KIOSK_USER"
+        --shell /usr/sbin/nologin "${group_args[@]}" "$KIOSK_USER"
 fi
 
 # 3. Stop the agent while its code and schema change (the outbox keeps everything on disk).

@@ -97,6 +97,7 @@ def test_install_then_update_keeps_and_migrates_the_db(tmp_path: Path) -> None:
     (root / "etc/shopedge").mkdir(parents=True)
     (root / "etc/shopedge/config.toml").write_text("# provisioned\n")
     (state / "active").touch()  # the agent is running
+    (state / "group").write_text("video\ninput\n")  # this image has no "render" group
 
     out, log = _install(root, bin_dir, state)
     [apt_install] = [line.split() for line in log if line.startswith("apt-get install")]
@@ -105,7 +106,7 @@ def test_install_then_update_keeps_and_migrates_the_db(tmp_path: Path) -> None:
         line.startswith("useradd") and "--groups bluetooth" in line and line.endswith(" shopedge")
         for line in log
     )
-    assert any(line.startswith("useradd") and line.endswith(" shopedge-kiosk") for line in log)
+    assert any(line.startswith("useradd") and "--groups video,input shopedge-kiosk" in line for line in log)
     # Order: stop the agent, install the code, back up and migrate the DB, then start again.
     assert (
         _index(log, "systemctl stop shopedge.service")
