@@ -26,6 +26,7 @@ from agent.context import AgentContext
 from agent.health import Level
 from agent.ops_demo import step_technician_view
 from agent.supervisor import Supervisor
+from drivers.ble.demo_steps import step_beacons
 
 __all__ = ["SCENARIO", "DemoRun", "DemoStepFailed", "demo_config_text", "run_demo"]
 
@@ -126,6 +127,7 @@ async def step_agent_up(run: DemoRun) -> str:
 
 SCENARIO: list[tuple[str, Step]] = [
     ("agent starts", step_agent_up),
+    ("beacons heard", step_beacons),
     ("technician view", step_technician_view),
 ]
 

@@ -30,4 +30,6 @@ async def step_technician_view(run: DemoRun) -> str:
     missing = [c.name for c in snap.components if f'component="{c.name}"' not in metrics]
     if missing:
         raise DemoStepFailed(f"metrics lack components: {missing}")
-    return f"doctor {', '.join(f'{r.check} {r.status}' for r in rows)}; status {snap.overall}"
+    beacons = ", ".join(f"{b.hwid} {'silent' if b.silent else 'heard'}" for b in snap.beacons) or "none"
+    doctor = ", ".join(f"{r.check} {r.status}" for r in rows)
+    return f"doctor {doctor}; status {snap.overall}; beacons {beacons}"

@@ -116,13 +116,36 @@ class OpsSnapshot:
 
 
 def beacon_states(
-    hwids: list[str], heard: Mapping[str, float], *, now: float, silent_after: float
+    hwids: list[str],
+    heard: Mapping[str, float],
+    *,
+    now: float,
+    silent_after: float,
+    ble_detail: str | None = None,
 ) -> list[BeaconState]:
-    """Each configured store beacon, silent when unheard for `silent_after` seconds (or never)."""
+    """Each configured store beacon and whether it is silent.
+
+    A beacon with a recorded sighting (`OpsFacts.record_beacon`) is silent when unheard for
+    `silent_after` seconds. Otherwise the BLE component's own watch decides: its health detail
+    names silent store beacons ("store beacon <hwid>[, <hwid>] silent"); with no BLE health
+    either, a beacon never heard counts as silent.
+    """
+    named_silent: set[str] = set()
+    if ble_detail is not None:
+        for part in ble_detail.split(";"):
+            part = part.strip()
+            if part.startswith("store beacon ") and part.endswith(" silent"):
+                named_silent |= {h.strip() for h in part[len("store beacon ") : -len(" silent")].split(",")}
     out = []
     for hwid in hwids:
         last = heard.get(hwid)
-        out.append(BeaconState(hwid=hwid, last_heard=last, silent=last is None or now - last > silent_after))
+        if last is not None:
+            silent = now - last > silent_after
+        elif ble_detail is not None:
+            silent = hwid in named_silent
+        else:
+            silent = True
+        out.append(BeaconState(hwid=hwid, last_heard=last, silent=silent))
     return out
 
 
@@ -137,6 +160,7 @@ async def collect(ctx: AgentContext, *, started_at: float) -> OpsSnapshot:
     now = ctx.wall_clock()
     facts = ops_facts(ctx)
     cfg = ctx.config
+    ble = ctx.health.get("ble")
     return OpsSnapshot(
         now=now,
         started_at=started_at,
@@ -156,6 +180,7 @@ async def collect(ctx: AgentContext, *, started_at: float) -> OpsSnapshot:
                 facts.beacons_last_heard,
                 now=now,
                 silent_after=cfg.ble.beacon_silent_after_s,
+                ble_detail=ble.detail if ble is not None else None,
             )
         ),
     )

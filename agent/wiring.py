@@ -13,6 +13,7 @@ import logging
 from agent.context import AgentContext
 from agent.health import Level
 from agent.supervisor import Component
+from drivers.ble.component import BLEPresence
 
 __all__ = ["StatusReporter", "build_components"]
 
@@ -45,4 +46,6 @@ class StatusReporter:
 def build_components(ctx: AgentContext) -> list[Component]:
     """Every component this device runs, in start order."""
     components: list[Component] = [StatusReporter(ctx)]
+    if ctx.config.ble.enabled:
+        components.append(BLEPresence(ctx))
     return components
