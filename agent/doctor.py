@@ -46,7 +46,6 @@ __all__ = [
     "check_outbox",
     "clock_verdict",
     "exit_code",
-    "find_cjk_fonts",
     "free_space_verdict",
     "line_token_verdict",
     "linepay_signature",
@@ -67,8 +66,7 @@ CLOCK_FLOOR = float(calendar.timegm((2026, 1, 1, 0, 0, 0)))
 # At the default batch of 50 per MQTT message this is 20 batches: a backlog that is not
 # draining, not a brief outage. A warning, because records wait safely on disk.
 OUTBOX_WARN_DEPTH = 1000
-CJK_FONT_HINTS = ("cjk", "notosanstc", "notoseriftc", "wqy", "droidsansfallback", "ukai", "uming", "arphic")
-FONT_SUFFIXES = (".ttc", ".otf", ".ttf")
+SYSTEM_FONTS = Path("/usr/share/fonts")
 
 
 class Status(StrEnum):
@@ -94,21 +92,27 @@ class Row:
 class Environment:
     """Where the doctor looks on this machine (tests point it elsewhere)."""
 
-    font_dirs: tuple[Path, ...] = (
-        Path("/usr/share/fonts"),
-        Path("/usr/local/share/fonts"),
-        Path.home() / ".fonts",
-    )
+    font_roots: tuple[Path, ...] = (SYSTEM_FONTS,)
     chromium_names: tuple[str, ...] = ("chromium", "chromium-browser")
     system_bus: str = field(default_factory=lambda: os.environ.get("DBUS_SYSTEM_BUS_ADDRESS", ""))
 
     @classmethod
     def from_environ(cls) -> Environment:
-        """SHOPEDGE_FONT_DIRS (colon separated) overrides where fonts are searched."""
+        """SHOPEDGE_FONT_DIRS (colon separated) replaces /usr/share/fonts as the font root."""
         dirs = os.environ.get("SHOPEDGE_FONT_DIRS")
         if dirs is None:
             return cls()
-        return cls(font_dirs=tuple(Path(d) for d in dirs.split(":") if d))
+        return cls(font_roots=tuple(Path(d) for d in dirs.split(":") if d))
+
+    def font_candidates(self) -> tuple[tuple[str, str], ...]:
+        """The display's candidate font paths, under each font root."""
+        from drivers.display.fonts import CANDIDATES
+
+        def moved(path: str, root: Path) -> str:
+            rel = Path(path).relative_to(SYSTEM_FONTS) if path.startswith(str(SYSTEM_FONTS)) else None
+            return str(root / rel) if rel is not None else path
+
+        return tuple((moved(r, root), moved(b, root)) for root in self.font_roots for r, b in CANDIDATES)
 
 
 def exit_code(rows: Sequence[Row]) -> int:
@@ -256,49 +260,21 @@ async def check_clock(config: ShopEdgeConfig, env: Environment) -> Row:
 # ---------------------------------------------------------------- fonts
 
 
-def find_cjk_fonts(dirs: Sequence[Path]) -> list[Path]:
-    found = []
-    for root in dirs:
-        if not root.is_dir():
-            continue
-        for path in root.rglob("*"):
-            name = path.name.lower()
-            if name.endswith(FONT_SUFFIXES) and any(hint in name for hint in CJK_FONT_HINTS):
-                found.append(path)
-    return sorted(found)
-
-
-def _renders_cjk(path: Path) -> bool:
-    from PIL import ImageFont
+def check_fonts(config: ShopEdgeConfig, env: Environment) -> Row:
+    """The display's own font discovery, so this row says exactly what the screens will use."""
+    from drivers.display.fonts import FontNotFoundError, find_fonts
 
     try:
-        font = ImageFont.truetype(str(path), 32)
-    except OSError:
-        return False
-    return font.getbbox("店") != (0, 0, 0, 0)
-
-
-def check_fonts(config: ShopEdgeConfig, env: Environment) -> Row:
-    hint = "install a CJK font: `apt-get install fonts-noto-cjk` (or set display.font_path)"
-    configured = config.display.font_path
-    if configured is not None:
-        if not configured.is_file():
-            return Row(
-                check="fonts",
-                status=Status.FAIL,
-                detail=f"display.font_path {configured} not found",
-                hint=hint,
-            )
-        if not _renders_cjk(configured):
-            return Row(
-                check="fonts", status=Status.FAIL, detail=f"{configured} cannot render Chinese", hint=hint
-            )
-        return Row(check="fonts", status=Status.PASS, detail=f"{configured}")
-    fonts = [path for path in find_cjk_fonts(env.font_dirs) if _renders_cjk(path)]
-    if not fonts:
-        where = ", ".join(str(d) for d in env.font_dirs)
-        return Row(check="fonts", status=Status.FAIL, detail=f"no CJK font in {where}", hint=hint)
-    return Row(check="fonts", status=Status.PASS, detail=f"{fonts[0]} (+{len(fonts) - 1} more)")
+        fonts = find_fonts(config.display.font_path, candidates=env.font_candidates())
+    except FontNotFoundError as exc:
+        return Row(
+            check="fonts",
+            status=Status.FAIL,
+            detail=str(exc).split("; install")[0],
+            hint="install a CJK font: `sudo apt-get install fonts-noto-cjk` (or set display.font_path)",
+        )
+    face = fonts.regular
+    return Row(check="fonts", status=Status.PASS, detail=f"{face.path} (face {face.index})")
 
 
 # ---------------------------------------------------------------- display
@@ -365,21 +341,19 @@ async def _bluez_adapter(adapter: str, address: str, wait_s: float) -> tuple[boo
     from dbus_fast.aio import MessageBus
 
     bus_args: dict[str, Any] = {"bus_address": address} if address else {"bus_type": BusType.SYSTEM}
-    bus = await asyncio.wait_for(MessageBus(**bus_args).connect(), wait_s)
-    try:
-        reply = await asyncio.wait_for(
-            bus.call(
+    async with asyncio.timeout(wait_s):
+        bus = await MessageBus(**bus_args).connect()
+        try:
+            reply = await bus.call(
                 Message(
                     destination="org.bluez",
                     path="/",
                     interface="org.freedesktop.DBus.ObjectManager",
                     member="GetManagedObjects",
                 )
-            ),
-            wait_s,
-        )
-    finally:
-        bus.disconnect()
+            )
+        finally:
+            bus.disconnect()
     if reply is None or reply.message_type == MessageType.ERROR:
         error = reply.error_name if reply is not None else "no reply"
         raise ConnectionError(f"BlueZ did not answer ({error})")

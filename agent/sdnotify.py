@@ -208,8 +208,10 @@ class SystemdNotifier:
                     self.notifier.send(STATUS=status)
             last_status = status
             wait = None if self._ready else max(0.0, self.grace - (self._clock() - started))
+            # asyncio.timeout, not wait_for: on 3.11 wait_for can swallow the shutdown's cancel.
             with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(self._changed.wait(), timeout=wait)
+                async with asyncio.timeout(wait):
+                    await self._changed.wait()
 
     async def _watchdog(self, interval: float) -> None:
         while True:

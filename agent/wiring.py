@@ -14,6 +14,7 @@ from agent.context import AgentContext
 from agent.health import Level
 from agent.supervisor import Component
 from drivers.ble.component import BLEPresence
+from drivers.display.service import DisplayService
 
 __all__ = ["StatusReporter", "build_components"]
 
@@ -37,8 +38,12 @@ class StatusReporter:
     async def run(self) -> None:
         self.ctx.health.set(self.name, Level.GREEN, "reporting")
         while True:
+            # asyncio.timeout, not wait_for: on Python 3.11 wait_for swallows a cancellation that
+            # arrives as the event is set (a component reporting while it stops), and the
+            # shutdown then waits a whole interval.
             with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(self._changed.wait(), timeout=self.interval)
+                async with asyncio.timeout(self.interval):
+                    await self._changed.wait()
             self._changed.clear()
             log.info("health", extra={"status": self.ctx.health.summary()})
 
@@ -46,6 +51,7 @@ class StatusReporter:
 def build_components(ctx: AgentContext) -> list[Component]:
     """Every component this device runs, in start order."""
     components: list[Component] = [StatusReporter(ctx)]
+    components.append(DisplayService.from_context(ctx))
     if ctx.config.ble.enabled:
         components.append(BLEPresence(ctx))
     return components

@@ -14,11 +14,11 @@ import pytest
 from agent.doctor import (
     CLOCK_FLOOR,
     MIN_FREE_MB,
+    Environment,
     Row,
     Status,
     clock_verdict,
     exit_code,
-    find_cjk_fonts,
     free_space_verdict,
     line_token_verdict,
     linepay_signature,
@@ -98,12 +98,13 @@ def test_outbox_verdict() -> None:
     assert deep.status is Status.WARN and "broker" in deep.hint
 
 
-def test_find_cjk_fonts(tmp_path: Path) -> None:
-    (tmp_path / "opentype/noto").mkdir(parents=True)
-    (tmp_path / "opentype/noto/NotoSansCJK-Regular.ttc").write_bytes(b"")
-    (tmp_path / "DejaVuSans.ttf").write_bytes(b"")
-    assert [p.name for p in find_cjk_fonts([tmp_path, tmp_path / "missing"])] == ["NotoSansCJK-Regular.ttc"]
-    assert find_cjk_fonts([tmp_path / "missing"]) == []
+def test_font_candidates_follow_the_font_roots(tmp_path: Path) -> None:
+    from drivers.display.fonts import CANDIDATES
+
+    assert Environment().font_candidates() == CANDIDATES
+    moved = Environment(font_roots=(tmp_path,)).font_candidates()
+    assert moved[0][0] == str(tmp_path / "opentype/noto/NotoSansCJK-Regular.ttc")
+    assert len(moved) == len(CANDIDATES)
 
 
 def test_exit_code_and_table() -> None:
