@@ -39,7 +39,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         action="append",
         default=[],
         metavar="KEY=VALUE",
-        help="one answer, e.g. --set linepay.channel_id=1234567890 (repeatable)",
+        help="one answer, e.g. --set linepay.channel_id=1234567890 (repeatable); pass secrets in "
+        "--from FILE instead: a command line is visible to other users",
     )
     parser.add_argument("--store-id", help="device.store_id")
     parser.add_argument("--device-id", help="device.device_id")
