@@ -28,6 +28,7 @@ from agent.ops_demo import step_technician_view
 from agent.supervisor import Supervisor
 from drivers.ble.demo_steps import step_beacons
 from drivers.display.demo_steps import step_display_idle
+from offline_queue.demo_steps import step_outbox
 
 __all__ = ["SCENARIO", "DemoRun", "DemoStepFailed", "demo_config_text", "run_demo"]
 
@@ -126,10 +127,18 @@ async def step_agent_up(run: DemoRun) -> str:
     raise DemoStepFailed(f"components did not report within 10 s: {names}")
 
 
+def _coupon_steps() -> list[tuple[str, Step]]:
+    from agent.coupons.demo_steps import COUPON_STEPS  # imports this module: resolved lazily
+
+    return COUPON_STEPS
+
+
 SCENARIO: list[tuple[str, Step]] = [
     ("agent starts", step_agent_up),
+    ("outbox stores durably", step_outbox),
     ("customer display shows the idle screen", step_display_idle),
     ("beacons heard", step_beacons),
+    *_coupon_steps(),
     ("technician view", step_technician_view),
 ]
 
