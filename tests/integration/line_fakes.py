@@ -1,10 +1,10 @@
-"""Strict stand-ins for the two LINE endpoints the doctor calls, used until the emulators in
-`emulators/` land: they enforce the documented behaviour rather than accepting anything.
+"""A strict stand-in for the one LINE Pay endpoint the doctor calls, used until the LINE Pay
+emulator (`emulators/linepay/`) lands on main: it enforces the documented behaviour rather than
+accepting anything.
 
-- `GET /v2/bot/info`: 401 with LINE's message unless `Authorization: Bearer <the token>`.
-- `GET /v4/payments/orders/{orderId}/check`: verifies X-LINE-ChannelId and the v4 HMAC
-  (Base64(HMAC-SHA256(secret, secret + path + query + nonce))) -> 1106 on any auth fault, else
-  1150 "no history" for an order it never saw.
+`GET /v4/payments/orders/{orderId}/check` verifies X-LINE-ChannelId and the v4 HMAC
+(Base64(HMAC-SHA256(secret, secret + path + query + nonce))) -> 1106 on any auth fault, else
+1150 "no history" for an order it never saw.
 """
 
 from __future__ import annotations
@@ -15,28 +15,8 @@ import hmac
 
 from aiohttp import web
 
-TOKEN = "fake-channel-access-token-0123456789"
 CHANNEL_ID = "1234567890"
 CHANNEL_SECRET = "fake-linepay-channel-secret"
-
-
-async def bot_info(request: web.Request) -> web.Response:
-    if request.headers.get("Authorization") != f"Bearer {TOKEN}":
-        return web.json_response(
-            {
-                "message": "Authentication failed. Confirm that the access token in the authorization header is valid."
-            },
-            status=401,
-        )
-    return web.json_response(
-        {
-            "userId": "U" + "0" * 32,
-            "basicId": "@shop123",
-            "displayName": "Test Shop",
-            "chatMode": "bot",
-            "markAsReadMode": "auto",
-        }
-    )
 
 
 async def check(request: web.Request) -> web.Response:
@@ -55,8 +35,7 @@ async def check(request: web.Request) -> web.Response:
     return web.json_response({"returnCode": "1150", "returnMessage": "Transaction record not found."})
 
 
-def line_app() -> web.Application:
+def linepay_app() -> web.Application:
     app = web.Application()
-    app.router.add_get("/v2/bot/info", bot_info)
     app.router.add_get("/v4/payments/orders/{order_id}/check", check)
     return app

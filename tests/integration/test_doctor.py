@@ -20,11 +20,13 @@ from pathlib import Path
 import pytest
 from aiohttp import web
 
-from tests.integration.line_fakes import CHANNEL_ID, CHANNEL_SECRET, TOKEN, line_app
+from emulators.messaging import MessagingEmulator, running_emulator
+from tests.integration.line_fakes import CHANNEL_ID, CHANNEL_SECRET, linepay_app
 from tests.integration.pty_driver import Terminal
 
 ROOT = Path(__file__).resolve().parents[2]
 MQTT_USER, MQTT_PASSWORD = "counter", "broker-pass-123"
+TOKEN = "channel-access-token-0123456789"
 
 pytestmark = pytest.mark.skipif(shutil.which("mosquitto") is None, reason="needs mosquitto")
 
@@ -73,14 +75,23 @@ def broker(tmp_path: Path) -> Iterator[Broker]:
         broker.stop()
 
 
+@dataclass(frozen=True)
+class Line:
+    """Base URLs of the Messaging API emulator and the LINE Pay stand-in."""
+
+    messaging: str
+    linepay: str
+
+
 @pytest.fixture
-async def line_base() -> AsyncIterator[str]:
-    runner = web.AppRunner(line_app())
+async def line() -> AsyncIterator[Line]:
+    emulator = MessagingEmulator(access_tokens={TOKEN}, bot_basic_id="@shop123", bot_display_name="Test Shop")
+    runner = web.AppRunner(linepay_app())
     await runner.setup()
     port = _free_port()
-    site = web.TCPSite(runner, "127.0.0.1", port)
-    await site.start()
-    yield f"http://127.0.0.1:{port}"
+    await web.TCPSite(runner, "127.0.0.1", port).start()
+    async with running_emulator(emulator) as (_, messaging):
+        yield Line(messaging=messaging, linepay=f"http://127.0.0.1:{port}")
     await runner.cleanup()
 
 
@@ -102,15 +113,15 @@ async def _run(*args: str, env: dict[str, str] | None = None) -> tuple[int, str,
 
 
 @pytest.fixture
-async def device(tmp_path: Path, broker: Broker, line_base: str) -> Path:
+async def device(tmp_path: Path, broker: Broker, line: Line) -> Path:
     """Provisioned non-interactively, with the live credential checks passing."""
     replay = tmp_path / "capture.jsonl"
     replay.write_text("")
     sets = {
-        "linepay.api_base": line_base,
+        "linepay.api_base": line.linepay,
         "linepay.channel_id": CHANNEL_ID,
         "linepay.channel_secret": CHANNEL_SECRET,
-        "line.api_base": line_base,
+        "line.api_base": line.messaging,
         "line.channel_access_token": TOKEN,
         "line.oa_basic_id": "@shop123",
         "mqtt.port": str(broker.port),
@@ -276,7 +287,7 @@ async def test_support_bundle_has_no_secrets(device: Path, tmp_path: Path) -> No
     assert {row["check"] for row in json.loads(files["doctor.json"])} >= MUST_PASS
 
 
-def _interactive_provision(etc: Path, state: Path, broker: Broker, line_base: str) -> tuple[int, str]:
+def _interactive_provision(etc: Path, state: Path, broker: Broker, line: Line) -> tuple[int, str]:
     term = Terminal("provision", "--config-dir", str(etc))
     try:
         answers = [
@@ -285,11 +296,11 @@ def _interactive_provision(etc: Path, state: Path, broker: Broker, line_base: st
             ("Device name [ShopEdge counter]:", ""),
             ("State directory [/var/lib/shopedge]:", str(state)),
             ("[sandbox]:", ""),
-            ("LINE Pay API base (empty = LINE Pay) [empty]:", line_base),
+            ("LINE Pay API base (empty = LINE Pay) [empty]:", line.linepay),
             ("LINE Pay channel id (10 digits) [empty]:", CHANNEL_ID),
             ("LINE Pay channel secret [empty]:", CHANNEL_SECRET),
             ("device profile id (terminal) [empty]:", ""),
-            ("Messaging API base (empty = api.line.me) [empty]:", line_base),
+            ("Messaging API base (empty = api.line.me) [empty]:", line.messaging),
             ("LINE channel access token [empty]:", "a-typo-in-the-token"),
             ("LINE channel secret [empty]:", ""),
             ("basic id (@...) [empty]:", ""),
@@ -300,7 +311,7 @@ def _interactive_provision(etc: Path, state: Path, broker: Broker, line_base: st
             ("(comma separated) [empty]:", ""),
             # The live check finds the bad token and offers to ask again, only for that check.
             ("Re-enter the answers for line_token? [Y/n]:", "y"),
-            (f"Messaging API base (empty = api.line.me) [{line_base}]:", ""),
+            (f"Messaging API base (empty = api.line.me) [{line.messaging}]:", ""),
             ("LINE channel access token [keep current]:", TOKEN),
         ]
         for prompt, value in answers:
@@ -311,10 +322,10 @@ def _interactive_provision(etc: Path, state: Path, broker: Broker, line_base: st
 
 
 async def test_interactive_provision_re_asks_a_failing_credential(
-    tmp_path: Path, broker: Broker, line_base: str
+    tmp_path: Path, broker: Broker, line: Line
 ) -> None:
     code, out = await asyncio.to_thread(
-        _interactive_provision, tmp_path / "etc", tmp_path / "state", broker, line_base
+        _interactive_provision, tmp_path / "etc", tmp_path / "state", broker, line
     )
     assert code == 0, out
     assert out.count("PASS  line_token") == 1 and "PASS  linepay" in out and "PASS  broker" in out
