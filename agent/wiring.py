@@ -16,6 +16,7 @@ from agent.health import Level
 from agent.supervisor import Component
 from drivers.ble.component import BLEPresence
 from drivers.display.service import DisplayService
+from pos_bridge.component import PosBridge, ScannerFeed
 
 __all__ = ["StatusReporter", "build_components"]
 
@@ -56,4 +57,7 @@ def build_components(ctx: AgentContext) -> list[Component]:
     if ctx.config.ble.enabled:
         components.append(BLEPresence(ctx))
     components += [CouponService(ctx), FunnelUpstream(ctx)]
+    components.append(PosBridge(ctx))
+    if ctx.config.pos.scanner != "none":
+        components.append(ScannerFeed(ctx))
     return components
