@@ -1,4 +1,4 @@
-"""`shopedge doctor --json` on a freshly provisioned device against LINE stand-ins and a real
+"""`shopedge doctor --json` on a freshly provisioned device against the LINE Pay and Messaging API emulators and a real
 Mosquitto with password auth: nothing fails; then each dependency is broken in turn and exactly
 the matching row fails with its hint."""
 
@@ -20,13 +20,14 @@ from pathlib import Path
 import pytest
 from aiohttp import web
 
+from emulators.linepay import EmulatorServer
 from emulators.messaging import MessagingEmulator, running_emulator
-from tests.integration.line_fakes import CHANNEL_ID, CHANNEL_SECRET, linepay_app
 from tests.integration.pty_driver import Terminal
 
 ROOT = Path(__file__).resolve().parents[2]
 MQTT_USER, MQTT_PASSWORD = "counter", "broker-pass-123"
 TOKEN = "channel-access-token-0123456789"
+CHANNEL_ID, CHANNEL_SECRET = "1234567890", "linepay-channel-secret-abcdef"
 
 pytestmark = pytest.mark.skipif(shutil.which("mosquitto") is None, reason="needs mosquitto")
 
@@ -77,7 +78,7 @@ def broker(tmp_path: Path) -> Iterator[Broker]:
 
 @dataclass(frozen=True)
 class Line:
-    """Base URLs of the Messaging API emulator and the LINE Pay stand-in."""
+    """Base URLs of the Messaging API and LINE Pay emulators."""
 
     messaging: str
     linepay: str
@@ -86,13 +87,11 @@ class Line:
 @pytest.fixture
 async def line() -> AsyncIterator[Line]:
     emulator = MessagingEmulator(access_tokens={TOKEN}, bot_basic_id="@shop123", bot_display_name="Test Shop")
-    runner = web.AppRunner(linepay_app())
-    await runner.setup()
-    port = _free_port()
-    await web.TCPSite(runner, "127.0.0.1", port).start()
-    async with running_emulator(emulator) as (_, messaging):
-        yield Line(messaging=messaging, linepay=f"http://127.0.0.1:{port}")
-    await runner.cleanup()
+    async with (
+        EmulatorServer(channel_id=CHANNEL_ID, channel_secret=CHANNEL_SECRET) as linepay,
+        running_emulator(emulator) as (_, messaging),
+    ):
+        yield Line(messaging=messaging, linepay=linepay.url)
 
 
 async def _run(*args: str, env: dict[str, str] | None = None) -> tuple[int, str, str]:
