@@ -1,6 +1,6 @@
-"""`shopedge doctor --json` on a freshly provisioned device against the LINE Pay and Messaging API emulators and a real
-Mosquitto with password auth: nothing fails; then each dependency is broken in turn and exactly
-the matching row fails with its hint."""
+"""`shopedge doctor --json` on a freshly provisioned device against the LINE Pay and Messaging
+API emulators and a real Mosquitto with password auth: nothing fails; then each dependency is
+broken in turn and exactly the matching row fails with its hint."""
 
 from __future__ import annotations
 
