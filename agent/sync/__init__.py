@@ -10,6 +10,7 @@ from agent.sync._envelope import (
     format_ts,
     parse_ts,
 )
+from agent.sync._service import DownlinkInbox, LiveConfig, SyncService, status_payload
 from agent.sync._topics import (
     DOWN_KINDS,
     PREFIX,
@@ -28,8 +29,11 @@ __all__ = [
     "MAX_MESSAGE_BYTES",
     "PREFIX",
     "UP_KINDS",
+    "DownlinkInbox",
     "Envelope",
+    "LiveConfig",
     "MalformedMessage",
+    "SyncService",
     "TopicError",
     "TopicRef",
     "decode_message",
@@ -39,6 +43,7 @@ __all__ = [
     "format_ts",
     "parse_topic",
     "parse_ts",
+    "status_payload",
     "status_topic",
     "up_topic",
 ]

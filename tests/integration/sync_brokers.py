@@ -3,7 +3,7 @@
 Each broker runs as a child process on a free 127.0.0.1 port with its state in a temporary
 directory, can be stopped and started again on the same port (the outage test), and is
 always killed when the fixture ends. Import the fixtures into a test module with
-`from tests.integration.sync_brokers import mosquitto, nats_mqtt  # noqa: F401`.
+`from tests.integration.sync_brokers import broker_fixture  # noqa: F401` (fixture `broker`).
 """
 
 from __future__ import annotations
@@ -139,22 +139,22 @@ def _run(broker: Broker) -> Iterator[Broker]:
         broker.stop()
 
 
-@pytest.fixture
-def mosquitto(tmp_path: Path) -> Iterator[Broker]:
+@pytest.fixture(name="mosquitto")
+def mosquitto_fixture(tmp_path: Path) -> Iterator[Broker]:
     if shutil.which("mosquitto") is None and not Path("/usr/sbin/mosquitto").exists():
         pytest.fail("mosquitto is not installed (deploy/system-deps.sh test)")
     yield from _run(make_mosquitto(tmp_path / "mosquitto"))
 
 
-@pytest.fixture
-def nats_mqtt(tmp_path: Path) -> Iterator[Broker]:
+@pytest.fixture(name="nats_mqtt")
+def nats_fixture(tmp_path: Path) -> Iterator[Broker]:
     if shutil.which("nats-server") is None and not Path("/usr/sbin/nats-server").exists():
         pytest.fail("nats-server is not installed (deploy/system-deps.sh test)")
     yield from _run(make_nats(tmp_path / "nats"))
 
 
-@pytest.fixture(params=["mosquitto", "nats"])
-def broker(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[Broker]:
+@pytest.fixture(name="broker", params=["mosquitto", "nats"])
+def broker_fixture(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[Broker]:
     """The same test against Mosquitto and against NATS's MQTT listener."""
     factory = make_mosquitto if request.param == "mosquitto" else make_nats
     yield from _run(factory(tmp_path / str(request.param)))
