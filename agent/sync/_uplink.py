@@ -174,7 +174,7 @@ class Uplink:
         window = asyncio.Semaphore(self.settings.max_inflight)
         settle = asyncio.Event()
         # Held batches from an earlier connection go out again first, before any new claim.
-        resend = {stream: list(records.values()) for stream, records in self._held.items() if records}
+        resend = {stream for stream, records in self._held.items() if records}
 
         def on_done(ids: list[int], future: asyncio.Future[None]) -> None:
             window.release()
@@ -201,7 +201,10 @@ class Uplink:
                     sent = 0
                     for stream in self.settings.streams:
                         if stream in resend:
-                            records = resend.pop(stream)
+                            # Read the held batch now, not at connect: late PUBACKs of the old
+                            # connection may have settled part of it meanwhile.
+                            resend.discard(stream)
+                            records = list(self._held.get(stream, {}).values())
                             self.stats.resent += len(records)
                         elif self._held.get(stream):
                             continue  # its batch is in flight; the outbox would hand out nothing
@@ -215,6 +218,7 @@ class Uplink:
                         with contextlib.suppress(TimeoutError):
                             await asyncio.wait_for(self.wake.wait(), timeout=self.settings.idle_poll_s)
         finally:
+            await asyncio.sleep(0)  # let PUBACK callbacks already scheduled record their acks
             await self._settle()
 
     async def release_all(self) -> None:
