@@ -92,6 +92,7 @@ class StorageConfig(_Section):
 
     state_dir: Path = Path("/var/lib/shopedge")
     disk_budget_mb: Annotated[int, Field(ge=10, le=100_000)] = 200
+    outbox_max_attempts: Annotated[int, Field(ge=1, le=1000)] = 10
 
 
 class POSConfig(_Section):

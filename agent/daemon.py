@@ -1,7 +1,8 @@
 """The daemon: open state, migrate, run the components under the supervisor until a signal.
 
 Shutdown order on SIGTERM/SIGINT: stop accepting work, cancel components (their `finally`
-blocks finish in-flight writes), record a clean stop, close the database.
+blocks finish in-flight writes), close the outbox (after every component has stopped, so no
+put is cut off), record a clean stop, close the database.
 """
 
 from __future__ import annotations
@@ -20,6 +21,7 @@ from agent.db import migrate, open_engine
 from agent.state import finish_run, last_run_was_clean, start_run
 from agent.supervisor import Supervisor
 from agent.wiring import build_components
+from offline_queue import Outbox
 
 __all__ = ["run_agent"]
 
@@ -35,7 +37,16 @@ async def run_agent(
     engine = await asyncio.to_thread(_open_state, config)
     ctx = AgentContext(config=config, engine=engine)
     run_id = 0
+    outbox: Outbox | None = None
     try:
+        outbox = await Outbox.open(
+            config.db_path,
+            disk_budget_bytes=config.storage.disk_budget_mb * 2**20,
+            max_attempts=config.storage.outbox_max_attempts,
+            create=False,
+            on_health=lambda level, detail: ctx.health.set("outbox", level, detail),
+        )
+        ctx.services["outbox"] = outbox
         if not await asyncio.to_thread(last_run_was_clean, engine):
             log.warning("previous run did not stop cleanly; reconciling state at start")
         run_id = await asyncio.to_thread(start_run, engine, __version__)
@@ -59,10 +70,13 @@ async def run_agent(
         finally:
             for sig in (signal.SIGTERM, signal.SIGINT):
                 loop.remove_signal_handler(sig)
+            await outbox.close()
         await asyncio.to_thread(finish_run, engine, run_id)
         log.info("shopedge stopped cleanly")
         return 0
     finally:
+        if outbox is not None:
+            await outbox.close()
         engine.dispose()
 
 

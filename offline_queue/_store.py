@@ -1,0 +1,599 @@
+"""Blocking SQLite side of the outbox: the SQL for each operation, and the one writer thread
+that runs them in group commits.
+
+Every function here blocks and ends in `_blocking`; only the writer thread (or the CLI, on its
+own short-lived connection) calls them. The writer takes whatever operations have queued up
+while the previous commit was being fsynced and runs them all in ONE transaction, so a burst of
+100 puts costs one fsync, not 100. If that transaction fails, each operation is retried alone so
+one bad operation cannot fail its neighbours.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import json
+import logging
+import queue
+import sqlite3
+import threading
+from collections.abc import Callable, Iterable, Iterator, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from offline_queue._model import (
+    DeadLetter,
+    Durability,
+    OutboxClosedError,
+    OutboxError,
+    OutboxWriteError,
+    Record,
+    StreamStats,
+    TelemetryRefusedError,
+)
+from offline_queue._policy import (
+    Admission,
+    HeadRow,
+    admit,
+    plan_claim,
+    release_outcome,
+    retry_delay,
+)
+
+__all__ = [
+    "KEY_RETENTION_S",
+    "ROW_OVERHEAD",
+    "Store",
+    "Writer",
+    "connect_blocking",
+    "dead_letters_blocking",
+    "retry_dead_blocking",
+    "stats_blocking",
+]
+
+log = logging.getLogger(__name__)
+
+# Bytes a row costs beyond its payload, stream and key text: rowid, 11 columns, two index entries.
+ROW_OVERHEAD = 64
+# A dedupe key outlives its acked record by a week: longer than any offline spell we plan for,
+# so a till that re-sends an old operation after reconnecting still gets the original id.
+KEY_RETENTION_S = 7 * 24 * 3600.0
+# Sweeping expired telemetry scans the telemetry index, so a full queue refusing telemetry
+# does it at most once a second instead of on every put.
+EXPIRY_SWEEP_MIN_S = 1.0
+# Housekeeping (expiry, key pruning, usage recount) runs when the writer has been idle this long.
+HOUSEKEEPING_IDLE_S = 60.0
+# Most operations in one transaction; bounds the latency of the first put in a huge burst.
+MAX_BATCH = 2000
+_CHUNK = 500  # ids per `IN (...)` statement
+
+_TABLES = {"outbox", "outbox_keys", "outbox_dead"}
+
+
+def connect_blocking(path: Path, *, read_only: bool = False) -> sqlite3.Connection:
+    """A connection with the outbox's pragmas; autocommit mode, transactions are explicit."""
+    if read_only:
+        conn = sqlite3.connect(
+            f"file:{path}?mode=ro", uri=True, isolation_level=None, check_same_thread=False
+        )
+    else:
+        conn = sqlite3.connect(path, isolation_level=None, check_same_thread=False)
+    try:
+        conn.execute("PRAGMA busy_timeout=5000")
+        if not read_only:
+            conn.execute("PRAGMA journal_mode=WAL")
+            conn.execute("PRAGMA synchronous=FULL")
+        names = {r[0] for r in conn.execute("SELECT name FROM sqlite_master WHERE type='table'")}
+    except sqlite3.Error as exc:
+        conn.close()
+        raise OutboxError(f"{path}: cannot open the state database: {exc}") from exc
+    if not names >= _TABLES:
+        conn.close()
+        raise OutboxError(f"{path}: no outbox tables; apply the migrations first (`shopedge run` does)")
+    return conn
+
+
+def _chunks(ids: Sequence[int]) -> Iterator[Sequence[int]]:
+    for start in range(0, len(ids), _CHUNK):
+        yield ids[start : start + _CHUNK]
+
+
+def _marks(n: int) -> str:
+    return ",".join("?" * n)
+
+
+@dataclass
+class Usage:
+    """Estimated bytes the outbox's live records take (what the disk budget is checked against)."""
+
+    total: int = 0
+    telemetry: int = 0
+
+    def add(self, nbytes: int, durability: str) -> None:
+        self.total += nbytes
+        if durability == Durability.TELEMETRY:
+            self.telemetry += nbytes
+
+    def remove(self, nbytes: int, durability: str) -> None:
+        self.add(-nbytes, durability)
+
+
+def record_size(stream: str, payload_json: str, dedupe_key: str | None) -> int:
+    """The budget cost of one record (UTF-8 payload and key, plus a fixed row overhead)."""
+    return len(payload_json.encode()) + len(stream) + len((dedupe_key or "").encode()) + ROW_OVERHEAD
+
+
+class Store:
+    """The outbox's operations on one connection. Not thread-safe: the writer thread owns it."""
+
+    def __init__(
+        self,
+        conn: sqlite3.Connection,
+        *,
+        budget: int,
+        max_attempts: int,
+        clock: Callable[[], float],
+    ) -> None:
+        self.conn = conn
+        self.budget = budget
+        self.max_attempts = max_attempts
+        self.clock = clock
+        self.usage = Usage()
+        self._last_sweep = float("-inf")
+
+    # --- maintenance -------------------------------------------------------------------------
+
+    def recount_usage_blocking(self) -> None:
+        rows = self.conn.execute(
+            "SELECT durability, COALESCE(SUM(nbytes), 0) FROM outbox GROUP BY durability"
+        )
+        usage = Usage()
+        for durability, nbytes in rows:
+            usage.add(int(nbytes), durability)
+        self.usage = usage
+
+    def reset_leases_blocking(self) -> int:
+        """End every lease: called when the (one) owning process opens the outbox."""
+        cur = self.conn.execute("UPDATE outbox SET lease_until = NULL WHERE lease_until IS NOT NULL")
+        return cur.rowcount
+
+    def housekeeping_blocking(self) -> None:
+        now = self.clock()
+        self.shed_expired_blocking(now, force=True)
+        self.conn.execute(
+            "DELETE FROM outbox_keys WHERE created_at < ? "
+            "AND record_id NOT IN (SELECT id FROM outbox) AND record_id NOT IN (SELECT id FROM outbox_dead)",
+            (now - KEY_RETENTION_S,),
+        )
+        self.recount_usage_blocking()
+
+    def shed_expired_blocking(self, now: float, *, force: bool = False) -> int:
+        """Delete expired telemetry (rate-limited unless `force`); returns how many."""
+        if not force and now - self._last_sweep < EXPIRY_SWEEP_MIN_S:
+            return 0
+        self._last_sweep = now
+        rows = self.conn.execute(
+            "DELETE FROM outbox WHERE durability = ? AND expires_at IS NOT NULL AND expires_at <= ? "
+            "RETURNING nbytes",
+            (Durability.TELEMETRY.value, now),
+        ).fetchall()
+        for (nbytes,) in rows:
+            self.usage.remove(nbytes, Durability.TELEMETRY)
+        if rows:
+            log.info("outbox: expired telemetry dropped", extra={"count": len(rows)})
+        return len(rows)
+
+    def _shed_oldest_telemetry_blocking(self, need: int) -> None:
+        freed = 0
+        ids: list[int] = []
+        for rid, nbytes in self.conn.execute(
+            "SELECT id, nbytes FROM outbox WHERE durability = ? ORDER BY id", (Durability.TELEMETRY.value,)
+        ):
+            ids.append(rid)
+            freed += nbytes
+            if freed >= need:
+                break
+        for chunk in _chunks(ids):
+            self.conn.execute(f"DELETE FROM outbox WHERE id IN ({_marks(len(chunk))})", chunk)
+        self.usage.remove(freed, Durability.TELEMETRY)
+        log.warning(
+            "outbox: disk budget reached, oldest telemetry shed to keep a critical record",
+            extra={"count": len(ids), "bytes": freed, "budget": self.budget},
+        )
+
+    # --- operations --------------------------------------------------------------------------
+
+    def put_blocking(
+        self,
+        stream: str,
+        payload_json: str,
+        durability: Durability,
+        dedupe_key: str | None,
+        expires_at: float | None,
+    ) -> int | OutboxError:
+        """Insert one record (or find its dedupe twin); a refusal is returned, not raised."""
+        conn = self.conn
+        if dedupe_key is not None:
+            row = conn.execute(
+                "SELECT record_id FROM outbox_keys WHERE stream = ? AND dedupe_key = ?", (stream, dedupe_key)
+            ).fetchone()
+            if row is not None:
+                return int(row[0])
+        now = self.clock()
+        size = record_size(stream, payload_json, dedupe_key)
+        critical = durability is Durability.CRITICAL
+        if self.usage.total + size > self.budget:
+            self.shed_expired_blocking(now)
+            decision = admit(
+                critical=critical,
+                used=self.usage.total,
+                size=size,
+                budget=self.budget,
+                telemetry_used=self.usage.telemetry,
+            )
+            if decision is Admission.REFUSE:
+                log.warning(
+                    "outbox: disk budget reached, new telemetry refused",
+                    extra={"stream": stream, "used": self.usage.total, "budget": self.budget},
+                )
+                return TelemetryRefusedError(
+                    f"stream {stream!r}: telemetry refused, the outbox is at its disk budget "
+                    f"({self.usage.total} of {self.budget} bytes)"
+                )
+            if decision is Admission.SHED_OLDEST_TELEMETRY:
+                self._shed_oldest_telemetry_blocking(self.usage.total + size - self.budget)
+            elif decision is Admission.OVER_BUDGET:
+                log.warning(
+                    "outbox: over its disk budget with critical records only; still accepting them",
+                    extra={"stream": stream, "used": self.usage.total, "budget": self.budget},
+                )
+        row = conn.execute(
+            "INSERT INTO outbox (stream, payload, dedupe_key, durability, created_at, expires_at, nbytes) "
+            "VALUES (?, ?, ?, ?, ?, ?, ?) RETURNING id",
+            (stream, payload_json, dedupe_key, durability.value, now, expires_at, size),
+        ).fetchone()
+        rid = int(row[0])
+        if dedupe_key is not None:
+            conn.execute(
+                "INSERT INTO outbox_keys (stream, dedupe_key, record_id, created_at) VALUES (?, ?, ?, ?)",
+                (stream, dedupe_key, rid, now),
+            )
+        self.usage.add(size, durability)
+        return rid
+
+    def claim_blocking(self, stream: str, limit: int, lease: float) -> list[Record]:
+        conn = self.conn
+        now = self.clock()
+        cur = conn.execute(
+            "SELECT id, attempts, expires_at, not_before, lease_until FROM outbox "
+            "WHERE stream = ? ORDER BY id",
+            (stream,),
+        )
+        rows = (
+            HeadRow(id=r[0], attempts=r[1], expires_at=r[2], not_before=r[3], lease_until=r[4]) for r in cur
+        )
+        plan = plan_claim(rows, now=now, limit=limit, max_attempts=self.max_attempts)
+        cur.close()
+        for chunk in _chunks(plan.expire):
+            for nbytes, durability in conn.execute(
+                f"DELETE FROM outbox WHERE id IN ({_marks(len(chunk))}) RETURNING nbytes, durability", chunk
+            ):
+                self.usage.remove(nbytes, durability)
+        for rid, reason in plan.dead:
+            self._bury_blocking(rid, reason, now)
+        records: list[Record] = []
+        for chunk in _chunks(plan.claim):
+            for rid, payload, key, durability, attempts, created_at in conn.execute(
+                "UPDATE outbox SET lease_until = ?, attempts = attempts + 1 "
+                f"WHERE id IN ({_marks(len(chunk))}) "
+                "RETURNING id, payload, dedupe_key, durability, attempts, created_at",
+                (now + lease, *chunk),
+            ):
+                records.append(
+                    Record(
+                        id=rid,
+                        stream=stream,
+                        payload=json.loads(payload),
+                        dedupe_key=key,
+                        durability=Durability(durability),
+                        attempts=attempts,
+                        created_at=created_at,
+                    )
+                )
+        records.sort(key=lambda r: r.id)
+        return records
+
+    def ack_blocking(self, ids: Sequence[int]) -> None:
+        for chunk in _chunks(ids):
+            for nbytes, durability in self.conn.execute(
+                f"DELETE FROM outbox WHERE id IN ({_marks(len(chunk))}) RETURNING nbytes, durability", chunk
+            ):
+                self.usage.remove(nbytes, durability)
+
+    def release_blocking(self, record_id: int, error: str, retry_at: float | None, permanent: bool) -> None:
+        row = self.conn.execute("SELECT attempts FROM outbox WHERE id = ?", (record_id,)).fetchone()
+        if row is None:
+            log.info(
+                "outbox: release of a record that is gone (acked or shed)", extra={"record_id": record_id}
+            )
+            return
+        now = self.clock()
+        dead, reason = release_outcome(
+            attempts=row[0], max_attempts=self.max_attempts, permanent=permanent, error=error
+        )
+        if dead:
+            self._bury_blocking(record_id, reason, now)
+            return
+        not_before = retry_at if retry_at is not None else now + retry_delay(row[0])
+        self.conn.execute(
+            "UPDATE outbox SET lease_until = NULL, not_before = ?, last_error = ? WHERE id = ?",
+            (not_before, error, record_id),
+        )
+
+    def _bury_blocking(self, record_id: int, reason: str, now: float) -> None:
+        """Move one record to the dead letters."""
+        row = self.conn.execute(
+            "INSERT INTO outbox_dead (id, stream, payload, dedupe_key, durability, attempts, created_at, "
+            "expires_at, failed_at, reason, nbytes) "
+            "SELECT id, stream, payload, dedupe_key, durability, attempts, created_at, expires_at, "
+            "?, ?, nbytes FROM outbox WHERE id = ? RETURNING stream, nbytes, durability",
+            (now, reason, record_id),
+        ).fetchone()
+        self.conn.execute("DELETE FROM outbox WHERE id = ?", (record_id,))
+        if row is not None:
+            self.usage.remove(row[1], row[2])
+            log.warning(
+                "outbox: record dead-lettered",
+                extra={"record_id": record_id, "stream": row[0], "reason": reason},
+            )
+
+    def depth_blocking(self, stream: str | None) -> int:
+        if stream is None:
+            row = self.conn.execute("SELECT COUNT(*) FROM outbox").fetchone()
+        else:
+            row = self.conn.execute("SELECT COUNT(*) FROM outbox WHERE stream = ?", (stream,)).fetchone()
+        return int(row[0])
+
+
+def stats_blocking(conn: sqlite3.Connection, now: float) -> list[StreamStats]:
+    """Per-stream depth, in-flight and waiting counts, oldest record and dead letters."""
+    live: dict[str, tuple[int, int, int, float | None, int]] = {}
+    for stream, depth, in_flight, waiting, oldest, nbytes in conn.execute(
+        "SELECT stream, COUNT(*), "
+        "COALESCE(SUM(lease_until IS NOT NULL AND lease_until > ?), 0), "
+        "COALESCE(SUM((lease_until IS NULL OR lease_until <= ?) AND not_before > ?), 0), "
+        "MIN(created_at), COALESCE(SUM(nbytes), 0) FROM outbox GROUP BY stream",
+        (now, now, now),
+    ):
+        live[stream] = (depth, in_flight, waiting, oldest, nbytes)
+    dead = dict(conn.execute("SELECT stream, COUNT(*) FROM outbox_dead GROUP BY stream").fetchall())
+    out = []
+    for stream in sorted(set(live) | set(dead)):
+        depth, in_flight, waiting, oldest, nbytes = live.get(stream, (0, 0, 0, None, 0))
+        out.append(
+            StreamStats(
+                stream=stream,
+                depth=depth,
+                in_flight=in_flight,
+                waiting_retry=waiting,
+                oldest_at=oldest,
+                dead=int(dead.get(stream, 0)),
+                nbytes=nbytes,
+            )
+        )
+    return out
+
+
+def dead_letters_blocking(
+    conn: sqlite3.Connection, stream: str | None = None, limit: int = 100
+) -> list[DeadLetter]:
+    """Dead letters, oldest first, optionally of one stream."""
+    sql = (
+        "SELECT id, stream, payload, dedupe_key, durability, attempts, created_at, failed_at, reason "
+        "FROM outbox_dead"
+    )
+    params: tuple[Any, ...] = ()
+    if stream is not None:
+        sql += " WHERE stream = ?"
+        params = (stream,)
+    sql += " ORDER BY id LIMIT ?"
+    return [
+        DeadLetter(
+            id=r[0],
+            stream=r[1],
+            payload=json.loads(r[2]),
+            dedupe_key=r[3],
+            durability=Durability(r[4]),
+            attempts=r[5],
+            created_at=r[6],
+            failed_at=r[7],
+            reason=r[8],
+        )
+        for r in conn.execute(sql, (*params, limit))
+    ]
+
+
+def retry_dead_blocking(conn: sqlite3.Connection, record_id: int) -> bool:
+    """Move one dead letter back to its stream with its old id (so it regains its place in line)
+    and its attempts reset; False if there is no such dead letter. Call inside a transaction."""
+    row = conn.execute(
+        "INSERT INTO outbox (id, stream, payload, dedupe_key, durability, attempts, created_at, expires_at, "
+        "not_before, lease_until, last_error, nbytes) "
+        "SELECT id, stream, payload, dedupe_key, durability, 0, created_at, expires_at, 0, NULL, "
+        "reason, nbytes FROM outbox_dead WHERE id = ? RETURNING id",
+        (record_id,),
+    ).fetchone()
+    conn.execute("DELETE FROM outbox_dead WHERE id = ?", (record_id,))
+    return row is not None
+
+
+# --- the writer thread ---------------------------------------------------------------------------
+
+
+@dataclass(slots=True)
+class _Op:
+    fn: Callable[[Store], Any]
+    full: bool
+    future: asyncio.Future[Any]
+
+
+class Writer(threading.Thread):
+    """The one thread that touches the outbox's connection; runs queued operations in group commits.
+
+    `full` operations (critical puts, acks, releases) make their batch commit with
+    `synchronous=FULL` (the WAL is fsynced before the futures resolve); a batch of telemetry
+    puts only commits with `synchronous=NORMAL`, which in WAL mode can lose the last commits on
+    power loss but never corrupts or reorders.
+    """
+
+    def __init__(
+        self,
+        store: Store,
+        loop: asyncio.AbstractEventLoop,
+        on_batch: Callable[[OutboxWriteError | None], None],
+    ) -> None:
+        super().__init__(name="shopedge.outbox.writer", daemon=True)
+        self.store = store
+        self.loop = loop
+        self._on_batch = on_batch
+        self._queue: queue.SimpleQueue[_Op | None] = queue.SimpleQueue()
+        self._sync_full = True
+        self.closed = False
+        self.batches = 0
+        self.ops = 0
+
+    def submit(self, fn: Callable[[Store], Any], *, full: bool) -> asyncio.Future[Any]:
+        """Queue one operation; the future resolves on the loop after its batch committed."""
+        if self.closed:
+            raise OutboxClosedError("the outbox is closed")
+        future: asyncio.Future[Any] = self.loop.create_future()
+        self._queue.put(_Op(fn, full, future))
+        return future
+
+    def stop(self) -> None:
+        self.closed = True
+        self._queue.put(None)
+
+    def run(self) -> None:
+        try:
+            self._loop_blocking()
+        except BaseException as exc:  # the writer must never die silently: fail what is queued
+            log.exception("outbox writer crashed")
+            self.closed = True
+            self._fail_pending(OutboxWriteError(f"outbox writer crashed: {exc!r}"))
+            raise
+        finally:
+            with contextlib.suppress(sqlite3.Error):
+                self.store.conn.close()
+
+    def _loop_blocking(self) -> None:
+        while True:
+            try:
+                op = self._queue.get(timeout=HOUSEKEEPING_IDLE_S)
+            except queue.Empty:
+                self._housekeeping_blocking()
+                continue
+            if op is None:
+                return
+            batch = [op]
+            stop = False
+            while len(batch) < MAX_BATCH:
+                try:
+                    nxt = self._queue.get_nowait()
+                except queue.Empty:
+                    break
+                if nxt is None:
+                    stop = True
+                    break
+                batch.append(nxt)
+            self._run_batch_blocking(batch)
+            if stop:
+                return
+
+    def _housekeeping_blocking(self) -> None:
+        try:
+            self._transaction_blocking(full=True, ops=[lambda s: s.housekeeping_blocking()])
+        except sqlite3.Error as exc:
+            log.warning("outbox housekeeping failed", extra={"error": str(exc)})
+
+    def _transaction_blocking(self, *, full: bool, ops: Iterable[Callable[[Store], Any]]) -> list[Any]:
+        conn = self.store.conn
+        if full != self._sync_full:
+            conn.execute(f"PRAGMA synchronous={'FULL' if full else 'NORMAL'}")
+            self._sync_full = full
+        saved = Usage(self.store.usage.total, self.store.usage.telemetry)
+        conn.execute("BEGIN IMMEDIATE")
+        try:
+            results = [fn(self.store) for fn in ops]
+            conn.execute("COMMIT")
+        except BaseException:
+            self.store.usage = saved
+            with contextlib.suppress(sqlite3.Error):
+                conn.execute("ROLLBACK")
+            raise
+        return results
+
+    def _run_batch_blocking(self, batch: list[_Op]) -> None:
+        outcomes: list[tuple[asyncio.Future[Any], Any, BaseException | None]] = []
+        failure: OutboxWriteError | None = None
+        try:
+            results = self._transaction_blocking(
+                full=any(op.full for op in batch), ops=[op.fn for op in batch]
+            )
+            outcomes = [(op.future, result, None) for op, result in zip(batch, results, strict=True)]
+        except Exception as batch_exc:
+            if len(batch) > 1:
+                log.warning(
+                    "outbox batch failed; retrying its operations one by one", extra={"error": str(batch_exc)}
+                )
+            for op in batch:
+                try:
+                    (result,) = self._transaction_blocking(full=op.full, ops=[op.fn])
+                    outcomes.append((op.future, result, None))
+                except Exception as exc:
+                    failure = _write_error(exc)
+                    outcomes.append((op.future, None, failure))
+        self.batches += 1
+        self.ops += len(batch)
+        self._deliver(outcomes, failure)
+
+    def _deliver(
+        self,
+        outcomes: list[tuple[asyncio.Future[Any], Any, BaseException | None]],
+        failure: OutboxWriteError | None,
+    ) -> None:
+        def resolve() -> None:
+            for future, result, exc in outcomes:
+                if future.done():
+                    continue
+                if exc is not None:
+                    future.set_exception(exc)
+                elif isinstance(result, OutboxError):
+                    future.set_exception(result)
+                else:
+                    future.set_result(result)
+            self._on_batch(failure)
+
+        with contextlib.suppress(RuntimeError):  # the loop is closed: nobody is waiting any more
+            self.loop.call_soon_threadsafe(resolve)
+
+    def _fail_pending(self, exc: OutboxWriteError) -> None:
+        pending: list[tuple[asyncio.Future[Any], Any, BaseException | None]] = []
+        while True:
+            try:
+                op = self._queue.get_nowait()
+            except queue.Empty:
+                break
+            if op is not None:
+                pending.append((op.future, None, exc))
+        self._deliver(pending, exc)
+
+
+def _write_error(exc: Exception) -> OutboxWriteError:
+    if isinstance(exc, OutboxWriteError):
+        return exc
+    if isinstance(exc, sqlite3.Error):
+        code = getattr(exc, "sqlite_errorname", "")
+        return OutboxWriteError(f"SQLite could not write the outbox ({code or type(exc).__name__}): {exc}")
+    return OutboxWriteError(f"outbox operation failed: {exc!r}")

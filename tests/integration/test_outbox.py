@@ -1,0 +1,254 @@
+"""The outbox on real SQLite files: contract API, ordering, dedupe, leases, retries, dead letters."""
+
+from __future__ import annotations
+
+import asyncio
+import sqlite3
+from pathlib import Path
+
+import pytest
+
+from agent.db import current_heads, migrate, open_engine, script_heads
+from agent.health import Level
+from offline_queue import (
+    Durability,
+    InvalidRecordError,
+    Outbox,
+    OutboxClosedError,
+    OutboxError,
+    Record,
+)
+
+
+class FakeClock:
+    def __init__(self, now: float = 1_700_000_000.0) -> None:
+        self.now = now
+
+    def __call__(self) -> float:
+        return self.now
+
+
+@pytest.fixture
+def clock() -> FakeClock:
+    return FakeClock()
+
+
+@pytest.fixture
+def db(tmp_path: Path) -> Path:
+    return tmp_path / "state" / "shopedge.db"
+
+
+async def test_put_claim_ack_in_order(db: Path, clock: FakeClock) -> None:
+    async with await Outbox.open(db, clock=clock) as box:
+        ids = [await box.put("sale", {"n": i}) for i in range(5)]
+        assert ids == sorted(ids)
+        await box.put("presence", {"beacon": "x"}, durability=Durability.TELEMETRY)
+        assert await box.depth() == 6
+        assert await box.depth("sale") == 5
+        got = await box.claim("sale", limit=3)
+        assert [r.payload["n"] for r in got] == [0, 1, 2]
+        assert got[0] == Record(
+            id=ids[0],
+            stream="sale",
+            payload={"n": 0},
+            dedupe_key=None,
+            durability=Durability.CRITICAL,
+            attempts=1,
+            created_at=clock.now,
+        )
+        # The head batch is in flight: the stream hands out nothing else until it is settled.
+        assert await box.claim("sale") == []
+        # Other streams are independent.
+        assert [r.stream for r in await box.claim("presence")] == ["presence"]
+        await box.ack(r.id for r in got)
+        rest = await box.claim("sale")
+        assert [r.payload["n"] for r in rest] == [3, 4]
+        await box.ack([r.id for r in rest])
+        assert await box.depth("sale") == 0
+
+
+async def test_dedupe_key_returns_existing_id_even_after_ack(db: Path, clock: FakeClock) -> None:
+    async with await Outbox.open(db, clock=clock) as box:
+        first, second = await asyncio.gather(
+            box.put("payment", {"op": "confirm"}, dedupe_key="order-1:confirm"),
+            box.put("payment", {"op": "confirm", "again": True}, dedupe_key="order-1:confirm"),
+        )
+        assert first == second
+        other_stream = await box.put("sale", {"op": "confirm"}, dedupe_key="order-1:confirm")
+        assert other_stream != first
+        assert await box.depth("payment") == 1
+        (rec,) = await box.claim("payment")
+        assert rec.payload == {"op": "confirm"}
+        assert rec.dedupe_key == "order-1:confirm"
+        await box.ack([rec.id])
+        assert await box.put("payment", {"op": "confirm"}, dedupe_key="order-1:confirm") == first
+        assert await box.depth("payment") == 0
+
+
+async def test_release_keeps_place_and_blocks_until_retry(db: Path, clock: FakeClock) -> None:
+    async with await Outbox.open(db, clock=clock) as box:
+        a = await box.put("conversion", {"n": 1})
+        await box.put("conversion", {"n": 2})
+        (rec,) = await box.claim("conversion", limit=1)
+        assert rec.id == a
+        await box.release(a, "broker down", retry_at=clock.now + 10)
+        assert await box.claim("conversion") == []  # the head waits for its retry: nobody overtakes
+        clock.now += 10
+        again = await box.claim("conversion")
+        assert [r.payload["n"] for r in again] == [1, 2]
+        assert again[0].attempts == 2 and again[1].attempts == 1
+
+
+async def test_default_retry_uses_backoff(db: Path, clock: FakeClock) -> None:
+    async with await Outbox.open(db, clock=clock) as box:
+        rid = await box.put("sale", {})
+        await box.claim("sale")
+        await box.release(rid, "timeout")
+        assert await box.claim("sale") == []
+        (stats,) = await box.stats()
+        assert stats.waiting_retry == 1 and stats.in_flight == 0
+        clock.now += 1.0  # first retry waits at most RETRY_BASE_S
+        assert [r.id for r in await box.claim("sale")] == [rid]
+
+
+async def test_lease_expiry_redelivers_then_dead_letters(db: Path, clock: FakeClock) -> None:
+    async with await Outbox.open(db, clock=clock, max_attempts=3) as box:
+        rid = await box.put("coupon_push", {"user": "U1"})
+        nxt = await box.put("coupon_push", {"user": "U2"})
+        for attempt in (1, 2, 3):
+            (rec,) = await box.claim("coupon_push", limit=1, lease=5)
+            assert (rec.id, rec.attempts) == (rid, attempt)
+            assert await box.claim("coupon_push") == []
+            clock.now += 5.01  # the consumer "crashed": its lease runs out
+        (rec,) = await box.claim("coupon_push", limit=1)
+        assert rec.id == nxt
+        (dead,) = await box.dead_letters()
+        assert dead.id == rid and dead.attempts == 3 and "lease expired" in dead.reason
+        (stats,) = await box.stats()
+        assert (stats.stream, stats.depth, stats.dead) == ("coupon_push", 1, 1)
+
+
+async def test_release_after_max_attempts_and_permanent_errors(db: Path, clock: FakeClock) -> None:
+    async with await Outbox.open(db, clock=clock, max_attempts=2) as box:
+        a = await box.put("coupon_push", {"n": 1})
+        b = await box.put("coupon_push", {"n": 2})
+        await box.claim("coupon_push", limit=1)
+        await box.release(a, "429 rate limited", retry_at=clock.now)
+        await box.claim("coupon_push", limit=1)
+        await box.release(a, "429 rate limited", retry_at=clock.now)
+        (rec,) = await box.claim("coupon_push", limit=1)
+        assert rec.id == b
+        await box.release(b, "400 invalid user", permanent=True)
+        letters = await box.dead_letters("coupon_push")
+        assert [(d.id, d.attempts) for d in letters] == [(a, 2), (b, 1)]
+        assert "gave up after 2 attempts: 429" in letters[0].reason
+        assert letters[1].reason == "permanent error: 400 invalid user"
+        assert await box.depth() == 0
+        # An operator retries the first one: same id, fresh attempts, back at the head.
+        assert await box.retry_dead(a)
+        assert not await box.retry_dead(a)
+        (back,) = await box.claim("coupon_push")
+        assert (back.id, back.attempts, back.payload) == (a, 1, {"n": 1})
+
+
+async def test_expired_telemetry_is_never_handed_out(db: Path, clock: FakeClock) -> None:
+    async with await Outbox.open(db, clock=clock) as box:
+        await box.put("presence", {"n": 1}, durability=Durability.TELEMETRY, expires_at=clock.now + 5)
+        keep = await box.put("presence", {"n": 2}, durability=Durability.TELEMETRY, expires_at=clock.now + 60)
+        clock.now += 6
+        assert [r.id for r in await box.claim("presence")] == [keep]
+        assert await box.depth("presence") == 1
+
+
+async def test_bad_input_is_refused_and_nothing_is_lost(db: Path, clock: FakeClock) -> None:
+    async with await Outbox.open(db, clock=clock) as box:
+        with pytest.raises(InvalidRecordError, match="critical records never expire"):
+            await box.put("payment", {}, expires_at=clock.now + 1)
+        with pytest.raises(InvalidRecordError, match="not JSON-serialisable"):
+            await box.put("payment", {"x": object()})
+        with pytest.raises(InvalidRecordError, match="stream name"):
+            await box.put("Bad Stream", {})
+        with pytest.raises(InvalidRecordError, match="payload must be a dict"):
+            await box.put("sale", [1, 2])  # type: ignore[arg-type]
+        with pytest.raises(InvalidRecordError, match="claim limit"):
+            await box.claim("sale", limit=0)
+        assert await box.depth() == 0
+        await box.put("sale", {"ok": True})
+        assert await box.depth() == 1
+
+
+async def test_group_commit_shares_transactions(db: Path, clock: FakeClock) -> None:
+    async with await Outbox.open(db, clock=clock) as box:
+        writer = box._writer
+        before = writer.batches
+        ids = await asyncio.gather(*(box.put("sale", {"n": i}) for i in range(500)))
+        assert len(set(ids)) == 500
+        assert writer.batches - before < 50  # 500 puts, far fewer commits
+        got = await box.claim("sale", limit=500)
+        assert [r.payload["n"] for r in got] == list(range(500))
+
+
+async def test_closed_outbox_refuses_and_records_persist(db: Path, clock: FakeClock) -> None:
+    box = await Outbox.open(db, clock=clock)
+    rid = await box.put("sale", {"n": 1})
+    await box.claim("sale")  # leased by this process...
+    await box.close()
+    await box.close()
+    with pytest.raises(OutboxClosedError):
+        await box.put("sale", {"n": 2})
+    async with await Outbox.open(db, clock=clock, create=False) as again:
+        # ...and the next process ends that lease at open instead of waiting it out.
+        assert [r.id for r in await again.claim("sale")] == [rid]
+
+
+async def test_open_without_tables_is_a_clear_error(tmp_path: Path) -> None:
+    with pytest.raises(OutboxError, match="no such state database"):
+        await Outbox.open(tmp_path / "missing.db", create=False)
+    plain = tmp_path / "plain.db"
+    sqlite3.connect(plain).close()
+    with pytest.raises(OutboxError, match="no outbox tables"):
+        await Outbox.open(plain, create=False)
+
+
+async def test_health_callback_reports_green(db: Path) -> None:
+    seen: list[tuple[Level, str]] = []
+    async with await Outbox.open(db, on_health=lambda level, detail: seen.append((level, detail))) as box:
+        await box.put("sale", {})
+    assert seen == [(Level.GREEN, "ok")]
+
+
+def test_migration_on_empty_db_and_from_0002(tmp_path: Path) -> None:
+    for start in (None, "0002_agent_runs"):
+        engine = open_engine(tmp_path / f"{start}.db")
+        if start is not None:
+            migrate(engine, start)
+            assert "0100_outbox" not in current_heads(engine)
+        migrate(engine)
+        assert "0100_outbox" in current_heads(engine)
+        assert current_heads(engine) == script_heads()
+        engine.dispose()
+        conn = sqlite3.connect(tmp_path / f"{start}.db")
+        tables = {r[0] for r in conn.execute("SELECT name FROM sqlite_master WHERE type='table'")}
+        conn.close()
+        assert {"outbox", "outbox_keys", "outbox_dead"} <= tables
+
+
+async def test_daemon_opens_outbox_and_closes_it_after_components(config_file: Path) -> None:
+    from agent.commands import load_or_exit
+    from agent.daemon import run_agent
+
+    config = load_or_exit(config_file)
+    seen: dict[str, Outbox] = {}
+
+    def started(ctx: object, supervisor: object) -> None:
+        from agent.context import AgentContext
+        from agent.supervisor import Supervisor
+
+        assert isinstance(ctx, AgentContext) and isinstance(supervisor, Supervisor)
+        seen["outbox"] = ctx.services["outbox"]
+        assert ctx.health.get("outbox") is not None
+        supervisor.stop()
+
+    assert await run_agent(config, on_started=started) == 0
+    with pytest.raises(OutboxClosedError):
+        await seen["outbox"].put("sale", {})
