@@ -13,6 +13,7 @@ import logging
 from agent.context import AgentContext
 from agent.health import Level
 from agent.supervisor import Component
+from agent.sync import SyncService
 
 __all__ = ["StatusReporter", "build_components"]
 
@@ -36,8 +37,11 @@ class StatusReporter:
     async def run(self) -> None:
         self.ctx.health.set(self.name, Level.GREEN, "reporting")
         while True:
+            # asyncio.timeout, not wait_for: on 3.11 wait_for loses a cancellation that arrives
+            # as the event is set, and the agent then never stops.
             with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(self._changed.wait(), timeout=self.interval)
+                async with asyncio.timeout(self.interval):
+                    await self._changed.wait()
             self._changed.clear()
             log.info("health", extra={"status": self.ctx.health.summary()})
 
@@ -45,4 +49,5 @@ class StatusReporter:
 def build_components(ctx: AgentContext) -> list[Component]:
     """Every component this device runs, in start order."""
     components: list[Component] = [StatusReporter(ctx)]
+    components.append(SyncService(ctx))
     return components

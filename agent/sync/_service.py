@@ -208,18 +208,18 @@ class SyncService:
             async with client:
                 self._client = client
                 try:
+                    _raise_if_cancelling()
                     self.connections += 1
                     self.backoff.reset()
                     status = status_payload(self.config, "online", self.protocol, self.ctx.wall_clock())
-                    await asyncio.wait_for(
-                        client.publish_qos1(
+                    async with asyncio.timeout(timeout):
+                        await client.publish_qos1(
                             status_topic(device.store_id, device.device_id), status, retain=True
-                        ),
-                        timeout,
-                    )
+                        )
                     await client.subscribe(
                         down_filter(device.store_id, device.device_id), qos=1, timeout=timeout
                     )
+                    _raise_if_cancelling()
                     self.connected.set()
                     display = self.ctx.services.get("display")
                     if display is not None:
@@ -253,10 +253,10 @@ class SyncService:
         device = self.config.device
         payload = status_payload(self.config, "offline", self.protocol, self.ctx.wall_clock())
         try:
-            await asyncio.wait_for(
-                client.publish_qos1(status_topic(device.store_id, device.device_id), payload, retain=True),
-                2.0,
-            )
+            async with asyncio.timeout(2.0):
+                await client.publish_qos1(
+                    status_topic(device.store_id, device.device_id), payload, retain=True
+                )
         except (TimeoutError, SyncConnectionError):
             log.info("could not publish offline status on shutdown; the broker keeps the will")
 
@@ -382,6 +382,18 @@ class SyncService:
         display = self.ctx.services.get("display")
         if display is not None:
             display.set_pending_sync(await self.outbox.depth())
+
+
+def _raise_if_cancelling() -> None:
+    """Re-raise a cancellation that aiomqtt's `asyncio.wait_for` swallowed.
+
+    On Python 3.11, wait_for returns normally when its future completes in the same loop
+    iteration as a cancel (the CONNACK arriving as the agent stops), and the agent would then
+    run on instead of stopping.
+    """
+    task = asyncio.current_task()
+    if task is not None and task.cancelling():
+        raise asyncio.CancelledError
 
 
 def reopen_log_files() -> int:

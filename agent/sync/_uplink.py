@@ -216,7 +216,8 @@ class Uplink:
                     if not sent:
                         self.wake.clear()
                         with contextlib.suppress(TimeoutError):
-                            await asyncio.wait_for(self.wake.wait(), timeout=self.settings.idle_poll_s)
+                            async with asyncio.timeout(self.settings.idle_poll_s):
+                                await self.wake.wait()
         finally:
             await asyncio.sleep(0)  # let PUBACK callbacks already scheduled record their acks
             await self._settle()
@@ -256,6 +257,11 @@ class Uplink:
         window: asyncio.Semaphore,
         on_done: Callable[[list[int], asyncio.Future[None]], None],
     ) -> None:
+        missing = [record.id for record in records if record.id not in self._seqs]
+        if missing:
+            # Held records whose numbering was interrupted (the link dropped during the claim):
+            # the store returns the numbers already given, or gives the next ones.
+            self._seqs.update(await asyncio.to_thread(assign_seqs_blocking, self.engine, stream, missing))
         batch_max = self.settings.batch_max if len(records) > 1 else 1
         topic = self._topics[stream]
         for message_ids, envelopes in plan_messages(

@@ -16,10 +16,10 @@ from agent.context import AgentContext
 from agent.db import migrate, open_engine
 from agent.health import Level
 from agent.sync import SyncService, down_topic, format_ts
+from offline_queue import Outbox
 from tests.integration.sync_brokers import Broker, broker_fixture  # noqa: F401
 from tests.integration.sync_support import cloud_consumer, device_config, publish_down
 from tests.unit.sync.asyncapi import validate_message
-from tests.unit.sync.memory_outbox import MemoryOutbox
 
 
 @contextlib.asynccontextmanager
@@ -33,36 +33,44 @@ async def running(service: SyncService) -> AsyncIterator[asyncio.Task[None]]:
             await task
 
 
-def make_service(brk: Broker, tmp_path: Path, outbox: MemoryOutbox, **mqtt: object) -> SyncService:
+@contextlib.asynccontextmanager
+async def device(brk: Broker, tmp_path: Path, **mqtt: object) -> AsyncIterator[tuple[SyncService, Outbox]]:
+    """A sync service over the real outbox, in the device's state DB (as the daemon sets it up)."""
     config = device_config(brk, tmp_path, **mqtt)
     engine = open_engine(config.db_path)
     migrate(engine)
-    ctx = AgentContext(config=config, engine=engine)
-    ctx.services["outbox"] = outbox
-    return SyncService(ctx)
+    outbox = await Outbox.open(config.db_path, create=False)
+    try:
+        yield SyncService(AgentContext(config=config, engine=engine, services={"outbox": outbox})), outbox
+    finally:
+        await outbox.close()
+        engine.dispose()
 
 
 async def test_uplink_delivers_every_stream_in_order_and_acks_after_puback(
     broker: Broker, tmp_path: Path
 ) -> None:
-    outbox = MemoryOutbox()
+    async with device(broker, tmp_path) as (service, outbox):
+        await produce_and_drain(broker, service, outbox)
+
+
+async def produce_and_drain(broker: Broker, service: SyncService, outbox: Outbox) -> None:
     for i in range(300):
         await outbox.put("sale", {"n": i})
         if i % 3 == 0:
             await outbox.put("payment", {"n": i})
         if i % 10 == 0:
             await outbox.put("presence", {"n": i})
-    service = make_service(broker, tmp_path, outbox)
     async with cloud_consumer(broker) as cloud, running(service):
         await cloud.wait_for(lambda: len(cloud.envelopes("sale")) >= 300)
         await cloud.wait_for(
             lambda: len(cloud.envelopes("payment")) >= 100 and len(cloud.envelopes("presence")) >= 30
         )
         for _ in range(100):
-            if not outbox.rows:
+            if not await outbox.depth():
                 break
             await asyncio.sleep(0.05)
-        assert outbox.rows == {}
+        assert await outbox.depth() == 0
         assert service.ctx.health.get("sync").level is Level.GREEN  # type: ignore[union-attr]
     for kind, count in (("sale", 300), ("payment", 100), ("presence", 30)):
         got = cloud.envelopes(kind)
@@ -80,8 +88,11 @@ async def test_uplink_delivers_every_stream_in_order_and_acks_after_puback(
 
 
 async def test_downlink_queued_while_offline_arrives_after_reconnect(broker: Broker, tmp_path: Path) -> None:
-    outbox = MemoryOutbox()
-    service = make_service(broker, tmp_path, outbox)
+    async with device(broker, tmp_path) as (service, outbox):
+        await downlink_after_reconnect(broker, service, outbox)
+
+
+async def downlink_after_reconnect(broker: Broker, service: SyncService, outbox: Outbox) -> None:
     async with running(service):
         await asyncio.wait_for(service.connected.wait(), 15)
     # The device is away; the cloud sends a config change, a command, junk and an unknown kind.

@@ -20,9 +20,9 @@ from agent.context import AgentContext
 from agent.db import migrate, open_engine
 from agent.health import Level
 from agent.sync import SyncService, decode_message
+from offline_queue import Outbox
 from tests.integration.sync_brokers import Broker, make_mosquitto
 from tests.integration.sync_support import device_config
-from tests.unit.sync.memory_outbox import MemoryOutbox
 
 OUTAGE_S = 60.0
 RATE = 100  # events per second, alternating between two streams
@@ -60,7 +60,7 @@ async def test_sixty_second_outage_loses_nothing(mosquitto_broker: Broker, tmp_p
     config = device_config(mosquitto_broker, tmp_path, reconnect_max_s=5.0)
     engine = open_engine(config.db_path)
     migrate(engine)
-    outbox = MemoryOutbox()
+    outbox = await Outbox.open(config.db_path, create=False)
     ctx = AgentContext(config=config, engine=engine, services={"outbox": outbox})
     service = SyncService(ctx)
     received: list[tuple[str, dict[str, object]]] = []
@@ -97,7 +97,7 @@ async def test_sixty_second_outage_loses_nothing(mosquitto_broker: Broker, tmp_p
         total = sum(produced.values())
         deadline = time.monotonic() + 60
         while time.monotonic() < deadline:
-            if len({e["id"] for _k, e in received}) >= total and not outbox.rows:
+            if len({e["id"] for _k, e in received}) >= total and not await outbox.depth():
                 break
             await asyncio.sleep(0.1)
     finally:
@@ -110,7 +110,10 @@ async def test_sixty_second_outage_loses_nothing(mosquitto_broker: Broker, tmp_p
             await consumer
 
     assert total >= (BEFORE_S + OUTAGE_S + AFTER_S) * RATE * 0.95
-    assert outbox.rows == {}, "everything was acknowledged by the broker"
+    try:
+        assert await outbox.depth() == 0, "everything was acknowledged by the broker"
+    finally:
+        await outbox.close()
     seen: set[object] = set()
     duplicates = 0
     for stream in ("sale", "presence"):

@@ -190,3 +190,20 @@ def test_plan_messages_groups_in_order() -> None:
     assert [e.seq for _ids, envs in plan for e in envs] == list(range(101, 108))
     with pytest.raises(ValueError, match="batch_max"):
         plan_messages(records, {}, namespace=uuid.uuid4(), batch_max=0)  # type: ignore[arg-type]
+
+
+async def test_held_records_whose_numbering_was_interrupted_get_their_seq(engine: Any) -> None:
+    outbox = MemoryOutbox()
+    for i in range(3):
+        await outbox.put("sale", {"i": i})
+    up = uplink(outbox, engine)
+    # The link dropped after the claim and before the seqs were stored in memory.
+    claimed = await outbox.claim("sale", limit=10)
+    up._held["sale"] = {r.id: r for r in claimed}  # type: ignore[misc]
+    client = ScriptedClient()
+    task = asyncio.create_task(up.run(client))  # type: ignore[arg-type]
+    await client.wait_sent(1)
+    assert [e["seq"] for e in envelopes(client)] == [1, 2, 3]
+    task.cancel()
+    with pytest.raises(asyncio.CancelledError):
+        await task
