@@ -173,11 +173,13 @@ class MQTTConfig(_Section):
 class BLEConfig(_Section):
     """Bluetooth LE scanning."""
 
+    enabled: bool = True
     driver: Literal["bleak", "replay"] = "bleak"
     adapter: Annotated[str, Field(pattern=r"^hci\d{1,2}$")] = "hci0"
     scanning_mode: Literal["active", "passive"] = "active"
     replay_file: Path | None = None
-    replay_speed: Annotated[float, Field(gt=0)] = 1.0
+    replay_speed: Annotated[float, Field(gt=0, le=1000)] = 1.0
+    replay_loop: bool = True
     store_beacon_hwids: list[str] = Field(default_factory=list)
     beacon_silent_after_s: Annotated[float, Field(gt=0)] = 300.0
 

@@ -14,6 +14,7 @@ from agent.context import AgentContext
 from agent.health import Level
 from agent.supervisor import Component
 from agent.sync import SyncService
+from drivers.ble.component import BLEPresence
 
 __all__ = ["StatusReporter", "build_components"]
 
@@ -49,5 +50,7 @@ class StatusReporter:
 def build_components(ctx: AgentContext) -> list[Component]:
     """Every component this device runs, in start order."""
     components: list[Component] = [StatusReporter(ctx)]
+    if ctx.config.ble.enabled:
+        components.append(BLEPresence(ctx))
     components.append(SyncService(ctx))
     return components

@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Installs the Debian packages ShopEdge needs, only those that are missing (idempotent).
 #   deploy/system-deps.sh demo   -> runtime: CJK fonts, a local MQTT broker
-#   deploy/system-deps.sh test   -> also what the tests use: NATS, Chromium, systemd-analyze, fonts
+#   deploy/system-deps.sh test   -> also what the tests use: NATS, Chromium, systemd-analyze, dbus-daemon, fonts
 set -euo pipefail
 profile="${1:-demo}"
 
@@ -17,6 +17,7 @@ if [ "$profile" = "test" ]; then
     have_cmd chromium || need+=(chromium)
     have_cmd systemd-analyze || need+=(systemd)
     have_cmd mosquitto_passwd || need+=(mosquitto)
+    have_cmd dbus-daemon || need+=(dbus-daemon)   # private bus for the BlueZ adapter-control tests
 fi
 
 if [ "${#need[@]}" -eq 0 ]; then
