@@ -126,7 +126,6 @@ class UplinkSettings:
     lease_s: float = 60.0
     claim_limit: int = 5000
     idle_poll_s: float = 0.25
-    ack_coalesce_s: float = 0.0
     retry_refused_s: float = 30.0
 
 
@@ -192,9 +191,6 @@ class Uplink:
         async def settle_loop() -> None:
             while True:
                 await settle.wait()
-                if self.settings.ack_coalesce_s:
-                    # Let more PUBACKs arrive so one outbox transaction (one fsync) acks many.
-                    await asyncio.sleep(self.settings.ack_coalesce_s)
                 settle.clear()
                 await self._settle()
 

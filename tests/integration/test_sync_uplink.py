@@ -48,9 +48,7 @@ def engine(tmp_path: Path) -> Any:
 
 
 def uplink(outbox: MemoryOutbox, engine: Any, **kw: Any) -> Uplink:
-    settings = UplinkSettings(
-        store_id="s1", device_id="d1", streams=("payment", "sale"), ack_coalesce_s=0, **kw
-    )
+    settings = UplinkSettings(store_id="s1", device_id="d1", streams=("payment", "sale"), **kw)
     return Uplink(outbox, engine, settings, wall_clock=lambda: 1000.0)  # type: ignore[arg-type]
 
 
