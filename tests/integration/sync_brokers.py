@@ -78,10 +78,12 @@ class Broker:
         self.proc = None
 
 
-def _mosquitto_conf(workdir: Path, port: int, *, acl: Path | None, passwords: Path | None) -> Path:
+def _mosquitto_conf(
+    workdir: Path, port: int, *, acl: Path | None, passwords: Path | None, extra: list[str]
+) -> Path:
     lines = [
         f"listener {port} 127.0.0.1",
-        f"allow_anonymous {'false' if passwords else 'true'}",
+        f"allow_anonymous {'false' if passwords or extra else 'true'}",
         "persistence true",
         f"persistence_location {workdir}/",
         f"log_dest file {workdir}/mosquitto.log",
@@ -97,12 +99,20 @@ def _mosquitto_conf(workdir: Path, port: int, *, acl: Path | None, passwords: Pa
         lines.append(f"password_file {passwords}")
     if acl is not None:
         lines.append(f"acl_file {acl}")
+    lines.extend(extra)
     conf = workdir / "mosquitto.conf"
     conf.write_text("\n".join(lines) + "\n", encoding="utf-8")
     return conf
 
 
-def make_mosquitto(workdir: Path, *, acl: Path | None = None, users: dict[str, str] | None = None) -> Broker:
+def make_mosquitto(
+    workdir: Path,
+    *,
+    acl: Path | None = None,
+    users: dict[str, str] | None = None,
+    extra: list[str] | None = None,
+) -> Broker:
+    """A Mosquitto config: anonymous by default; `users` or `extra` lines (e.g. TLS) close it."""
     workdir.mkdir(parents=True, exist_ok=True)
     exe = shutil.which("mosquitto") or "/usr/sbin/mosquitto"
     passwords: Path | None = None
@@ -112,7 +122,7 @@ def make_mosquitto(workdir: Path, *, acl: Path | None = None, users: dict[str, s
         for user, password in users.items():
             subprocess.run(["mosquitto_passwd", "-b", str(passwords), user, password], check=True)
     port = free_port()
-    conf = _mosquitto_conf(workdir, port, acl=acl, passwords=passwords)
+    conf = _mosquitto_conf(workdir, port, acl=acl, passwords=passwords, extra=extra or [])
     return Broker(engine="mosquitto", argv=[exe, "-c", str(conf)], port=port, workdir=workdir)
 
 

@@ -17,7 +17,9 @@ from agent.sync import decode_message
 from tests.integration.sync_brokers import Broker
 
 
-def device_config(broker: Broker, tmp_path: Path, **mqtt: Any) -> ShopEdgeConfig:
+def device_config(
+    broker: Broker, tmp_path: Path, *, connect_timeout: float = 10.0, **mqtt: Any
+) -> ShopEdgeConfig:
     return parse_config(
         {
             "device": {"store_id": "store-001", "device_id": "counter-1"},
@@ -29,6 +31,7 @@ def device_config(broker: Broker, tmp_path: Path, **mqtt: Any) -> ShopEdgeConfig
                 "reconnect_max_s": 1.0,
                 **mqtt,
             },
+            "timeouts": {"mqtt_connect": connect_timeout},
         },
         environ={},
     )
