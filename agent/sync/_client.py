@@ -32,6 +32,7 @@ __all__ = [
     "SyncClient",
     "SyncConnectionError",
     "UnsupportedProtocol",
+    "Will",
     "client_options",
     "map_errors",
 ]

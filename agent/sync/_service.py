@@ -16,7 +16,7 @@ import asyncio
 import json
 import logging
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Any, Literal
 
 import aiomqtt
@@ -316,8 +316,6 @@ class SyncService:
 
     def _apply_to_running(self, config: ShopEdgeConfig) -> None:
         if self.uplink is not None and self.uplink.settings.batch_max != config.mqtt.batch_max:
-            from dataclasses import replace
-
             self.uplink.settings = replace(self.uplink.settings, batch_max=config.mqtt.batch_max)
 
     async def _load_live_config(self) -> None:

@@ -19,7 +19,7 @@ from agent.sync import SyncService, down_topic, format_ts
 from offline_queue import Outbox
 from tests.integration.sync_brokers import Broker, broker_fixture  # noqa: F401
 from tests.integration.sync_support import cloud_consumer, device_config, publish_down
-from tests.unit.sync.asyncapi import validate_message
+from tests.unit.sync.asyncapi import validate_message, validator
 
 
 @contextlib.asynccontextmanager
@@ -108,6 +108,19 @@ async def downlink_after_reconnect(broker: Broker, service: SyncService, outbox:
     await publish_down(
         broker, down_topic(store, device, "command"), env("command", ping_id, {"name": "ping"})
     )
+    refused_id, resync_id, rotate_id, unknown_id = (str(uuid.uuid4()) for _ in range(4))
+    await publish_down(
+        broker, down_topic(store, device, "config"), env("config", refused_id, {"set": {"mqtt.host": "evil"}})
+    )
+    await publish_down(
+        broker, down_topic(store, device, "command"), env("command", resync_id, {"name": "resync"})
+    )
+    await publish_down(
+        broker, down_topic(store, device, "command"), env("command", rotate_id, {"name": "rotate_logs"})
+    )
+    await publish_down(
+        broker, down_topic(store, device, "command"), env("command", unknown_id, {"name": "format_disk"})
+    )
     await publish_down(broker, down_topic(store, device, "command"), b"{not json")
     await publish_down(broker, down_topic(store, device, "firmware"), env("firmware", str(uuid.uuid4()), {}))
     await publish_down(
@@ -117,12 +130,18 @@ async def downlink_after_reconnect(broker: Broker, service: SyncService, outbox:
     )
     service2 = SyncService(service.ctx)
     async with cloud_consumer(broker, "shopedge/v1/+/+/up/reply") as cloud, running(service2):
-        await cloud.wait_for(lambda: len(cloud.envelopes("reply")) >= 2)
+        await cloud.wait_for(lambda: len(cloud.envelopes("reply")) >= 6)
         assert service2.down.malformed == 1
-        assert service2.down.unknown == 1
+        assert service2.down.unknown == 2  # the firmware kind and the unknown command
     replies = {e["data"]["request_id"]: e["data"] for e in cloud.envelopes("reply")}
+    for reply in replies.values():
+        validator("ReplyData").validate(reply)
     assert replies[config_id]["ok"] is True
     assert replies[ping_id]["detail"] == "pong"
+    assert replies[refused_id]["ok"] is False and "mqtt.host" in replies[refused_id]["detail"]
+    assert replies[resync_id]["ok"] is True and "last_seq" in replies[resync_id]["result"]
+    assert replies[rotate_id]["ok"] is True
+    assert replies[unknown_id]["ok"] is False and "format_disk" in replies[unknown_id]["detail"]
     assert service2.live.config.mqtt.batch_max == 7
     assert service2.inbox.qsize() == 1
     # The change was persisted: a fresh service on the same DB starts with it.
