@@ -25,6 +25,7 @@ from agent.config import ShopEdgeConfig, load_config
 from agent.context import AgentContext
 from agent.health import Level
 from agent.supervisor import Supervisor
+from agent.sync.demo_steps import step_cloud_sync
 from drivers.ble.demo_steps import step_beacons
 
 __all__ = ["SCENARIO", "DemoRun", "DemoStepFailed", "demo_config_text", "run_demo"]
@@ -127,6 +128,7 @@ async def step_agent_up(run: DemoRun) -> str:
 SCENARIO: list[tuple[str, Step]] = [
     ("agent starts", step_agent_up),
     ("beacons heard", step_beacons),
+    ("cloud sync", step_cloud_sync),
 ]
 
 

@@ -81,6 +81,8 @@ async def produce_and_drain(broker: Broker, service: SyncService, outbox: Outbox
         if "/up/" in topic:
             validate_message(payload)
     status = cloud.statuses()
+    for body in status:
+        validator("Status").validate(body)
     assert status[0]["state"] == "online" and status[0]["device_id"] == "counter-1"
     assert status[-1]["state"] == "offline"  # clean shutdown says so itself
     # With a backlog the uplink batched; nothing was acked in the outbox before its PUBACK.

@@ -14,6 +14,7 @@ from agent.db import migrate, open_engine
 from agent.sync import decode_message
 from agent.sync._client import PublishRefused, SyncConnectionError
 from agent.sync._uplink import Uplink, UplinkSettings, device_namespace, event_id, plan_messages
+from tests.unit.sync.asyncapi import validate_message
 from tests.unit.sync.memory_outbox import MemoryOutbox
 
 
@@ -187,17 +188,23 @@ def test_event_ids_are_stable_per_record_and_differ_between_devices() -> None:
     uuid.UUID(event_id(ns, R()))
 
 
-def test_plan_messages_groups_in_order() -> None:
+def test_plan_messages_groups_in_order_and_matches_the_schema() -> None:
     class R:
         def __init__(self, i: int) -> None:
-            self.id, self.stream, self.payload, self.created_at = i, "sale", {"i": i}, 1.0
+            self.id, self.stream, self.payload, self.created_at = i, "sale", {"i": i, "名": "茶"}, 1.7e9 + i
 
     records = [R(i) for i in range(1, 8)]
-    plan = plan_messages(records, {i: i + 100 for i in range(1, 8)}, namespace=uuid.uuid4(), batch_max=3)  # type: ignore[arg-type]
-    assert [ids for ids, _e in plan] == [[1, 2, 3], [4, 5, 6], [7]]
-    assert [e.seq for _ids, envs in plan for e in envs] == list(range(101, 108))
+    plan = list(
+        plan_messages(records, {i: i + 100 for i in range(1, 8)}, namespace=uuid.uuid4(), batch_max=3)
+    )  # type: ignore[arg-type]
+    assert [ids for ids, _p in plan] == [[1, 2, 3], [4, 5, 6], [7]]
+    for _ids, payload in plan:
+        validate_message(payload)
+    decoded = [e for _ids, payload in plan for e in decode_message(payload)]
+    assert [e.seq for e in decoded] == list(range(101, 108))
+    assert [e.data["i"] for e in decoded] == list(range(1, 8))
     with pytest.raises(ValueError, match="batch_max"):
-        plan_messages(records, {}, namespace=uuid.uuid4(), batch_max=0)  # type: ignore[arg-type]
+        list(plan_messages(records, {}, namespace=uuid.uuid4(), batch_max=0))  # type: ignore[arg-type]
 
 
 async def test_held_records_whose_numbering_was_interrupted_get_their_seq(engine: Any) -> None:
