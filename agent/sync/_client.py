@@ -28,6 +28,7 @@ from paho.mqtt.reasoncodes import ReasonCode
 from agent.config import MQTTConfig
 
 __all__ = [
+    "AuthRefused",
     "PublishRefused",
     "SyncClient",
     "SyncConnectionError",
@@ -40,6 +41,8 @@ __all__ = [
 # CONNACK codes meaning "this broker does not speak the protocol version you asked for":
 # 0x84 in MQTT v5, 1 in v3.1.1 (paho reports either).
 _UNSUPPORTED_PROTOCOL = {0x84, 1}
+# CONNACK codes meaning "your credentials are wrong or not allowed": v3.1.1 4/5, v5 0x86/0x87.
+_AUTH_REFUSED = {4, 5, 0x86, 0x87}
 
 
 class SyncConnectionError(Exception):
@@ -48,6 +51,10 @@ class SyncConnectionError(Exception):
 
 class UnsupportedProtocol(SyncConnectionError):
     """The broker refused the MQTT protocol version (e.g. NATS 2.9 speaks only v3.1.1)."""
+
+
+class AuthRefused(SyncConnectionError):
+    """The broker refused this device's username/password or certificate (a config problem)."""
 
 
 class PublishRefused(Exception):
@@ -68,6 +75,8 @@ def map_errors() -> Iterator[None]:
         code = exc.rc.value if isinstance(exc.rc, ReasonCode) else exc.rc
         if isinstance(exc, aiomqtt.exceptions.MqttConnectError) and code in _UNSUPPORTED_PROTOCOL:
             raise UnsupportedProtocol(str(exc)) from exc
+        if isinstance(exc, aiomqtt.exceptions.MqttConnectError) and code in _AUTH_REFUSED:
+            raise AuthRefused(str(exc)) from exc
         raise SyncConnectionError(str(exc) or type(exc).__name__) from exc
     except aiomqtt.MqttError as exc:
         raise SyncConnectionError(str(exc) or type(exc).__name__) from exc

@@ -27,6 +27,7 @@ from agent.config import ShopEdgeConfig
 from agent.context import AgentContext
 from agent.health import Level
 from agent.sync._client import (
+    AuthRefused,
     SyncClient,
     SyncConnectionError,
     UnsupportedProtocol,
@@ -181,7 +182,13 @@ class SyncService:
     def _disconnected(self, exc: Exception) -> None:
         self.connected.clear()
         delay_hint = f"retrying with backoff (attempt {self.backoff.attempts + 1})"
-        self._health(Level.AMBER, f"disconnected: {exc}; {delay_hint}; events wait in the outbox")
+        if isinstance(exc, AuthRefused):
+            # Retrying will not fix credentials; red so a technician looks at [mqtt].
+            self._health(
+                Level.RED, f"broker refused our credentials ({exc}); check mqtt.username/password/cert"
+            )
+        else:
+            self._health(Level.AMBER, f"disconnected: {exc}; {delay_hint}; events wait in the outbox")
         log.warning("mqtt disconnected", extra={"error": str(exc), "attempt": self.backoff.attempts + 1})
 
     def _client_for(self, protocol: Literal["5", "3.1.1"]) -> SyncClient:

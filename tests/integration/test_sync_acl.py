@@ -11,8 +11,12 @@ from pathlib import Path
 import aiomqtt
 import pytest
 
-from agent.sync import down_filter, down_topic, status_topic, up_topic
+from agent.context import AgentContext
+from agent.db import migrate, open_engine
+from agent.health import Level
+from agent.sync import SyncService, down_filter, down_topic, status_topic, up_topic
 from agent.sync._client import PublishRefused, SyncClient, Will, client_options
+from offline_queue import Outbox
 from tests.integration.sync_brokers import ACL_EXAMPLE, Broker, make_mosquitto
 from tests.integration.sync_support import cloud_consumer, device_config
 
@@ -97,3 +101,26 @@ async def test_wrong_password_is_refused(acl_broker: Broker, tmp_path: Path) -> 
     with pytest.raises(aiomqtt.MqttError):
         async with SyncClient(**options):
             pass
+
+
+async def test_refused_credentials_turn_sync_health_red(acl_broker: Broker, tmp_path: Path) -> None:
+    config = device_config(acl_broker, tmp_path, username="store-001", password="wrong")
+    engine = open_engine(config.db_path)
+    migrate(engine)
+    outbox = await Outbox.open(config.db_path, create=False)
+    service = SyncService(AgentContext(config=config, engine=engine, services={"outbox": outbox}))
+    task = asyncio.create_task(service.run())
+    try:
+        for _ in range(100):
+            health = service.ctx.health.get("sync")
+            if health is not None and health.level is Level.RED:
+                break
+            await asyncio.sleep(0.05)
+        health = service.ctx.health.get("sync")
+        assert health is not None and health.level is Level.RED and "credentials" in health.detail
+    finally:
+        task.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await task
+        await outbox.close()
+        engine.dispose()
