@@ -221,6 +221,7 @@ class DisplayConfig(_Section):
     png_path: Path | None = None
     framebuffer: Annotated[str, Field(pattern=r"^fb\d{1,2}$")] = "fb0"
     font_path: Path | None = None
+    fullscreen: bool = True
 
     _listen = field_validator("listen")(_check_listen)
 

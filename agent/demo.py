@@ -27,6 +27,7 @@ from agent.health import Level
 from agent.supervisor import Supervisor
 from agent.sync.demo_steps import step_cloud_sync
 from drivers.ble.demo_steps import step_beacons
+from drivers.display.demo_steps import step_display_idle
 
 __all__ = ["SCENARIO", "DemoRun", "DemoStepFailed", "demo_config_text", "run_demo"]
 
@@ -127,6 +128,7 @@ async def step_agent_up(run: DemoRun) -> str:
 
 SCENARIO: list[tuple[str, Step]] = [
     ("agent starts", step_agent_up),
+    ("customer display shows the idle screen", step_display_idle),
     ("beacons heard", step_beacons),
     ("cloud sync", step_cloud_sync),
 ]

@@ -15,6 +15,7 @@ from agent.health import Level
 from agent.supervisor import Component
 from agent.sync import SyncService
 from drivers.ble.component import BLEPresence
+from drivers.display.service import DisplayService
 
 __all__ = ["StatusReporter", "build_components"]
 
@@ -38,8 +39,9 @@ class StatusReporter:
     async def run(self) -> None:
         self.ctx.health.set(self.name, Level.GREEN, "reporting")
         while True:
-            # asyncio.timeout, not wait_for: on 3.11 wait_for loses a cancellation that arrives
-            # as the event is set, and the agent then never stops.
+            # asyncio.timeout, not wait_for: on Python 3.11 wait_for swallows a cancellation that
+            # arrives as the event is set (a component reporting while it stops), and the
+            # shutdown then waits a whole interval.
             with contextlib.suppress(TimeoutError):
                 async with asyncio.timeout(self.interval):
                     await self._changed.wait()
@@ -50,6 +52,7 @@ class StatusReporter:
 def build_components(ctx: AgentContext) -> list[Component]:
     """Every component this device runs, in start order."""
     components: list[Component] = [StatusReporter(ctx)]
+    components.append(DisplayService.from_context(ctx))
     if ctx.config.ble.enabled:
         components.append(BLEPresence(ctx))
     components.append(SyncService(ctx))

@@ -34,6 +34,9 @@ state_dir = "{tmp_path / "state"}"
 host = "127.0.0.1"
 port = {broker.port}
 keepalive_s = 5
+[display]
+driver = "png"
+png_path = "{tmp_path / "screen.png"}"
 """,
         encoding="utf-8",
     )

@@ -1,0 +1,194 @@
+"""The web driver: the current screen as a kiosk page that updates itself over server-sent events.
+
+Owns the kiosk HTTP server (aiohttp, inside the display service's task). Kiosk Chromium on the
+Pi opens `http://127.0.0.1:8738/`: the page shows `/screen.png` full-screen, listens on
+`/events`, and on each `screen` event preloads the new PNG before swapping it in, so the shopper
+never sees a blank or half-loaded frame. The page is the same pixels as every other driver
+(one layout), shown 1:1 when the window matches `display.size`, pixelated (never smoothed) if not.
+
+Each SSE client has a one-slot queue: only the newest version matters, so a slow client
+skips frames instead of growing a backlog; the queue is unregistered in `finally`.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import io
+import json
+import logging
+import secrets
+from types import TracebackType
+from typing import Final, Self
+
+from aiohttp import web
+from PIL import Image
+
+from drivers.display.base import DriverError
+
+__all__ = ["KIOSK_PAGE", "WebDriver", "encode_png"]
+
+log = logging.getLogger(__name__)
+
+HEARTBEAT_S: Final = 15.0  # below the 30-60 s idle timeouts of proxies and Chromium's own
+KIOSK_PAGE: Final = """<!doctype html>
+<html lang="zh-Hant"><head><meta charset="utf-8"><title>ShopEdge</title>
+<style>
+html,body{margin:0;height:100%;background:#fff;overflow:hidden;cursor:none}
+img{display:block;width:100vw;height:100vh;object-fit:contain;image-rendering:pixelated}
+</style></head>
+<body data-version="-1"><img id="screen" alt="">
+<script>
+// Each server start has its own epoch, so a restarted agent (versions from 1 again) is followed too.
+const img = document.getElementById("screen");
+let wanted = "";
+function load(key, version) {
+  wanted = key;
+  const next = new Image();
+  next.onload = () => {
+    if (wanted !== key) return;  // a newer frame was announced while this one loaded
+    img.src = next.src;
+    document.body.dataset.version = String(version);
+  };
+  next.onerror = () => setTimeout(() => { if (wanted === key) load(key, version); }, 1000);
+  next.src = "screen.png?v=" + key;
+}
+const events = new EventSource("events");
+events.addEventListener("screen", (e) => {
+  const data = JSON.parse(e.data);
+  const key = data.epoch + "-" + data.version;
+  if (key !== wanted) load(key, data.version);
+});
+</script></body></html>
+"""
+
+
+def encode_png(image: Image.Image) -> bytes:
+    """PNG bytes for the kiosk (compression level 1: a 800x480 screen in ~5 ms on a Pi 4)."""
+    out = io.BytesIO()
+    image.save(out, format="PNG", compress_level=1)
+    return out.getvalue()
+
+
+class WebDriver:
+    """Serves the kiosk page, the current frame and its change events on `host:port`."""
+
+    name = "web"
+
+    def __init__(
+        self, host: str, port: int, size: tuple[int, int], *, heartbeat_s: float = HEARTBEAT_S
+    ) -> None:
+        self.host = host
+        self.port = port
+        self._size = size
+        self._heartbeat_s = heartbeat_s
+        self._png: bytes | None = None
+        self._version = 0
+        self._clients: set[asyncio.Queue[int | None]] = set()
+        self._runner: web.AppRunner | None = None
+        self.epoch = secrets.token_hex(4)
+
+    @property
+    def size(self) -> tuple[int, int]:
+        return self._size
+
+    @property
+    def url(self) -> str:
+        host = f"[{self.host}]" if ":" in self.host else self.host
+        return f"http://{host}:{self.port}/"
+
+    @property
+    def version(self) -> int:
+        """How many frames have been presented (the number the page shows in data-version)."""
+        return self._version
+
+    def app(self) -> web.Application:
+        app = web.Application()
+        app.router.add_get("/", self._page)
+        app.router.add_get("/screen.png", self._screen)
+        app.router.add_get("/events", self._events)
+        return app
+
+    async def __aenter__(self) -> Self:
+        runner = web.AppRunner(self.app(), handle_signals=False, access_log=None, shutdown_timeout=1.0)
+        await runner.setup()
+        site = web.TCPSite(runner, self.host, self.port)
+        try:
+            await site.start()
+        except OSError as exc:
+            await runner.cleanup()
+            raise DriverError(
+                f"display.listen: cannot listen on {self.host}:{self.port} ({exc.strerror})"
+            ) from None
+        if self.port == 0:
+            self.port = int(runner.addresses[0][1])
+        self._runner = runner
+        log.info("kiosk page serving", extra={"url": self.url})
+        return self
+
+    async def __aexit__(
+        self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
+    ) -> None:
+        for queue in list(self._clients):
+            _offer(queue, None)
+        if self._runner is not None:
+            await self._runner.cleanup()
+            self._runner = None
+
+    async def present(self, image: Image.Image) -> None:
+        self._png = await asyncio.to_thread(encode_png, image)
+        self._version += 1
+        for queue in list(self._clients):
+            _offer(queue, self._version)
+
+    def _event(self, version: int) -> bytes:
+        data = json.dumps({"version": version, "epoch": self.epoch})
+        return f"event: screen\ndata: {data}\n\n".encode()
+
+    async def _page(self, request: web.Request) -> web.Response:
+        return web.Response(text=KIOSK_PAGE, content_type="text/html", headers={"Cache-Control": "no-store"})
+
+    async def _screen(self, request: web.Request) -> web.Response:
+        if self._png is None:
+            return web.Response(status=503, text="no screen yet", headers={"Retry-After": "1"})
+        headers = {"Cache-Control": "no-store", "X-Screen-Version": str(self._version)}
+        return web.Response(body=self._png, content_type="image/png", headers=headers)
+
+    async def _events(self, request: web.Request) -> web.StreamResponse:
+        response = web.StreamResponse(
+            headers={
+                "Content-Type": "text/event-stream",
+                "Cache-Control": "no-store",
+                "X-Accel-Buffering": "no",
+            }
+        )
+        await response.prepare(request)
+        queue: asyncio.Queue[int | None] = asyncio.Queue(maxsize=1)
+        self._clients.add(queue)
+        try:
+            await response.write(b"retry: 1000\n\n")
+            if self._png is not None:
+                await response.write(self._event(self._version))
+            while True:
+                try:
+                    async with asyncio.timeout(self._heartbeat_s):  # not wait_for: it can eat a cancel (3.11)
+                        version = await queue.get()
+                except TimeoutError:
+                    await response.write(b": keep-alive\n\n")
+                    continue
+                if version is None:
+                    break
+                await response.write(self._event(version))
+            await response.write_eof()
+        except ConnectionResetError:
+            log.debug("kiosk event client went away")
+        finally:
+            self._clients.discard(queue)
+        return response
+
+
+def _offer(queue: asyncio.Queue[int | None], item: int | None) -> None:
+    """Put the newest item in a one-slot queue, dropping the older one a slow client never read."""
+    with contextlib.suppress(asyncio.QueueEmpty):
+        queue.get_nowait()
+    queue.put_nowait(item)

@@ -1,0 +1,308 @@
+"""The web driver: HTTP and SSE over real sockets, and real headless Chromium following a change."""
+
+from __future__ import annotations
+
+import asyncio
+import base64
+import io
+import json
+import shutil
+import socket
+from collections.abc import AsyncIterator
+from pathlib import Path
+from typing import Any
+
+import aiohttp
+import pytest
+import zxingcpp
+from PIL import Image
+
+from drivers.display.base import DriverError
+from drivers.display.fonts import find_fonts
+from drivers.display.layout import render
+from drivers.display.screens import Screen
+from drivers.display.web import WebDriver
+from tests.display_samples import BINDING_URL, NOW, PAY_URL, qr_screens
+
+SIZE = (800, 480)
+CHROMIUM = shutil.which("chromium") or shutil.which("chromium-browser")
+
+
+def frame(screen: Screen) -> Image.Image:
+    return render(screen, size=SIZE, lang="zh-TW", fonts=find_fonts(), now=NOW).image
+
+
+async def read_event(resp: aiohttp.ClientResponse) -> dict[str, Any]:
+    block = (await resp.content.readuntil(b"\n\n")).decode()
+    kind, data = block.strip().split("\n")
+    assert kind == "event: screen" and data.startswith("data: ")
+    event: dict[str, Any] = json.loads(data.removeprefix("data: "))
+    return event
+
+
+@pytest.fixture
+async def driver() -> AsyncIterator[WebDriver]:
+    async with WebDriver("127.0.0.1", 0, SIZE, heartbeat_s=0.2) as d:
+        yield d
+
+
+async def test_no_frame_yet_is_503_then_png(driver: WebDriver) -> None:
+    async with aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=5)) as http:
+        async with http.get(driver.url + "screen.png") as resp:
+            assert resp.status == 503
+        await driver.present(frame(qr_screens()["pay"][0]))
+        async with http.get(driver.url + "screen.png") as resp:
+            assert resp.status == 200 and resp.headers["Content-Type"] == "image/png"
+            assert resp.headers["X-Screen-Version"] == "1"
+            image = Image.open(io.BytesIO(await resp.read()))
+            assert image.size == SIZE
+            assert zxingcpp.read_barcode(image).text == PAY_URL
+        async with http.get(driver.url) as resp:
+            page = await resp.text()
+            assert "EventSource" in page and "screen.png" in page
+
+
+async def test_events_announce_each_version_and_keep_alive(driver: WebDriver) -> None:
+    async with (
+        aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=5)) as http,
+        http.get(driver.url + "events") as resp,
+    ):
+        assert resp.headers["Content-Type"] == "text/event-stream"
+        assert await resp.content.readuntil(b"\n\n") == b"retry: 1000\n\n"
+        assert await resp.content.readuntil(b"\n\n") == b": keep-alive\n\n"
+        await driver.present(frame(qr_screens()["pay"][0]))
+        assert await read_event(resp) == {"version": 1, "epoch": driver.epoch}
+        await driver.present(frame(qr_screens()["paid"][0]))
+        assert await read_event(resp) == {"version": 2, "epoch": driver.epoch}
+    async with asyncio.timeout(5):  # noticed at the next keep-alive write
+        while driver._clients:  # noqa: ASYNC110
+            await asyncio.sleep(0.05)
+
+
+async def test_a_late_client_gets_the_current_version_first(driver: WebDriver) -> None:
+    await driver.present(frame(qr_screens()["pay"][0]))
+    await driver.present(frame(qr_screens()["paid"][0]))
+    async with (
+        aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=5)) as http,
+        http.get(driver.url + "events") as resp,
+    ):
+        await resp.content.readuntil(b"\n\n")
+        assert await read_event(resp) == {"version": 2, "epoch": driver.epoch}
+
+
+async def test_closing_the_driver_ends_open_event_streams_promptly() -> None:
+    async with aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=10)) as http:
+        driver = WebDriver("127.0.0.1", 0, SIZE)
+        await driver.__aenter__()
+        async with http.get(driver.url + "events") as resp:
+            await resp.content.readuntil(b"\n\n")
+            started = asyncio.get_running_loop().time()
+            await driver.__aexit__(None, None, None)
+            assert await resp.content.read() == b""  # end of stream, not a hang
+            assert asyncio.get_running_loop().time() - started < 3
+
+
+async def test_port_in_use_is_a_clear_error() -> None:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        sock.listen()
+        port = sock.getsockname()[1]
+        with pytest.raises(DriverError, match=rf"display.listen: cannot listen on 127.0.0.1:{port}"):
+            async with WebDriver("127.0.0.1", port, SIZE):
+                pass
+
+
+# ---------------------------------------------------------------- real Chromium over CDP
+
+
+class CDP:
+    """The few Chrome DevTools Protocol calls the test needs, over one websocket."""
+
+    def __init__(self, ws: aiohttp.ClientWebSocketResponse) -> None:
+        self.ws = ws
+        self.next_id = 0
+
+    async def call(self, method: str, **params: Any) -> dict[str, Any]:
+        self.next_id += 1
+        call_id = self.next_id
+        await self.ws.send_json({"id": call_id, "method": method, "params": params})
+        while True:
+            message = json.loads((await self.ws.receive(timeout=30)).data)
+            if message.get("id") == call_id:
+                if "error" in message:
+                    raise RuntimeError(f"{method}: {message['error']}")
+                result: dict[str, Any] = message["result"]
+                return result
+
+    async def shown_version(self) -> str:
+        result = await self.call(
+            "Runtime.evaluate", expression="document.body.dataset.version", returnByValue=True
+        )
+        return str(result["result"].get("value"))
+
+    async def wait_version(self, version: int) -> None:
+        async with asyncio.timeout(20):
+            while await self.shown_version() != str(version):  # noqa: ASYNC110
+                await asyncio.sleep(0.1)
+
+    async def screenshot(self) -> Image.Image:
+        shot = await self.call("Page.captureScreenshot", format="png")
+        return Image.open(io.BytesIO(base64.b64decode(shot["data"]))).convert("RGB")
+
+
+async def _start_chromium(tmp_path: Path) -> tuple[asyncio.subprocess.Process, str]:
+    assert CHROMIUM is not None
+    profile = tmp_path / "chromium-profile"
+    log = (tmp_path / "chromium.log").open("wb")
+    proc = await asyncio.create_subprocess_exec(
+        CHROMIUM,
+        "--headless",
+        "--no-sandbox",
+        "--disable-gpu",
+        "--disable-background-networking",
+        "--disable-component-update",
+        "--disable-sync",
+        "--no-first-run",
+        "--hide-scrollbars",
+        f"--user-data-dir={profile}",
+        f"--window-size={SIZE[0]},{SIZE[1]}",
+        "--remote-debugging-port=0",
+        "about:blank",
+        stdout=log,
+        stderr=log,
+    )
+    port_file = profile / "DevToolsActivePort"
+    async with asyncio.timeout(60):
+        while not port_file.exists() or not port_file.read_text().strip():
+            if proc.returncode is not None:
+                raise RuntimeError(
+                    f"chromium exited {proc.returncode}: {(tmp_path / 'chromium.log').read_text()}"
+                )
+            await asyncio.sleep(0.1)
+    port = int(port_file.read_text().split()[0])
+    return proc, f"http://127.0.0.1:{port}"
+
+
+@pytest.mark.skipif(
+    CHROMIUM is None, reason="chromium not installed (deploy/system-deps.sh test installs it)"
+)
+async def test_headless_chromium_follows_a_screen_change_and_its_qr_decodes(
+    driver: WebDriver, tmp_path: Path
+) -> None:
+    screens = qr_screens()
+    await driver.present(frame(screens["pay"][0]))
+    proc, devtools = await _start_chromium(tmp_path)
+    try:
+        async with aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=30)) as http:
+            async with http.get(devtools + "/json/list") as resp:
+                targets = await resp.json()
+            page = next(t for t in targets if t["type"] == "page")
+            async with http.ws_connect(page["webSocketDebuggerUrl"], max_msg_size=64 * 2**20) as ws:
+                cdp = CDP(ws)
+                await cdp.call(
+                    "Emulation.setDeviceMetricsOverride",
+                    width=SIZE[0],
+                    height=SIZE[1],
+                    deviceScaleFactor=1,
+                    mobile=False,
+                )
+                await cdp.call("Page.navigate", url=driver.url)
+                await cdp.wait_version(1)
+                first = await cdp.screenshot()
+                assert first.size == SIZE
+                assert [r.text for r in zxingcpp.read_barcodes(first)] == [PAY_URL]
+
+                await driver.present(frame(screens["paid"][0]))  # no reload: SSE tells the page
+                await cdp.wait_version(2)
+                second = await cdp.screenshot()
+                assert [r.text for r in zxingcpp.read_barcodes(second)] == [BINDING_URL]
+                # shown 1:1: the screenshot is the rendered frame, pixel for pixel
+                assert second.tobytes() == frame(screens["paid"][0]).tobytes()
+    finally:
+        if proc.returncode is None:
+            proc.terminate()
+            try:
+                async with asyncio.timeout(10):
+                    await proc.wait()
+            except TimeoutError:
+                proc.kill()
+                await proc.wait()
+
+
+ROOT = Path(__file__).resolve().parents[2]
+
+
+async def test_kiosk_script_waits_for_the_page_then_opens_the_browser(
+    driver: WebDriver, tmp_path: Path
+) -> None:
+    fake = tmp_path / "browser"
+    fake.write_text('#!/bin/sh\necho "$@"\n')
+    fake.chmod(0o755)
+    proc = await asyncio.create_subprocess_exec(
+        "bash",
+        str(ROOT / "deploy" / "kiosk.sh"),
+        driver.url,
+        env={"PATH": "/usr/bin:/bin", "SHOPEDGE_KIOSK_BROWSER": str(fake), "SHOPEDGE_KIOSK_WAIT_S": "5"},
+        stdout=asyncio.subprocess.PIPE,
+        stderr=asyncio.subprocess.PIPE,
+    )
+    out, err = await asyncio.wait_for(proc.communicate(), 30)
+    assert proc.returncode == 0, err
+    args = out.decode().split()
+    assert "--kiosk" in args and args[-1] == driver.url
+
+
+async def test_kiosk_script_gives_up_when_nothing_serves(tmp_path: Path) -> None:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        port = sock.getsockname()[1]
+    proc = await asyncio.create_subprocess_exec(
+        "bash",
+        str(ROOT / "deploy" / "kiosk.sh"),
+        f"http://127.0.0.1:{port}/",
+        env={"PATH": "/usr/bin:/bin", "SHOPEDGE_KIOSK_BROWSER": "/bin/true", "SHOPEDGE_KIOSK_WAIT_S": "1"},
+        stderr=asyncio.subprocess.PIPE,
+    )
+    _, err = await asyncio.wait_for(proc.communicate(), 30)
+    assert proc.returncode == 1 and b"nothing serves" in err
+
+
+@pytest.mark.skipif(
+    CHROMIUM is None, reason="chromium not installed (deploy/system-deps.sh test installs it)"
+)
+async def test_the_kiosk_page_follows_a_restarted_agent(tmp_path: Path) -> None:
+    """After an agent restart versions count from 1 again; the open page must still follow."""
+    screens = qr_screens()
+    first = WebDriver("127.0.0.1", 0, SIZE)
+    await first.__aenter__()
+    port = first.port
+    await first.present(frame(screens["pay"][0]))
+    await first.present(frame(screens["paid"][0]))
+    proc, devtools = await _start_chromium(tmp_path)
+    try:
+        async with aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=30)) as http:
+            async with http.get(devtools + "/json/list") as resp:
+                page = next(t for t in await resp.json() if t["type"] == "page")
+            async with http.ws_connect(page["webSocketDebuggerUrl"], max_msg_size=64 * 2**20) as ws:
+                cdp = CDP(ws)
+                await cdp.call(
+                    "Emulation.setDeviceMetricsOverride",
+                    width=SIZE[0],
+                    height=SIZE[1],
+                    deviceScaleFactor=1,
+                    mobile=False,
+                )
+                await cdp.call("Page.navigate", url=first.url)
+                await cdp.wait_version(2)
+                await first.__aexit__(None, None, None)
+                async with WebDriver("127.0.0.1", port, SIZE) as second:
+                    idle, friend = screens["idle"]
+                    await second.present(frame(idle))
+                    await cdp.wait_version(1)
+                    shot = await cdp.screenshot()
+                    assert [r.text for r in zxingcpp.read_barcodes(shot)] == [friend]
+    finally:
+        await first.__aexit__(None, None, None)
+        if proc.returncode is None:
+            proc.terminate()
+            await proc.wait()
