@@ -210,12 +210,13 @@ class SyncService:
     async def _session(self) -> None:
         client = self._client_for(self.protocol)
         device = self.config.device
+        cancels = _cancel_requests()
         timeout = self.config.timeouts.mqtt_publish
         with map_errors():
             async with client:
                 self._client = client
                 try:
-                    _raise_if_cancelling()
+                    _raise_if_cancelled_since(cancels)
                     self.connections += 1
                     self.backoff.reset()
                     status = status_payload(self.config, "online", self.protocol, self.ctx.wall_clock())
@@ -226,7 +227,7 @@ class SyncService:
                     await client.subscribe(
                         down_filter(device.store_id, device.device_id), qos=1, timeout=timeout
                     )
-                    _raise_if_cancelling()
+                    _raise_if_cancelled_since(cancels)
                     self.connected.set()
                     display = self.ctx.services.get("display")
                     if display is not None:
@@ -389,15 +390,20 @@ class SyncService:
             display.set_pending_sync(await self.outbox.depth())
 
 
-def _raise_if_cancelling() -> None:
+def _cancel_requests() -> int:
+    task = asyncio.current_task()
+    return task.cancelling() if task is not None else 0
+
+
+def _raise_if_cancelled_since(before: int) -> None:
     """Re-raise a cancellation that aiomqtt's `asyncio.wait_for` swallowed.
 
     On Python 3.11, wait_for returns normally when its future completes in the same loop
     iteration as a cancel (the CONNACK arriving as the agent stops), and the agent would then
-    run on instead of stopping.
+    run on instead of stopping. Compared with a count taken before, because 3.11's TaskGroup
+    leaves one cancel request counted on its parent after a child fails.
     """
-    task = asyncio.current_task()
-    if task is not None and task.cancelling():
+    if _cancel_requests() > before:
         raise asyncio.CancelledError
 
 
