@@ -152,3 +152,25 @@ async def downlink_after_reconnect(broker: Broker, service: SyncService, outbox:
     )
     await service3._load_live_config()
     assert service3.live.config.mqtt.batch_max == 7
+
+
+async def test_reconnects_after_a_broker_restart_and_drains(broker: Broker, tmp_path: Path) -> None:
+    async with device(broker, tmp_path) as (service, outbox), running(service) as task:
+        await asyncio.wait_for(service.connected.wait(), 15)
+        await asyncio.to_thread(broker.stop)
+        for n in range(50):
+            await outbox.put("sale", {"n": n})
+        for _ in range(100):
+            if not service.connected.is_set():
+                break
+            await asyncio.sleep(0.05)
+        assert service.ctx.health.get("sync").level is Level.AMBER  # type: ignore[union-attr]
+        await asyncio.to_thread(broker.start)
+        for _ in range(300):
+            if not await outbox.depth() and service.connected.is_set():
+                break
+            await asyncio.sleep(0.05)
+        assert not task.done(), "the service keeps running across reconnects"
+        assert await outbox.depth() == 0
+        assert service.connections == 2
+        assert service.ctx.health.get("sync").level is Level.GREEN  # type: ignore[union-attr]
