@@ -15,8 +15,10 @@ import os
 import re
 import tomllib
 from collections.abc import Iterator, Mapping
+from datetime import date
 from pathlib import Path
 from typing import Annotated, Any, Literal
+from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from pydantic import (
     BaseModel,
@@ -33,6 +35,7 @@ __all__ = [
     "BindingConfig",
     "CampaignConfig",
     "ConfigError",
+    "CouponsConfig",
     "DeviceConfig",
     "DisplayConfig",
     "LineConfig",
@@ -43,6 +46,7 @@ __all__ = [
     "RelayConfig",
     "ShopEdgeConfig",
     "StorageConfig",
+    "TagRuleConfig",
     "TimeoutsConfig",
     "load_config",
     "parse_config",
@@ -268,6 +272,67 @@ class CampaignConfig(_Section):
     ends: str = ""
     monthly_budget: Annotated[int, Field(ge=0)] = 200
     message_cost_twd: Annotated[float, Field(ge=0)] = 0.2
+    offer: Annotated[str, Field(min_length=1, max_length=120)] = (
+        "下次消費折抵 NT$30 / NT$30 off your next visit"
+    )
+    valid_days: Annotated[int, Field(ge=1, le=366)] = 30
+    coupon_api: bool = False
+    discount_twd: Annotated[int, Field(ge=1, le=100_000)] = 30
+
+    @field_validator("starts", "ends")
+    @classmethod
+    def _date(cls, value: str) -> str:
+        if value:
+            try:
+                date.fromisoformat(value)
+            except ValueError:
+                raise ValueError(f"must be a date YYYY-MM-DD or empty, got {value!r}") from None
+            if not re.fullmatch(r"\d{4}-\d{2}-\d{2}", value):
+                raise ValueError(f"must be a date YYYY-MM-DD or empty, got {value!r}")
+        return value
+
+    @model_validator(mode="after")
+    def _order(self) -> CampaignConfig:
+        if self.starts and self.ends and self.ends < self.starts:
+            raise ValueError(f"ends ({self.ends}) is before starts ({self.starts})")
+        return self
+
+
+class TagRuleConfig(_Section):
+    """A member tag earned by buying in a category often enough (synced upstream; LINE has no tag API)."""
+
+    tag: Annotated[str, Field(min_length=1, max_length=40)]
+    category: Annotated[str, Field(min_length=1, max_length=40)]
+    min_purchases: Annotated[int, Field(ge=1, le=1000)] = 3
+    window_days: Annotated[int, Field(ge=1, le=366)] = 30
+
+
+class CouponsConfig(_Section):
+    """Welcome-coupon delivery, the funnel report and tag rules."""
+
+    timezone: str = "Asia/Taipei"
+    reply_token_ttl_s: Annotated[float, Field(gt=0, le=60)] = 20.0
+    quota_cache_s: Annotated[float, Field(ge=0, le=3600)] = 60.0
+    push_batch: Annotated[int, Field(ge=1, le=500)] = 20
+    plan_free_messages: Annotated[int, Field(ge=0)] = 200
+    barcode_url: str = ""
+    tag_rules: list[TagRuleConfig] = Field(default_factory=list)
+
+    @field_validator("timezone")
+    @classmethod
+    def _zone(cls, value: str) -> str:
+        try:
+            ZoneInfo(value)
+        except (ZoneInfoNotFoundError, ValueError):
+            raise ValueError(f"must be an IANA time zone such as 'Asia/Taipei', got {value!r}") from None
+        return value
+
+    @field_validator("barcode_url")
+    @classmethod
+    def _barcode(cls, value: str) -> str:
+        if value and (not value.startswith("https://") or "{code}" not in value):
+            raise ValueError(f"must be an https:// URL containing {{code}}, got {value!r}")
+        return value
 
 
 class TimeoutsConfig(_Section):
@@ -301,7 +366,17 @@ class ShopEdgeConfig(BaseModel):
     binding: BindingConfig = BindingConfig()
     relay: RelayConfig = RelayConfig()
     campaigns: list[CampaignConfig] = Field(default_factory=lambda: [CampaignConfig()])
+    coupons: CouponsConfig = CouponsConfig()
     timeouts: TimeoutsConfig = TimeoutsConfig()
+
+    @field_validator("campaigns")
+    @classmethod
+    def _unique_campaigns(cls, value: list[CampaignConfig]) -> list[CampaignConfig]:
+        names = [campaign.name for campaign in value]
+        duplicates = sorted({name for name in names if names.count(name) > 1})
+        if duplicates:
+            raise ValueError(f"campaign names must be unique, repeated: {', '.join(duplicates)}")
+        return value
 
     @property
     def db_path(self) -> Path:

@@ -126,10 +126,17 @@ async def step_agent_up(run: DemoRun) -> str:
     raise DemoStepFailed(f"components did not report within 10 s: {names}")
 
 
+def _coupon_steps() -> list[tuple[str, Step]]:
+    from agent.coupons.demo_steps import COUPON_STEPS  # imports this module: resolved lazily
+
+    return COUPON_STEPS
+
+
 SCENARIO: list[tuple[str, Step]] = [
     ("agent starts", step_agent_up),
     ("customer display shows the idle screen", step_display_idle),
     ("beacons heard", step_beacons),
+    *_coupon_steps(),
     ("cloud sync", step_cloud_sync),
 ]
 

@@ -11,6 +11,7 @@ import contextlib
 import logging
 
 from agent.context import AgentContext
+from agent.coupons import CouponService, FunnelUpstream
 from agent.health import Level
 from agent.supervisor import Component
 from agent.sync import SyncService
@@ -55,5 +56,6 @@ def build_components(ctx: AgentContext) -> list[Component]:
     components.append(DisplayService.from_context(ctx))
     if ctx.config.ble.enabled:
         components.append(BLEPresence(ctx))
+    components += [CouponService(ctx), FunnelUpstream(ctx)]
     components.append(SyncService(ctx))
     return components

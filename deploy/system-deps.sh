@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # Installs the Debian packages ShopEdge needs, only those that are missing (idempotent).
-#   deploy/system-deps.sh demo   -> runtime: CJK fonts, a local MQTT broker
+#   deploy/system-deps.sh demo   -> runtime: CJK fonts, time zones, a local MQTT broker
 #   deploy/system-deps.sh test   -> also what the tests use: NATS, Chromium, systemd-analyze, dbus-daemon, fonts
 set -euo pipefail
 profile="${1:-demo}"
@@ -11,6 +11,7 @@ have_pkg() { dpkg-query -W -f='${Status}' "$1" 2>/dev/null | grep -q "install ok
 want_pkg() { have_pkg "$1" || need+=("$1"); }
 
 want_pkg fonts-noto-cjk
+want_pkg tzdata  # zoneinfo: coupon budgets and funnel days are counted in Asia/Taipei
 have_cmd mosquitto || need+=(mosquitto)
 if [ "$profile" = "test" ]; then
     have_cmd nats-server || need+=(nats-server)
