@@ -215,6 +215,8 @@ class Uplink:
             async with asyncio.TaskGroup() as group:
                 group.create_task(settle_loop(), name="shopedge.sync.settle")
                 while True:
+                    # Cleared before the pass, so a batch settled during it wakes the next pass.
+                    self.wake.clear()
                     sent = 0
                     for stream in self.settings.streams:
                         if stream in resend:
@@ -231,7 +233,6 @@ class Uplink:
                             await self._publish(client, stream, records, window, on_done)
                             sent += len(records)
                     if not sent:
-                        self.wake.clear()
                         with contextlib.suppress(TimeoutError):
                             async with asyncio.timeout(self.settings.idle_poll_s):
                                 await self.wake.wait()

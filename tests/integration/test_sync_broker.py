@@ -61,17 +61,20 @@ async def produce_and_drain(broker: Broker, service: SyncService, outbox: Outbox
             await outbox.put("payment", {"n": i})
         if i % 10 == 0:
             await outbox.put("presence", {"n": i})
-    async with cloud_consumer(broker) as cloud, running(service):
-        await cloud.wait_for(lambda: len(cloud.envelopes("sale")) >= 300)
-        await cloud.wait_for(
-            lambda: len(cloud.envelopes("payment")) >= 100 and len(cloud.envelopes("presence")) >= 30
-        )
-        for _ in range(100):
-            if not await outbox.depth():
-                break
-            await asyncio.sleep(0.05)
-        assert await outbox.depth() == 0
-        assert service.ctx.health.get("sync").level is Level.GREEN  # type: ignore[union-attr]
+    async with cloud_consumer(broker) as cloud:
+        async with running(service):
+            await cloud.wait_for(lambda: len(cloud.envelopes("sale")) >= 300)
+            await cloud.wait_for(
+                lambda: len(cloud.envelopes("payment")) >= 100 and len(cloud.envelopes("presence")) >= 30
+            )
+            for _ in range(100):
+                if not await outbox.depth():
+                    break
+                await asyncio.sleep(0.05)
+            assert await outbox.depth() == 0
+            assert service.ctx.health.get("sync").level is Level.GREEN  # type: ignore[union-attr]
+        # Stopped cleanly: the agent itself publishes the retained offline status.
+        await cloud.wait_for(lambda: cloud.statuses()[-1]["state"] == "offline", within=10)
     for kind, count in (("sale", 300), ("payment", 100), ("presence", 30)):
         got = cloud.envelopes(kind)
         assert [e["seq"] for e in got] == list(range(1, count + 1)), kind
