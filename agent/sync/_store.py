@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import json
 import time
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from typing import Any
 
 from sqlalchemy import Column, Engine, Float, Integer, MetaData, String, Table, Text, delete, select
@@ -20,6 +20,7 @@ __all__ = [
     "assign_seqs_blocking",
     "last_seqs_blocking",
     "load_live_config_blocking",
+    "record_seqs_blocking",
     "save_live_config_blocking",
 ]
 
@@ -81,6 +82,29 @@ def assign_seqs_blocking(
             upsert = insert(sync_streams).values(stream=stream, last_seq=seq)
             conn.execute(upsert.on_conflict_do_update(index_elements=["stream"], set_={"last_seq": seq}))
     return {rid: known[rid] for rid in record_ids}
+
+
+def record_seqs_blocking(
+    engine: Engine, stream: str, seqs: Mapping[int, int], *, acked: Iterable[int] = ()
+) -> None:
+    """Store seqs the uplink numbered in memory (continuing the stream's count); forget `acked`.
+
+    A record numbered again (a dead letter put back) takes its new number.
+    """
+    acked = list(acked)
+    with engine.begin() as conn:
+        for start in range(0, len(acked), 500):
+            conn.execute(delete(sync_seq).where(sync_seq.c.record_id.in_(acked[start : start + 500])))
+        if not seqs:
+            return
+        stmt = insert(sync_seq)
+        conn.execute(
+            stmt.on_conflict_do_update(index_elements=["record_id"], set_={"seq": stmt.excluded.seq}),
+            [{"record_id": rid, "stream": stream, "seq": seq} for rid, seq in seqs.items()],
+        )
+        last = max(seqs.values())
+        upsert = insert(sync_streams).values(stream=stream, last_seq=last)
+        conn.execute(upsert.on_conflict_do_update(index_elements=["stream"], set_={"last_seq": last}))
 
 
 def last_seqs_blocking(engine: Engine) -> dict[str, int]:

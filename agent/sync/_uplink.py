@@ -32,7 +32,7 @@ from sqlalchemy import Engine
 
 from agent.sync._client import PublishRefused, SyncClient
 from agent.sync._envelope import format_ts
-from agent.sync._store import assign_seqs_blocking
+from agent.sync._store import assign_seqs_blocking, last_seqs_blocking, record_seqs_blocking
 from agent.sync._topics import UP_KINDS, up_topic
 
 __all__ = ["OutboxPort", "RecordLike", "Uplink", "UplinkSettings", "event_id", "plan_messages"]
@@ -170,6 +170,10 @@ class Uplink:
         # Claimed, not yet acknowledged: stream -> {record id: record}, oldest first.
         self._held: dict[str, dict[int, RecordLike]] = {}
         self._seqs: dict[int, int] = {}
+        # Per stream, the last seq given; known after the stream's first claim in this process.
+        self._last_seq: dict[str, int] = {}
+        # Seq rows being written in the background; every ack waits for them (see _claim).
+        self._persisting: list[asyncio.Future[None]] = []
         self._prune: dict[str, list[int]] = {}
         self._to_ack: list[int] = []
         self._refused: list[tuple[list[int], str]] = []
@@ -256,13 +260,29 @@ class Uplink:
         if not records:
             return []
         self._held[stream] = {record.id: record for record in records}
-        seqs = await asyncio.to_thread(
-            assign_seqs_blocking,
-            self.engine,
-            stream,
-            [record.id for record in records],
-            acked=self._prune.pop(stream, []),
-        )
+        ids = [record.id for record in records]
+        acked = self._prune.pop(stream, [])
+        if stream not in self._last_seq:
+            # First claim of the stream in this process: its head may hold records a crashed
+            # run already numbered, so ask the store.
+            seqs = await asyncio.to_thread(assign_seqs_blocking, self.engine, stream, ids, acked=acked)
+            last = await asyncio.to_thread(last_seqs_blocking, self.engine)
+            self._last_seq[stream] = last.get(stream, 0)
+        else:
+            # Every later claim holds only records never numbered (or numbered in memory, like a
+            # refused one coming back), so number them here and store the numbers while the
+            # first messages go out. Acks wait for that write: a record is never deleted from
+            # the outbox before its seq is stored, so a crash cannot reuse a delivered seq.
+            base = self._last_seq[stream]
+            fresh = [rid for rid in ids if rid not in self._seqs]
+            seqs = {rid: base + rank for rank, rid in enumerate(fresh, start=1)}
+            self._last_seq[stream] = base + len(fresh)
+            self._persisting.append(
+                asyncio.ensure_future(
+                    asyncio.to_thread(record_seqs_blocking, self.engine, stream, dict(seqs), acked=acked)
+                )
+            )
+            seqs.update({rid: self._seqs[rid] for rid in ids if rid in self._seqs})
         self._seqs.update(seqs)
         self.stats.per_stream[stream] = self.stats.per_stream.get(stream, 0) + len(records)
         return records
@@ -294,8 +314,9 @@ class Uplink:
             future.add_done_callback(functools.partial(on_done, message_ids))
             self.stats.messages += 1
 
-    def _forget(self, record_id: int) -> None:
-        self._seqs.pop(record_id, None)
+    def _forget(self, record_id: int, *, keep_seq: bool = False) -> None:
+        if not keep_seq:
+            self._seqs.pop(record_id, None)
         for stream, records in list(self._held.items()):
             if records.pop(record_id, None) is not None:
                 if not records:
@@ -305,6 +326,10 @@ class Uplink:
 
     async def _settle(self) -> None:
         """Ack what the broker confirmed; put refused records back with a delay."""
+        while self._persisting:
+            # Shielded and popped only when done: a cancelled settle waits again next time.
+            await asyncio.shield(self._persisting[0])
+            self._persisting.pop(0)
         if self._to_ack:
             batch = list(self._to_ack)
             await self.outbox.ack(batch)  # idempotent: a cancelled ack is simply repeated
@@ -323,5 +348,5 @@ class Uplink:
             retry_at = self.wall_clock() + self.settings.retry_refused_s
             for record_id in ids:
                 await self.outbox.release(record_id, f"sync: {error}", retry_at=retry_at)
-                self._forget(record_id)
+                self._forget(record_id, keep_seq=True)  # it keeps its number when it comes back
             self._refused.pop(0)

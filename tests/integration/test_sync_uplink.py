@@ -13,6 +13,7 @@ import pytest
 from agent.db import migrate, open_engine
 from agent.sync import decode_message
 from agent.sync._client import PublishRefused, SyncConnectionError
+from agent.sync._store import last_seqs_blocking
 from agent.sync._uplink import Uplink, UplinkSettings, device_namespace, event_id, plan_messages
 from tests.unit.sync.asyncapi import validate_message
 from tests.unit.sync.memory_outbox import MemoryOutbox
@@ -63,6 +64,15 @@ async def settle_all(futures: list[asyncio.Future[None]], exc: BaseException | N
         await asyncio.sleep(0)
 
 
+async def drained(outbox: MemoryOutbox) -> None:
+    """Wait (2 s at most) until every record is acked: acks also wait for seq rows to be stored."""
+    for _ in range(400):
+        if not outbox.rows:
+            return
+        await asyncio.sleep(0.005)
+    assert outbox.rows == {}
+
+
 def envelopes(client: ScriptedClient) -> list[dict[str, Any]]:
     return [e.to_json() for _t, p, _f in client.sent for e in decode_message(p)]
 
@@ -94,9 +104,7 @@ async def test_nothing_is_acked_before_its_puback_and_window_is_bounded(engine: 
     while len(client.sent) < 30 or client.pending():
         await settle_all(client.pending())
         await asyncio.sleep(0)
-    for _ in range(10):
-        await asyncio.sleep(0)
-    assert outbox.rows == {}
+    await drained(outbox)
     assert [e["seq"] for e in envelopes(client)] == list(range(1, 31))
     task.cancel()
     with pytest.raises(asyncio.CancelledError):
@@ -133,9 +141,7 @@ async def test_a_dropped_connection_resends_the_held_batch_first_with_same_ids(e
     await second.wait_sent(5)
     assert envelopes(second)[-1]["seq"] == 7
     await settle_all(second.pending())
-    for _ in range(10):
-        await asyncio.sleep(0)
-    assert outbox.rows == {}
+    await drained(outbox)
     task.cancel()
     with pytest.raises(asyncio.CancelledError):
         await task
@@ -219,6 +225,34 @@ async def test_held_records_whose_numbering_was_interrupted_get_their_seq(engine
     task = asyncio.create_task(up.run(client))  # type: ignore[arg-type]
     await client.wait_sent(1)
     assert [e["seq"] for e in envelopes(client)] == [1, 2, 3]
+    task.cancel()
+    with pytest.raises(asyncio.CancelledError):
+        await task
+
+
+async def test_seqs_numbered_in_memory_are_stored_and_continue_after_a_restart(engine: Any) -> None:
+    outbox = MemoryOutbox()
+    up = uplink(outbox, engine, batch_max=1)
+    client = ScriptedClient()
+    task = asyncio.create_task(up.run(client))  # type: ignore[arg-type]
+    for round_ in range(3):  # three claims: the first asks the store, the others number in memory
+        for i in range(2):
+            await outbox.put("sale", {"round": round_, "i": i})
+        await client.wait_sent(2 * (round_ + 1))
+        await settle_all(client.pending())
+        await drained(outbox)
+    task.cancel()
+    with pytest.raises(asyncio.CancelledError):
+        await task
+    assert [e["seq"] for e in envelopes(client)] == [1, 2, 3, 4, 5, 6]
+    assert last_seqs_blocking(engine) == {"sale": 6}
+    # A new process (a new Uplink on the same DB) continues the count.
+    await outbox.put("sale", {"after": "restart"})
+    again = uplink(outbox, engine)
+    client2 = ScriptedClient()
+    task = asyncio.create_task(again.run(client2))  # type: ignore[arg-type]
+    await client2.wait_sent(1)
+    assert [e["seq"] for e in envelopes(client2)] == [7]
     task.cancel()
     with pytest.raises(asyncio.CancelledError):
         await task
