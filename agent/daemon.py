@@ -21,7 +21,7 @@ from agent.db import migrate, open_engine
 from agent.state import finish_run, last_run_was_clean, start_run
 from agent.supervisor import Supervisor
 from agent.wiring import build_components
-from offline_queue import Outbox
+from offline_queue import Outbox, OutboxError
 
 __all__ = ["run_agent"]
 
@@ -39,13 +39,17 @@ async def run_agent(
     run_id = 0
     outbox: Outbox | None = None
     try:
-        outbox = await Outbox.open(
-            config.db_path,
-            disk_budget_bytes=config.storage.disk_budget_mb * 2**20,
-            max_attempts=config.storage.outbox_max_attempts,
-            create=False,
-            on_health=lambda level, detail: ctx.health.set("outbox", level, detail),
-        )
+        try:
+            outbox = await Outbox.open(
+                config.db_path,
+                disk_budget_bytes=config.storage.disk_budget_mb * 2**20,
+                max_attempts=config.storage.outbox_max_attempts,
+                create=False,
+                on_health=lambda level, detail: ctx.health.set("outbox", level, detail),
+            )
+        except OutboxError as exc:
+            log.error("cannot open the outbox; nothing can be recorded safely", extra={"error": str(exc)})
+            return 1
         ctx.services["outbox"] = outbox
         if not await asyncio.to_thread(last_run_was_clean, engine):
             log.warning("previous run did not stop cleanly; reconciling state at start")

@@ -28,6 +28,7 @@ from agent.supervisor import Supervisor
 from agent.sync.demo_steps import step_cloud_sync
 from drivers.ble.demo_steps import step_beacons
 from drivers.display.demo_steps import step_display_idle
+from offline_queue.demo_steps import step_outbox
 
 __all__ = ["SCENARIO", "DemoRun", "DemoStepFailed", "demo_config_text", "run_demo"]
 
@@ -134,6 +135,7 @@ def _coupon_steps() -> list[tuple[str, Step]]:
 
 SCENARIO: list[tuple[str, Step]] = [
     ("agent starts", step_agent_up),
+    ("outbox stores durably", step_outbox),
     ("customer display shows the idle screen", step_display_idle),
     ("beacons heard", step_beacons),
     *_coupon_steps(),

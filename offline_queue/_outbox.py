@@ -30,6 +30,7 @@ from offline_queue._model import (
     StreamStats,
 )
 from offline_queue._store import (
+    BatchResult,
     Store,
     Writer,
     connect_blocking,
@@ -47,6 +48,11 @@ HealthCallback = Callable[[Level, str], None]
 _STREAM = re.compile(r"^[a-z0-9][a-z0-9_.-]{0,63}$")
 MAX_DEDUPE_KEY = 255
 MAX_CLAIM = 10_000
+# An outbox record is an event, not a file: anything this big is a bug upstream, and one such
+# record would eat the telemetry budget of a whole day.
+MAX_PAYLOAD_BYTES = 1 << 20
+_ENCODER = json.JSONEncoder(separators=(",", ":"), ensure_ascii=False, allow_nan=False)
+_VALID_STREAMS: set[str] = set()  # names already checked: put() is the hot path
 
 
 class InvalidRecordError(OutboxError, ValueError):
@@ -139,6 +145,9 @@ class Outbox:
         """Store one record; returns its id once durable. A repeated `dedupe_key` in the same
         stream returns the first record's id (for a week after that record was acked).
 
+        If the awaiting task is cancelled, the record may still be written (it was already
+        handed to the writer); put it again with the same `dedupe_key` to make that safe.
+
         Raises:
             InvalidRecordError: bad stream name, payload not a JSON object, bad key or expiry.
             TelemetryRefusedError: telemetry while the disk budget is reached.
@@ -152,9 +161,11 @@ class Outbox:
                 f"stream {stream!r}: payload must be a dict, got {type(payload).__name__}"
             )
         try:
-            payload_json = json.dumps(payload, separators=(",", ":"), ensure_ascii=False, allow_nan=False)
+            payload_json = _ENCODER.encode(payload)
         except (TypeError, ValueError) as exc:
             raise InvalidRecordError(f"stream {stream!r}: payload is not JSON-serialisable: {exc}") from None
+        if len(payload_json) > MAX_PAYLOAD_BYTES // 4 and len(payload_json.encode()) > MAX_PAYLOAD_BYTES:
+            raise InvalidRecordError(f"stream {stream!r}: payload is over {MAX_PAYLOAD_BYTES} bytes as JSON")
         if dedupe_key is not None and not (0 < len(dedupe_key) <= MAX_DEDUPE_KEY):
             raise InvalidRecordError(f"stream {stream!r}: dedupe_key must be 1..{MAX_DEDUPE_KEY} characters")
         if expires_at is not None:
@@ -180,8 +191,10 @@ class Outbox:
             raise InvalidRecordError(f"claim limit must be 1..{MAX_CLAIM}, got {limit}")
         if not (lease > 0 and math.isfinite(lease)):
             raise InvalidRecordError(f"lease must be a positive number of seconds, got {lease}")
+        # A claim only changes leases and attempt counts, which a restart resets anyway: its commit
+        # need not wait for an fsync (the next critical commit syncs it along).
         records: list[Record] = await self._writer.submit(
-            lambda s: s.claim_blocking(stream, limit, lease), full=True
+            lambda s: s.claim_blocking(stream, limit, lease), full=False
         )
         return records
 
@@ -213,19 +226,19 @@ class Outbox:
         """Records not yet acked (in flight included), in one stream or all."""
         if stream is not None:
             _check_stream(stream)
-        depth: int = await self._writer.submit(lambda s: s.depth_blocking(stream), full=False)
+        depth: int = await self._writer.submit(lambda s: s.depth_blocking(stream), full=False, write=False)
         return depth
 
     async def stats(self) -> list[StreamStats]:
         """Per-stream depth, in-flight, waiting-for-retry, oldest record and dead-letter counts."""
         stats: list[StreamStats] = await self._writer.submit(
-            lambda s: stats_blocking(s.conn, s.clock()), full=False
+            lambda s: stats_blocking(s.conn, s.clock()), full=False, write=False
         )
         return stats
 
     async def dead_letters(self, stream: str | None = None, limit: int = 100) -> list[DeadLetter]:
         letters: list[DeadLetter] = await self._writer.submit(
-            lambda s: dead_letters_blocking(s.conn, stream, limit), full=False
+            lambda s: dead_letters_blocking(s.conn, stream, limit), full=False, write=False
         )
         return letters
 
@@ -240,6 +253,11 @@ class Outbox:
         found: bool = await self._writer.submit(retry, full=True)
         return found
 
+    async def maintain(self) -> None:
+        """Housekeeping now (the writer also does it after a minute idle): drop expired telemetry,
+        forget dedupe keys of records acked more than a week ago, recount the disk usage."""
+        await self._writer.submit(lambda s: s.housekeeping_blocking(), full=True)
+
     async def close(self) -> None:
         """Finish every queued operation, then close the connection. Idempotent."""
         if self._closing:
@@ -252,8 +270,10 @@ class Outbox:
 
     # --- health ------------------------------------------------------------------------------
 
-    def _after_batch(self, failure: OutboxWriteError | None) -> None:
-        self._report_health(failure)
+    def _after_batch(self, result: BatchResult) -> None:
+        if result.failure is None and not result.wrote and self._health and self._health[0] is Level.RED:
+            return  # a read that worked does not prove the disk takes writes again
+        self._report_health(result.failure)
 
     def _report_health(self, failure: OutboxWriteError | None) -> None:
         store = self._writer.store
@@ -273,10 +293,14 @@ class Outbox:
 
 
 def _check_stream(stream: str) -> None:
+    if type(stream) is str and stream in _VALID_STREAMS:
+        return
     if not isinstance(stream, str) or not _STREAM.match(stream):
         raise InvalidRecordError(
             f"stream name must be 1-64 of a-z 0-9 _ . - starting with a letter or digit, got {stream!r}"
         )
+    if len(_VALID_STREAMS) < 1000:
+        _VALID_STREAMS.add(stream)
 
 
 def _open_store_blocking(

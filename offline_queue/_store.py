@@ -44,6 +44,7 @@ from offline_queue._policy import (
 __all__ = [
     "KEY_RETENTION_S",
     "ROW_OVERHEAD",
+    "BatchResult",
     "Store",
     "Writer",
     "connect_blocking",
@@ -58,6 +59,7 @@ log = logging.getLogger(__name__)
 ROW_OVERHEAD = 64
 # A dedupe key outlives its acked record by a week: longer than any offline spell we plan for,
 # so a till that re-sends an old operation after reconnecting still gets the original id.
+# Telemetry dead letters are kept as long.
 KEY_RETENTION_S = 7 * 24 * 3600.0
 # Sweeping expired telemetry scans the telemetry index, so a full queue refusing telemetry
 # does it at most once a second instead of on every put.
@@ -141,6 +143,9 @@ class Store:
         self.clock = clock
         self.usage = Usage()
         self._last_sweep = float("-inf")
+        # Budget states already logged, so a full outbox logs once per episode, not once per put.
+        self._refusing = False
+        self._over_budget = False
 
     # --- maintenance -------------------------------------------------------------------------
 
@@ -161,6 +166,12 @@ class Store:
     def housekeeping_blocking(self) -> None:
         now = self.clock()
         self.shed_expired_blocking(now, force=True)
+        # Telemetry that gave up is not worth an operator's time after a week; critical dead
+        # letters stay until someone retries them.
+        self.conn.execute(
+            "DELETE FROM outbox_dead WHERE durability = ? AND failed_at < ?",
+            (Durability.TELEMETRY.value, now - KEY_RETENTION_S),
+        )
         self.conn.execute(
             "DELETE FROM outbox_keys WHERE created_at < ? "
             "AND record_id NOT IN (SELECT id FROM outbox) AND record_id NOT IN (SELECT id FROM outbox_dead)",
@@ -233,21 +244,26 @@ class Store:
                 telemetry_used=self.usage.telemetry,
             )
             if decision is Admission.REFUSE:
-                log.warning(
-                    "outbox: disk budget reached, new telemetry refused",
-                    extra={"stream": stream, "used": self.usage.total, "budget": self.budget},
-                )
+                if not self._refusing:
+                    self._refusing = True
+                    log.warning(
+                        "outbox: disk budget reached, new telemetry refused until there is room",
+                        extra={"stream": stream, "used": self.usage.total, "budget": self.budget},
+                    )
                 return TelemetryRefusedError(
                     f"stream {stream!r}: telemetry refused, the outbox is at its disk budget "
                     f"({self.usage.total} of {self.budget} bytes)"
                 )
             if decision is Admission.SHED_OLDEST_TELEMETRY:
                 self._shed_oldest_telemetry_blocking(self.usage.total + size - self.budget)
-            elif decision is Admission.OVER_BUDGET:
+            elif decision is Admission.OVER_BUDGET and not self._over_budget:
+                self._over_budget = True
                 log.warning(
                     "outbox: over its disk budget with critical records only; still accepting them",
                     extra={"stream": stream, "used": self.usage.total, "budget": self.budget},
                 )
+        else:
+            self._refusing = self._over_budget = False
         row = conn.execute(
             "INSERT INTO outbox (stream, payload, dedupe_key, durability, created_at, expires_at, nbytes) "
             "VALUES (?, ?, ?, ?, ?, ?, ?) RETURNING id",
@@ -435,23 +451,32 @@ def retry_dead_blocking(conn: sqlite3.Connection, record_id: int) -> bool:
 class _Op:
     fn: Callable[[Store], Any]
     full: bool
+    write: bool
     future: asyncio.Future[Any]
+
+
+@dataclass(frozen=True, kw_only=True)
+class BatchResult:
+    """What one group commit tells the health report: the last write error, and if any write succeeded."""
+
+    failure: OutboxWriteError | None
+    wrote: bool
 
 
 class Writer(threading.Thread):
     """The one thread that touches the outbox's connection; runs queued operations in group commits.
 
-    `full` operations (critical puts, acks, releases) make their batch commit with
-    `synchronous=FULL` (the WAL is fsynced before the futures resolve); a batch of telemetry
-    puts only commits with `synchronous=NORMAL`, which in WAL mode can lose the last commits on
-    power loss but never corrupts or reorders.
+    `full` operations (critical puts, acks, releases, retries) make their batch commit with
+    `synchronous=FULL` (the WAL is fsynced before the futures resolve); a batch of only telemetry
+    puts and claims commits with `synchronous=NORMAL`, which in WAL mode can lose the last commits
+    on power loss but never corrupts or reorders (and the next FULL commit syncs them too).
     """
 
     def __init__(
         self,
         store: Store,
         loop: asyncio.AbstractEventLoop,
-        on_batch: Callable[[OutboxWriteError | None], None],
+        on_batch: Callable[[BatchResult], None],
     ) -> None:
         super().__init__(name="shopedge.outbox.writer", daemon=True)
         self.store = store
@@ -463,12 +488,16 @@ class Writer(threading.Thread):
         self.batches = 0
         self.ops = 0
 
-    def submit(self, fn: Callable[[Store], Any], *, full: bool) -> asyncio.Future[Any]:
-        """Queue one operation; the future resolves on the loop after its batch committed."""
+    def submit(self, fn: Callable[[Store], Any], *, full: bool, write: bool = True) -> asyncio.Future[Any]:
+        """Queue one operation; the future resolves on the loop after its batch committed.
+
+        `full` asks for a `synchronous=FULL` commit; `write=False` marks a read, whose success
+        says nothing about whether the disk still takes writes (health stays as it was).
+        """
         if self.closed:
             raise OutboxClosedError("the outbox is closed")
         future: asyncio.Future[Any] = self.loop.create_future()
-        self._queue.put(_Op(fn, full, future))
+        self._queue.put(_Op(fn, full, write, future))
         return future
 
     def stop(self) -> None:
@@ -517,9 +546,10 @@ class Writer(threading.Thread):
         except sqlite3.Error as exc:
             log.warning("outbox housekeeping failed", extra={"error": str(exc)})
 
-    def _transaction_blocking(self, *, full: bool, ops: Iterable[Callable[[Store], Any]]) -> list[Any]:
+    def _transaction_blocking(self, *, full: bool | None, ops: Iterable[Callable[[Store], Any]]) -> list[Any]:
+        """Run `ops` in one transaction; `full` picks the commit's sync level (None: reads, keep it)."""
         conn = self.store.conn
-        if full != self._sync_full:
+        if full is not None and full != self._sync_full:
             conn.execute(f"PRAGMA synchronous={'FULL' if full else 'NORMAL'}")
             self._sync_full = full
         saved = Usage(self.store.usage.total, self.store.usage.telemetry)
@@ -537,11 +567,11 @@ class Writer(threading.Thread):
     def _run_batch_blocking(self, batch: list[_Op]) -> None:
         outcomes: list[tuple[asyncio.Future[Any], Any, BaseException | None]] = []
         failure: OutboxWriteError | None = None
+        wrote = False
         try:
-            results = self._transaction_blocking(
-                full=any(op.full for op in batch), ops=[op.fn for op in batch]
-            )
+            results = self._transaction_blocking(full=_sync_level(batch), ops=[op.fn for op in batch])
             outcomes = [(op.future, result, None) for op, result in zip(batch, results, strict=True)]
+            wrote = any(op.write for op in batch)
         except Exception as batch_exc:
             if len(batch) > 1:
                 log.warning(
@@ -549,31 +579,32 @@ class Writer(threading.Thread):
                 )
             for op in batch:
                 try:
-                    (result,) = self._transaction_blocking(full=op.full, ops=[op.fn])
+                    (result,) = self._transaction_blocking(full=_sync_level([op]), ops=[op.fn])
                     outcomes.append((op.future, result, None))
+                    wrote = wrote or op.write
                 except Exception as exc:
                     failure = _write_error(exc)
                     outcomes.append((op.future, None, failure))
         self.batches += 1
         self.ops += len(batch)
-        self._deliver(outcomes, failure)
+        self._deliver(outcomes, BatchResult(failure=failure, wrote=wrote))
 
     def _deliver(
         self,
         outcomes: list[tuple[asyncio.Future[Any], Any, BaseException | None]],
-        failure: OutboxWriteError | None,
+        result: BatchResult,
     ) -> None:
         def resolve() -> None:
-            for future, result, exc in outcomes:
+            for future, value, exc in outcomes:
                 if future.done():
                     continue
                 if exc is not None:
                     future.set_exception(exc)
-                elif isinstance(result, OutboxError):
-                    future.set_exception(result)
+                elif isinstance(value, OutboxError):
+                    future.set_exception(value)
                 else:
-                    future.set_result(result)
-            self._on_batch(failure)
+                    future.set_result(value)
+            self._on_batch(result)
 
         with contextlib.suppress(RuntimeError):  # the loop is closed: nobody is waiting any more
             self.loop.call_soon_threadsafe(resolve)
@@ -587,7 +618,14 @@ class Writer(threading.Thread):
                 break
             if op is not None:
                 pending.append((op.future, None, exc))
-        self._deliver(pending, exc)
+        self._deliver(pending, BatchResult(failure=exc, wrote=False))
+
+
+def _sync_level(batch: Sequence[_Op]) -> bool | None:
+    """FULL if any operation asks for it, NORMAL for writes that do not, None for reads only."""
+    if any(op.full for op in batch):
+        return True
+    return False if any(op.write for op in batch) else None
 
 
 def _write_error(exc: Exception) -> OutboxWriteError:

@@ -170,6 +170,10 @@ async def test_bad_input_is_refused_and_nothing_is_lost(db: Path, clock: FakeClo
             await box.put("Bad Stream", {})
         with pytest.raises(InvalidRecordError, match="payload must be a dict"):
             await box.put("sale", [1, 2])  # type: ignore[arg-type]
+        with pytest.raises(InvalidRecordError, match="over 1048576 bytes"):
+            await box.put("sale", {"blob": "x" * (1 << 20)})
+        with pytest.raises(InvalidRecordError, match="dedupe_key"):
+            await box.put("sale", {}, dedupe_key="")
         with pytest.raises(InvalidRecordError, match="claim limit"):
             await box.claim("sale", limit=0)
         assert await box.depth() == 0
@@ -186,6 +190,20 @@ async def test_group_commit_shares_transactions(db: Path, clock: FakeClock) -> N
         assert writer.batches - before < 50  # 500 puts, far fewer commits
         got = await box.claim("sale", limit=500)
         assert [r.payload["n"] for r in got] == list(range(500))
+        before = writer.batches
+        await asyncio.gather(*(box.ack([r.id]) for r in got))
+        assert writer.batches - before < 50  # acks are group-committed too
+        assert await box.depth() == 0
+
+
+async def test_commit_sync_level_follows_durability(db: Path, clock: FakeClock) -> None:
+    async with await Outbox.open(db, clock=clock) as box:
+        await box.put("presence", {}, durability=Durability.TELEMETRY, expires_at=clock.now + 60)
+        assert box._writer._sync_full is False  # telemetry alone: synchronous=NORMAL
+        await box.put("payment", {})
+        assert box._writer._sync_full is True  # a critical record: synchronous=FULL
+        assert await box.depth() == 2
+        assert box._writer._sync_full is True  # a read leaves the level alone
 
 
 async def test_closed_outbox_refuses_and_records_persist(db: Path, clock: FakeClock) -> None:
@@ -252,3 +270,70 @@ async def test_daemon_opens_outbox_and_closes_it_after_components(config_file: P
     assert await run_agent(config, on_started=started) == 0
     with pytest.raises(OutboxClosedError):
         await seen["outbox"].put("sale", {})
+
+
+async def test_maintain_forgets_old_dedupe_keys_and_drops_expired(db: Path, clock: FakeClock) -> None:
+    from offline_queue._store import KEY_RETENTION_S
+
+    async with await Outbox.open(db, clock=clock) as box:
+        acked = await box.put("payment", {"n": 1}, dedupe_key="k-acked")
+        kept = await box.put("payment", {"n": 2}, dedupe_key="k-live")
+        await box.put("presence", {}, durability=Durability.TELEMETRY, expires_at=clock.now + 1)
+        (rec, _) = await box.claim("payment")
+        await box.ack([rec.id])
+        clock.now += KEY_RETENTION_S - 1
+        await box.maintain()
+        assert await box.depth("presence") == 0
+        assert await box.put("payment", {"n": 1}, dedupe_key="k-acked") == acked  # still remembered
+        clock.now += 2
+        await box.maintain()
+        assert await box.put("payment", {"n": 1}, dedupe_key="k-acked") > kept  # forgotten: a new record
+        assert await box.put("payment", {"n": 2}, dedupe_key="k-live") == kept  # its record is still queued
+
+
+async def test_maintain_drops_week_old_telemetry_dead_letters_only(db: Path, clock: FakeClock) -> None:
+    from offline_queue._store import KEY_RETENTION_S
+
+    async with await Outbox.open(db, clock=clock) as box:
+        tel = await box.put("presence", {}, durability=Durability.TELEMETRY)
+        crit = await box.put("payment", {})
+        await box.release(tel, "bad", permanent=True)
+        await box.release(crit, "bad", permanent=True)
+        clock.now += KEY_RETENTION_S + 1
+        await box.maintain()
+        assert [d.id for d in await box.dead_letters()] == [crit]
+
+
+async def test_components_can_still_put_while_they_stop(
+    config_file: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import agent.daemon
+    from agent.commands import load_or_exit
+    from agent.context import AgentContext
+    from agent.daemon import run_agent
+    from agent.health import Level as HealthLevel
+
+    class Finisher:
+        """A component whose `finally` records one last sale when it is cancelled at shutdown."""
+
+        name = "finisher"
+
+        def __init__(self, ctx: AgentContext) -> None:
+            self.ctx = ctx
+
+        async def run(self) -> None:
+            self.ctx.health.set(self.name, HealthLevel.GREEN, "waiting")
+            try:
+                await asyncio.Event().wait()
+            finally:
+                await self.ctx.services["outbox"].put("sale", {"last": True})
+
+    monkeypatch.setattr(agent.daemon, "build_components", lambda ctx: [Finisher(ctx)])
+    config = load_or_exit(config_file)
+
+    def started(ctx: object, supervisor: object) -> None:
+        asyncio.get_running_loop().call_later(0.2, supervisor.stop)  # type: ignore[attr-defined]
+
+    assert await run_agent(config, on_started=started) == 0
+    async with await Outbox.open(config.db_path, create=False) as box:
+        assert [r.payload for r in await box.claim("sale")] == [{"last": True}]
