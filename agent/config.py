@@ -105,8 +105,19 @@ class POSConfig(_Section):
     listen: str = "127.0.0.1:8737"
     token: SecretStr = SecretStr("")
     max_amount_twd: Annotated[int, Field(gt=0)] = 200_000
+    scanner: Literal["none", "evdev", "replay"] = "none"
+    scanner_device: str = ""
+    scanner_replay_file: Path | None = None
 
     _listen = field_validator("listen")(_check_listen)
+
+    @model_validator(mode="after")
+    def _scanner_source(self) -> POSConfig:
+        if self.scanner == "evdev" and not self.scanner_device:
+            raise ValueError('scanner_device: required with scanner = "evdev" (a /dev/input/by-id/ path)')
+        if self.scanner == "replay" and self.scanner_replay_file is None:
+            raise ValueError('scanner_replay_file: required with scanner = "replay"')
+        return self
 
 
 class LinePayConfig(_Section):
@@ -513,10 +524,13 @@ def _resolve_paths(config: ShopEdgeConfig, base: Path) -> ShopEdgeConfig:
         }
     )
     ble = config.ble.model_copy(update={"replay_file": fix(config.ble.replay_file)})
+    pos = config.pos.model_copy(update={"scanner_replay_file": fix(config.pos.scanner_replay_file)})
     display = config.display.model_copy(
         update={"png_path": fix(config.display.png_path), "font_path": fix(config.display.font_path)}
     )
-    return config.model_copy(update={"storage": storage, "mqtt": mqtt, "ble": ble, "display": display})
+    return config.model_copy(
+        update={"storage": storage, "mqtt": mqtt, "ble": ble, "display": display, "pos": pos}
+    )
 
 
 def secret_values(config: ShopEdgeConfig) -> list[str]:

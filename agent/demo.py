@@ -29,6 +29,7 @@ from agent.sync.demo_steps import step_cloud_sync
 from drivers.ble.demo_steps import step_beacons
 from drivers.display.demo_steps import step_display_idle
 from offline_queue.demo_steps import step_outbox
+from pos_bridge.demo_steps import STEPS as PAYMENT_STEPS
 
 __all__ = ["SCENARIO", "DemoRun", "DemoStepFailed", "demo_config_text", "run_demo"]
 
@@ -138,6 +139,7 @@ SCENARIO: list[tuple[str, Step]] = [
     ("outbox stores durably", step_outbox),
     ("customer display shows the idle screen", step_display_idle),
     ("beacons heard", step_beacons),
+    *PAYMENT_STEPS,
     *_coupon_steps(),
     ("cloud sync", step_cloud_sync),
 ]

@@ -17,6 +17,7 @@ from agent.supervisor import Component
 from agent.sync import SyncService
 from drivers.ble.component import BLEPresence
 from drivers.display.service import DisplayService
+from pos_bridge.component import PosBridge, ScannerFeed
 
 __all__ = ["StatusReporter", "build_components"]
 
@@ -57,5 +58,8 @@ def build_components(ctx: AgentContext) -> list[Component]:
     if ctx.config.ble.enabled:
         components.append(BLEPresence(ctx))
     components += [CouponService(ctx), FunnelUpstream(ctx)]
+    components.append(PosBridge(ctx))
+    if ctx.config.pos.scanner != "none":
+        components.append(ScannerFeed(ctx))
     components.append(SyncService(ctx))
     return components

@@ -1,0 +1,345 @@
+"""The payment journal: every attempt and every state change, in the agent DB and the outbox.
+
+Owns the `payments` and `payment_idempotency` tables (migration 0200_payments). The agent DB
+row is the source of truth and is written (synchronous=FULL) before any LINE Pay call the
+state implies; the same snapshot then goes to the outbox stream `payment` for the cloud, with
+`dedupe_key = payment:{line_order_id}:{version}`. `outboxed_version` records what the outbox
+already has, so a crash between the two writes is repaired at the next start.
+
+Blocking functions end in `_blocking` and run only through `asyncio.to_thread`.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import dataclasses
+import logging
+from collections.abc import Callable
+from typing import Any, Protocol
+
+from sqlalchemy import (
+    Boolean,
+    Column,
+    Engine,
+    Float,
+    Integer,
+    MetaData,
+    String,
+    Table,
+    Text,
+    and_,
+    func,
+    insert,
+    select,
+    update,
+)
+from sqlalchemy.exc import IntegrityError
+
+from pos_bridge.payment_flow import NON_FINAL, Method, Payment, State
+
+__all__ = [
+    "DuplicateOrder",
+    "IdempotencyConflict",
+    "Journal",
+    "OutboxLike",
+    "StaleWrite",
+    "payments",
+]
+
+log = logging.getLogger(__name__)
+metadata = MetaData()
+
+payments = Table(
+    "payments",
+    metadata,
+    Column("line_order_id", String(100), primary_key=True),
+    Column("order_id", String(64), nullable=False),
+    Column("attempt", Integer, nullable=False),
+    Column("method", String(16), nullable=False),
+    Column("amount", Integer, nullable=False),
+    Column("currency", String(3), nullable=False),
+    Column("product_name", String(200), nullable=False),
+    Column("state", String(16), nullable=False),
+    Column("version", Integer, nullable=False),
+    Column("transaction_id", String(32)),
+    Column("payment_url", Text),
+    Column("access_token", String(32)),
+    Column("paid_amount", Integer, nullable=False),
+    Column("refunded_amount", Integer, nullable=False),
+    Column("refund_pending", Integer, nullable=False),
+    Column("refund_base", Integer, nullable=False),
+    Column("fail_after_refund", Boolean, nullable=False),
+    Column("sent_at", Float),
+    Column("unknown_since", Float),
+    Column("error_code", String(32)),
+    Column("error_message", Text),
+    Column("member_phone_hash", String(64)),
+    Column("created_at", Float, nullable=False),
+    Column("updated_at", Float, nullable=False),
+    Column("outboxed_version", Integer, nullable=False),
+)
+
+idempotency = Table(
+    "payment_idempotency",
+    metadata,
+    Column("key", String(200), primary_key=True),
+    Column("request_hash", String(64), nullable=False),
+    Column("order_id", String(64), nullable=False),
+    Column("line_order_id", String(100), nullable=False),
+    Column("created_at", Float, nullable=False),
+)
+
+_FIELDS = [f.name for f in dataclasses.fields(Payment)]
+
+
+class DuplicateOrder(Exception):
+    """The order already has a live attempt (not failed or cancelled)."""
+
+    def __init__(self, existing: Payment) -> None:
+        super().__init__(f"order {existing.order_id} already has a {existing.state} payment")
+        self.existing = existing
+
+
+class IdempotencyConflict(Exception):
+    """The Idempotency-Key was used before with a different request body."""
+
+
+class StaleWrite(Exception):
+    """Someone else changed the payment since it was read (version mismatch)."""
+
+
+class OutboxLike(Protocol):
+    """The part of `offline_queue.Outbox` the journal uses."""
+
+    async def put(
+        self,
+        stream: str,
+        payload: dict[str, Any],
+        *,
+        durability: Any = ...,
+        dedupe_key: str | None = None,
+        expires_at: float | None = None,
+    ) -> int: ...
+
+
+def _row(payment: Payment) -> dict[str, Any]:
+    values = {name: getattr(payment, name) for name in _FIELDS}
+    values["method"] = str(payment.method)
+    values["state"] = str(payment.state)
+    return values
+
+
+def _payment(row: Any) -> Payment:
+    values = {name: getattr(row, name) for name in _FIELDS}
+    values["method"] = Method(values["method"])
+    values["state"] = State(values["state"])
+    values["fail_after_refund"] = bool(values["fail_after_refund"])
+    return Payment(**values)
+
+
+def snapshot(payment: Payment) -> dict[str, Any]:
+    """The outbox payload for one journal entry (no payment URL/token: they are short-lived secrets)."""
+    data = _row(payment)
+    data.pop("payment_url")
+    data.pop("access_token")
+    return data
+
+
+class Journal:
+    """Async facade over the journal tables (one per process)."""
+
+    def __init__(
+        self, engine: Engine, *, outbox: Callable[[], OutboxLike | None], clock: Callable[[], float]
+    ) -> None:
+        self._engine = engine
+        self._outbox = outbox
+        self._clock = clock
+
+    # ------------------------------------------------------------ blocking
+
+    def _create_blocking(
+        self, payment: Payment, *, idempotency_key: str | None, request_hash: str, phone_hash: str | None
+    ) -> Payment:
+        now = self._clock()
+        with self._engine.begin() as conn:
+            attempts = conn.execute(
+                select(func.count()).select_from(payments).where(payments.c.order_id == payment.order_id)
+            ).scalar_one()
+            attempt = int(attempts) + 1
+            # "." never appears in a POS order id (API pattern), so retries cannot collide with another order.
+            line_order_id = payment.order_id if attempt == 1 else f"{payment.order_id}.{attempt}"
+            fresh = dataclasses.replace(payment, line_order_id=line_order_id)
+            try:
+                conn.execute(
+                    insert(payments).values(
+                        **_row(fresh),
+                        attempt=attempt,
+                        member_phone_hash=phone_hash,
+                        updated_at=now,
+                        outboxed_version=-1,
+                    )
+                )
+            except IntegrityError:
+                existing = self._latest(conn, payment.order_id)
+                if existing is None:
+                    raise
+                raise DuplicateOrder(existing) from None
+            if idempotency_key is not None:
+                conn.execute(
+                    insert(idempotency).values(
+                        key=idempotency_key,
+                        request_hash=request_hash,
+                        order_id=payment.order_id,
+                        line_order_id=line_order_id,
+                        created_at=now,
+                    )
+                )
+        return fresh
+
+    @staticmethod
+    def _latest(conn: Any, order_id: str) -> Payment | None:
+        row = conn.execute(
+            select(payments)
+            .where(payments.c.order_id == order_id)
+            .order_by(payments.c.attempt.desc())
+            .limit(1)
+        ).first()
+        return _payment(row) if row is not None else None
+
+    def _latest_blocking(self, order_id: str) -> Payment | None:
+        with self._engine.connect() as conn:
+            return self._latest(conn, order_id)
+
+    def _by_line_blocking(self, line_order_id: str) -> Payment | None:
+        with self._engine.connect() as conn:
+            row = conn.execute(select(payments).where(payments.c.line_order_id == line_order_id)).first()
+        return _payment(row) if row is not None else None
+
+    def _by_key_blocking(self, key: str) -> tuple[str, Payment] | None:
+        with self._engine.connect() as conn:
+            row = conn.execute(select(idempotency).where(idempotency.c.key == key)).first()
+            if row is None:
+                return None
+            found = conn.execute(
+                select(payments).where(payments.c.line_order_id == row.line_order_id)
+            ).first()
+        return (row.request_hash, _payment(found)) if found is not None else None
+
+    def _save_blocking(self, payment: Payment, remember: tuple[str, str] | None = None) -> None:
+        with self._engine.begin() as conn:
+            if remember is not None:  # same transaction: a replayed request can never apply twice
+                conn.execute(
+                    insert(idempotency).values(
+                        key=remember[0],
+                        request_hash=remember[1],
+                        order_id=payment.order_id,
+                        line_order_id=payment.line_order_id,
+                        created_at=self._clock(),
+                    )
+                )
+            result = conn.execute(
+                update(payments)
+                .where(
+                    and_(
+                        payments.c.line_order_id == payment.line_order_id,
+                        payments.c.version < payment.version,
+                    )
+                )
+                .values(**_row(payment), updated_at=self._clock())
+            )
+            if result.rowcount != 1:
+                raise StaleWrite(f"{payment.line_order_id} v{payment.version}")
+
+    def _non_final_blocking(self) -> list[Payment]:
+        with self._engine.connect() as conn:
+            rows = conn.execute(
+                select(payments)
+                .where(payments.c.state.in_([str(s) for s in NON_FINAL]))
+                .order_by(payments.c.created_at)
+            ).all()
+        return [_payment(row) for row in rows]
+
+    def _unsent_blocking(self) -> list[Payment]:
+        with self._engine.connect() as conn:
+            rows = conn.execute(
+                select(payments).where(payments.c.outboxed_version < payments.c.version)
+            ).all()
+        return [_payment(row) for row in rows]
+
+    def _mark_outboxed_blocking(self, line_order_id: str, version: int) -> None:
+        with self._engine.begin() as conn:
+            conn.execute(
+                update(payments)
+                .where(and_(payments.c.line_order_id == line_order_id, payments.c.outboxed_version < version))
+                .values(outboxed_version=version)
+            )
+
+    # ------------------------------------------------------------ async
+
+    async def create(
+        self,
+        payment: Payment,
+        *,
+        idempotency_key: str | None = None,
+        request_hash: str = "",
+        phone_hash: str | None = None,
+    ) -> Payment:
+        """Journal a new attempt (before any LINE Pay call); picks the LINE order id."""
+        fresh = await asyncio.to_thread(
+            self._create_blocking,
+            payment,
+            idempotency_key=idempotency_key,
+            request_hash=request_hash,
+            phone_hash=phone_hash,
+        )
+        await self._to_outbox(fresh)
+        return fresh
+
+    async def save(
+        self, payment: Payment, *, remember: tuple[str, str] | None = None, replicate: bool = True
+    ) -> None:
+        """Journal a state change (before any call it implies), with the request's idempotency key.
+
+        With `replicate=False` the caller sends it to the outbox later with `replicate()` (the
+        agent DB row is the durable journal entry; the outbox copy is for the cloud).
+        """
+        await asyncio.to_thread(self._save_blocking, payment, remember)
+        if replicate:
+            await self._to_outbox(payment)
+
+    async def replicate(self, payment: Payment) -> None:
+        """Put a journaled state on the outbox stream `payment`."""
+        await self._to_outbox(payment)
+
+    async def latest(self, order_id: str) -> Payment | None:
+        return await asyncio.to_thread(self._latest_blocking, order_id)
+
+    async def by_line_order_id(self, line_order_id: str) -> Payment | None:
+        return await asyncio.to_thread(self._by_line_blocking, line_order_id)
+
+    async def by_idempotency_key(self, key: str) -> tuple[str, Payment] | None:
+        return await asyncio.to_thread(self._by_key_blocking, key)
+
+    async def non_final(self) -> list[Payment]:
+        return await asyncio.to_thread(self._non_final_blocking)
+
+    async def flush_outbox(self) -> int:
+        """Send the outbox every journal entry it is missing (after a crash); returns how many."""
+        unsent = await asyncio.to_thread(self._unsent_blocking)
+        for payment in unsent:
+            await self._to_outbox(payment)
+        return len(unsent)
+
+    async def _to_outbox(self, payment: Payment) -> None:
+        outbox = self._outbox()
+        if outbox is None:
+            return
+        try:
+            await outbox.put(
+                "payment", snapshot(payment), dedupe_key=f"payment:{payment.line_order_id}:{payment.version}"
+            )
+        except Exception:
+            # The journal row is the truth and is already durable; the next start re-sends it.
+            log.exception("outbox put failed; payment journal entry will be re-sent at start")
+            return
+        await asyncio.to_thread(self._mark_outboxed_blocking, payment.line_order_id, payment.version)

@@ -1,0 +1,363 @@
+"""LINE Pay merchant client: offline v4 (the cashier scans "My Code") and online v3 (the shopper
+scans the counter QR), plus the pure request `signature()`.
+
+Owns the wire format: which path, which headers, which body, how each answer maps to a
+result or to one of this module's errors. It is synchronous on purpose (one `requests.Session`,
+explicit connect/read timeouts from `config.timeouts`, LINE's documented minimums); the payment
+service runs every call through `asyncio.to_thread`.
+
+The body that is signed is exactly the body that is sent: it is serialised once, to bytes, and
+the same bytes go to `signature()` and to the socket. transactionId is a 19-digit number that
+does not fit a JS double; Python parses JSON integers exactly and this module turns it into a
+string at once, so it stays a string end to end.
+"""
+
+from __future__ import annotations
+
+import base64
+import contextlib
+import hashlib
+import hmac
+import json
+import uuid
+from collections.abc import Callable, Iterator, Mapping
+from dataclasses import dataclass
+from decimal import Decimal
+from typing import Any, Literal
+from urllib.parse import quote, urlencode
+
+import requests
+
+from agent.config import LinePayConfig, TimeoutsConfig
+
+__all__ = [
+    "HOSTS",
+    "CheckStatus",
+    "LinePayClient",
+    "LinePayError",
+    "LinePayOutcomeUnknown",
+    "LinePayRejected",
+    "OrderDetails",
+    "PayResult",
+    "RequestResult",
+    "signature",
+]
+
+HOSTS = {"sandbox": "https://sandbox-api-pay.line.me", "production": "https://api-pay.line.me"}
+# With confirmUrlType NONE LINE never redirects the shopper, but confirmUrl stays a required field.
+UNUSED_CONFIRM_URL = "https://shopedge.invalid/linepay/confirm"
+
+CheckStatus = Literal["COMPLETE", "FAIL", "REFUND", "NOT_FOUND"]
+
+
+def signature(channel_secret: str, path: str, payload: str, nonce: str) -> str:
+    """LINE Pay's request signature: Base64(HMAC-SHA256(secret, secret + path + payload + nonce)).
+
+    Args:
+        channel_secret: the merchant channel secret (also the HMAC key).
+        path: the API path only, no host and no `?` (e.g. "/v3/payments/request").
+        payload: for POST the exact JSON text sent; for GET the query string without `?` ("" if none).
+        nonce: the value sent in X-LINE-Authorization-Nonce (unique per request).
+
+    Returns:
+        The value of the X-LINE-Authorization header.
+    """
+    message = (channel_secret + path + payload + nonce).encode("utf-8")
+    digest = hmac.new(channel_secret.encode("utf-8"), message, hashlib.sha256).digest()
+    return base64.b64encode(digest).decode("ascii")
+
+
+class LinePayError(Exception):
+    """Root of every LINE Pay client error."""
+
+
+class LinePayRejected(LinePayError):
+    """LINE Pay answered and refused: `code` is its returnCode (e.g. "1172")."""
+
+    def __init__(self, code: str, message: str) -> None:
+        super().__init__(f"LINE Pay {code}: {message}")
+        self.code = code
+        self.message = message
+
+
+class LinePayOutcomeUnknown(LinePayError):
+    """LINE Pay could not be reached or did not answer: the call may or may not have taken effect.
+
+    Raised for timeouts, dropped connections, 5xx and unreadable answers alike; callers must
+    find out what happened (check by order id), never blindly resend a pay.
+    """
+
+
+@dataclass(frozen=True, kw_only=True)
+class PayResult:
+    transaction_id: str
+    paid_amount: int
+
+
+@dataclass(frozen=True, kw_only=True)
+class RequestResult:
+    transaction_id: str
+    payment_url: str
+    access_token: str | None
+
+
+@dataclass(frozen=True, kw_only=True)
+class OrderDetails:
+    """What LINE Pay's ledger says about one order id."""
+
+    status: CheckStatus
+    transaction_id: str | None = None
+    paid_amount: int = 0
+    refunded_amount: int = 0
+
+
+def _amount_sum(pay_info: Any) -> int:
+    if not isinstance(pay_info, list):
+        return 0
+    return int(sum(Decimal(str(item.get("amount", 0))) for item in pay_info if isinstance(item, Mapping)))
+
+
+def _refund_sum(refunds: Any) -> int:
+    if not isinstance(refunds, list):
+        return 0
+    return int(
+        sum(abs(Decimal(str(item.get("refundAmount", 0)))) for item in refunds if isinstance(item, Mapping))
+    )
+
+
+class LinePayClient:
+    """Blocking LINE Pay API client; one per process, shared by every payment.
+
+    Args:
+        config: the `[linepay]` section (credentials, mode, optional `api_base`).
+        timeouts: the `[timeouts]` section.
+        session: the HTTP session (injected so tests can share or instrument it).
+        nonce: nonce factory, UUID4 by default.
+    """
+
+    def __init__(
+        self,
+        config: LinePayConfig,
+        timeouts: TimeoutsConfig,
+        *,
+        session: requests.Session | None = None,
+        nonce: Callable[[], str] = lambda: str(uuid.uuid4()),
+    ) -> None:
+        self._config = config
+        self._timeouts = timeouts
+        self._session = session or requests.Session()
+        self._nonce = nonce
+        self.base = (config.api_base or HOSTS[config.mode]).rstrip("/")
+
+    def close(self) -> None:
+        self._session.close()
+
+    # ------------------------------------------------------------------ offline v4
+
+    def pay_blocking(
+        self,
+        *,
+        order_id: str,
+        amount: int,
+        currency: str,
+        product_name: str,
+        one_time_key: str,
+        add_friend_ids: list[str],
+    ) -> PayResult:
+        """POST /v4/payments/oneTimeKeys/pay (read timeout `timeouts.linepay_pay`, >= 40 s)."""
+        body: dict[str, Any] = {
+            "amount": amount,
+            "currency": currency,
+            "orderId": order_id,
+            "oneTimeKey": one_time_key,
+            "packages": [_package(order_id, amount, product_name)],
+        }
+        if add_friend_ids:
+            # UNCONFIRMED for offline v4: v2 used extras.addFriends LINE_AT; we send the online
+            # v3/v4 shape, which v4 shares, and LINE ignores options it does not know.
+            body["options"] = {
+                "familyService": {"addFriends": [{"type": "lineAt", "idList": add_friend_ids}]}
+            }
+        info = self._call("POST", "/v4/payments/oneTimeKeys/pay", body=body, read=self._timeouts.linepay_pay)
+        return PayResult(transaction_id=_tx(info), paid_amount=_amount_sum(info.get("payInfo")))
+
+    def check_order_blocking(self, order_id: str) -> OrderDetails:
+        """Offline status by order id: check, then the payment list for amounts when it completed."""
+        path = f"/v4/payments/orders/{quote(order_id, safe='')}/check"
+        try:
+            info = self._call("GET", path, read=self._timeouts.linepay_check)
+        except LinePayRejected as exc:
+            if exc.code == "1150":
+                return OrderDetails(status="NOT_FOUND")
+            raise
+        status = str(info.get("status", ""))
+        # The status set COMPLETE|FAIL|REFUND comes from an SDK (UNCONFIRMED): anything else is
+        # treated as "not known yet", so the order is checked again instead of being decided.
+        if status not in ("COMPLETE", "FAIL", "REFUND"):
+            raise LinePayOutcomeUnknown(f"check returned unknown status {status!r}")
+        if status == "FAIL":
+            return OrderDetails(status="FAIL")
+        return self._details("/v4/payments", order_id, status)  # type: ignore[arg-type]
+
+    def refund_offline_blocking(self, order_id: str, amount: int | None) -> None:
+        """POST /v4/payments/orders/{orderId}/refund; `amount` None refunds in full."""
+        body: dict[str, Any] = {} if amount is None else {"refundAmount": amount}
+        path = f"/v4/payments/orders/{quote(order_id, safe='')}/refund"
+        self._call("POST", path, body=body, read=self._timeouts.linepay_capture)
+
+    # ------------------------------------------------------------------ online v3
+
+    def request_blocking(
+        self, *, order_id: str, amount: int, currency: str, product_name: str, add_friend_ids: list[str]
+    ) -> RequestResult:
+        """POST /v3/payments/request with confirmUrlType NONE (read timeout >= 10 s)."""
+        options: dict[str, Any] = {"payment": {"capture": True}}
+        if add_friend_ids:
+            options["familyService"] = {"addFriends": [{"type": "lineAt", "idList": add_friend_ids}]}
+        body = {
+            "amount": amount,
+            "currency": currency,
+            "orderId": order_id,
+            "packages": [_package(order_id, amount, product_name)],
+            "redirectUrls": {"confirmUrl": UNUSED_CONFIRM_URL, "confirmUrlType": "NONE"},
+            "options": options,
+        }
+        info = self._call("POST", "/v3/payments/request", body=body, read=self._timeouts.linepay_request)
+        url = info.get("paymentUrl")
+        web = url.get("web") if isinstance(url, Mapping) else None
+        if not isinstance(web, str) or not web:
+            raise LinePayOutcomeUnknown("request answer has no paymentUrl.web")
+        token = info.get("paymentAccessToken")
+        return RequestResult(
+            transaction_id=_tx(info), payment_url=web, access_token=str(token) if token is not None else None
+        )
+
+    def check_request_blocking(self, transaction_id: str) -> str:
+        """GET /v3/payments/requests/{transactionId}/check: the returnCode (0000/0110/0121/0122/0123)."""
+        path = f"/v3/payments/requests/{transaction_id}/check"
+        try:
+            self._call("GET", path, read=self._timeouts.linepay_check)
+        except LinePayRejected as exc:
+            return exc.code
+        return "0000"
+
+    def confirm_blocking(self, transaction_id: str, amount: int, currency: str) -> PayResult:
+        """POST /v3/payments/{transactionId}/confirm (captures: TW auto-capture)."""
+        info = self._call(
+            "POST",
+            f"/v3/payments/{transaction_id}/confirm",
+            body={"amount": amount, "currency": currency},
+            read=self._timeouts.linepay_capture,
+        )
+        return PayResult(
+            transaction_id=_tx(info, transaction_id), paid_amount=_amount_sum(info.get("payInfo"))
+        )
+
+    def online_details_blocking(self, order_id: str) -> OrderDetails:
+        """GET /v3/payments?orderId=: a confirmed payment, or NOT_FOUND when none was confirmed."""
+        try:
+            return self._details("/v3/payments", order_id, None)
+        except LinePayRejected as exc:
+            if exc.code in ("1150", "1159"):
+                return OrderDetails(status="NOT_FOUND")
+            raise
+
+    def refund_online_blocking(self, transaction_id: str, amount: int | None) -> None:
+        body: dict[str, Any] = {} if amount is None else {"refundAmount": amount}
+        self._call(
+            "POST", f"/v3/payments/{transaction_id}/refund", body=body, read=self._timeouts.linepay_capture
+        )
+
+    # ------------------------------------------------------------------ wire
+
+    def _details(self, path: str, order_id: str, status: CheckStatus | None) -> OrderDetails:
+        info = self._call("GET", path, query={"orderId": order_id}, read=self._timeouts.linepay_check)
+        rows = info if isinstance(info, list) else info.get("list", [])
+        if not rows:
+            return OrderDetails(status=status or "NOT_FOUND")
+        row = rows[0]
+        paid = _amount_sum(row.get("payInfo"))
+        refunded = _refund_sum(row.get("refundList"))
+        if status is None:
+            status = "REFUND" if refunded >= paid > 0 else "COMPLETE"
+        return OrderDetails(
+            status=status, transaction_id=_tx(row), paid_amount=paid, refunded_amount=refunded
+        )
+
+    def headers(self, path: str, payload: str) -> dict[str, str]:
+        """The authentication headers for one request (a fresh nonce each time)."""
+        nonce = self._nonce()
+        secret = self._config.channel_secret.get_secret_value()
+        headers = {
+            "Content-Type": "application/json",
+            "X-LINE-ChannelId": self._config.channel_id,
+            "X-LINE-Authorization-Nonce": nonce,
+            "X-LINE-Authorization": signature(secret, path, payload, nonce),
+        }
+        if self._config.merchant_device_profile_id:
+            headers["X-LINE-MerchantDeviceProfileId"] = self._config.merchant_device_profile_id
+            headers["X-LINE-MerchantDeviceType"] = self._config.merchant_device_type
+        return headers
+
+    def _call(
+        self,
+        method: str,
+        path: str,
+        *,
+        body: Mapping[str, Any] | None = None,
+        query: Mapping[str, str] | None = None,
+        read: float,
+    ) -> Any:
+        data: bytes | None = None
+        if method == "POST":
+            text = json.dumps(body or {}, ensure_ascii=False, separators=(",", ":"))
+            data = text.encode("utf-8")
+            headers = self.headers(path, text)
+            url = self.base + path
+        else:
+            qs = urlencode(query or {})
+            headers = self.headers(path, qs)
+            url = self.base + path + (f"?{qs}" if qs else "")
+        timeout = (self._timeouts.linepay_connect, read)
+        with _map_errors():
+            response = self._session.request(method, url, data=data, headers=headers, timeout=timeout)
+            if response.status_code >= 500:
+                raise LinePayOutcomeUnknown(f"LINE Pay answered HTTP {response.status_code}")
+            answer = json.loads(response.content, parse_float=Decimal)
+        if not isinstance(answer, dict) or "returnCode" not in answer:
+            raise LinePayOutcomeUnknown(f"LINE Pay answered HTTP {response.status_code} without a returnCode")
+        code = str(answer["returnCode"])
+        if code != "0000":
+            raise LinePayRejected(code, str(answer.get("returnMessage", "")))
+        return answer.get("info", {})
+
+
+def _package(order_id: str, amount: int, product_name: str) -> dict[str, Any]:
+    return {
+        "id": order_id[:50],
+        "amount": amount,
+        "name": product_name[:100],
+        "products": [{"name": product_name[:4000], "quantity": 1, "price": amount}],
+    }
+
+
+def _tx(info: Any, default: str | None = None) -> str:
+    value = info.get("transactionId") if isinstance(info, Mapping) else None
+    if value is None:
+        if default is not None:
+            return default
+        raise LinePayOutcomeUnknown("answer has no transactionId")
+    return str(value)
+
+
+@contextlib.contextmanager
+def _map_errors() -> Iterator[None]:
+    """Every transport failure becomes LinePayOutcomeUnknown: whether LINE acted is unknown."""
+    try:
+        yield
+    except requests.Timeout as exc:
+        raise LinePayOutcomeUnknown(f"LINE Pay timed out: {type(exc).__name__}") from exc
+    except requests.RequestException as exc:
+        raise LinePayOutcomeUnknown(f"LINE Pay connection failed: {type(exc).__name__}") from exc
+    except ValueError as exc:
+        raise LinePayOutcomeUnknown(f"LINE Pay answer is not JSON: {exc}") from exc
