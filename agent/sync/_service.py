@@ -26,6 +26,7 @@ from agent.backoff import Backoff
 from agent.config import ShopEdgeConfig
 from agent.context import AgentContext
 from agent.health import Level
+from agent.ops_http import ops_facts
 from agent.sync._client import (
     AuthRefused,
     SyncClient,
@@ -160,7 +161,14 @@ class SyncService:
             max_inflight=cfg.max_inflight,
             batch_max=self.live.config.mqtt.batch_max,
         )
-        self.uplink = Uplink(self.outbox, self.ctx.engine, settings, wall_clock=self.ctx.wall_clock)
+        facts = ops_facts(self.ctx)
+        self.uplink = Uplink(
+            self.outbox,
+            self.ctx.engine,
+            settings,
+            wall_clock=self.ctx.wall_clock,
+            on_acked=lambda at: facts.record_sync(at=at),
+        )
         self._health(Level.AMBER, f"connecting to {cfg.host}:{cfg.port}")
         try:
             while True:

@@ -147,6 +147,7 @@ class UplinkStats:
     resent: int = 0
     refused: int = 0
     last_error: str = ""
+    last_acked_at: float | None = None  # wall clock of the last broker-confirmed ack
     per_stream: dict[str, int] = field(default_factory=dict)
 
 
@@ -160,8 +161,10 @@ class Uplink:
         settings: UplinkSettings,
         *,
         wall_clock: Callable[[], float],
+        on_acked: Callable[[float], None] | None = None,
     ) -> None:
         self.outbox = outbox
+        self.on_acked = on_acked
         self.engine = engine
         self.settings = settings
         self.wall_clock = wall_clock
@@ -337,6 +340,9 @@ class Uplink:
             await self.outbox.ack(batch)  # idempotent: a cancelled ack is simply repeated
             del self._to_ack[: len(batch)]
             self.stats.acked += len(batch)
+            self.stats.last_acked_at = self.wall_clock()
+            if self.on_acked is not None:
+                self.on_acked(self.stats.last_acked_at)
             for record_id in batch:
                 stream = next((s for s, held in self._held.items() if record_id in held), None)
                 if stream is not None:
