@@ -170,11 +170,18 @@ class MQTTConfig(_Section):
     session_expiry_s: Annotated[int, Field(ge=0)] = 7 * 24 * 3600
     max_inflight: Annotated[int, Field(ge=1, le=65535)] = 20
     batch_max: Annotated[int, Field(ge=1, le=1000)] = 50
+    protocol: Literal["auto", "5", "3.1.1"] = "auto"
+    reconnect_min_s: Annotated[float, Field(gt=0, le=60)] = 1.0
+    reconnect_max_s: Annotated[float, Field(gt=0, le=3600)] = 60.0
 
     @model_validator(mode="after")
     def _cert_pair(self) -> MQTTConfig:
         if (self.cert_file is None) != (self.key_file is None):
             raise ValueError("cert_file and key_file must be given together")
+        if self.reconnect_max_s < self.reconnect_min_s:
+            raise ValueError("reconnect_max_s must be at least reconnect_min_s")
+        if (self.ca_file or self.cert_file) and not self.tls:
+            raise ValueError("ca_file/cert_file are set but tls = false (set tls = true)")
         return self
 
 
@@ -373,6 +380,8 @@ class TimeoutsConfig(_Section):
     linepay_capture: Annotated[float, Field(gt=0)] = 60.0
     line_api: Annotated[float, Field(gt=0)] = 10.0
     mqtt_connect: Annotated[float, Field(gt=0)] = 10.0
+    mqtt_publish: Annotated[float, Field(gt=0)] = 10.0
+    local: Annotated[float, Field(gt=0)] = 5.0
     # LINE wants the webhook answered within about a second: the relay's PUBACK wait.
     relay_publish: Annotated[float, Field(gt=0, le=10)] = 0.8
 

@@ -18,6 +18,7 @@ from agent import __version__
 from agent.config import ShopEdgeConfig
 from agent.context import AgentContext
 from agent.db import migrate, open_engine
+from agent.sdnotify import systemd_component
 from agent.state import finish_run, last_run_was_clean, start_run
 from agent.supervisor import Supervisor
 from agent.wiring import build_components
@@ -54,7 +55,11 @@ async def run_agent(
         if not await asyncio.to_thread(last_run_was_clean, engine):
             log.warning("previous run did not stop cleanly; reconciling state at start")
         run_id = await asyncio.to_thread(start_run, engine, __version__)
-        supervisor = Supervisor(build_components(ctx), ctx.health)
+        components = build_components(ctx)
+        notifier = systemd_component(ctx.health, [c.name for c in components])
+        if notifier is not None:
+            components.append(notifier)
+        supervisor = Supervisor(components, ctx.health)
         loop = asyncio.get_running_loop()
         for sig in (signal.SIGTERM, signal.SIGINT):
             loop.add_signal_handler(sig, _on_signal, supervisor, sig)

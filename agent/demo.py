@@ -24,7 +24,9 @@ from typing import Any
 from agent.config import ShopEdgeConfig, load_config
 from agent.context import AgentContext
 from agent.health import Level
+from agent.ops_demo import step_technician_view
 from agent.supervisor import Supervisor
+from agent.sync.demo_steps import step_cloud_sync
 from drivers.ble.demo_steps import step_beacons
 from drivers.display.demo_steps import step_display_idle
 from offline_queue.demo_steps import step_outbox
@@ -140,6 +142,8 @@ SCENARIO: list[tuple[str, Step]] = [
     ("beacons heard", step_beacons),
     *PAYMENT_STEPS,
     *_coupon_steps(),
+    ("cloud sync", step_cloud_sync),
+    ("technician view", step_technician_view),
 ]
 
 

@@ -15,6 +15,7 @@ from agent.conversion import ConversionConsumer
 from agent.coupons import CouponService, FunnelUpstream
 from agent.health import Level
 from agent.supervisor import Component
+from agent.sync import SyncService
 from drivers.ble.component import BLEPresence
 from drivers.display.service import DisplayService
 from pos_bridge.component import PosBridge, ScannerFeed
@@ -62,4 +63,5 @@ def build_components(ctx: AgentContext) -> list[Component]:
     components.append(PosBridge(ctx))
     if ctx.config.pos.scanner != "none":
         components.append(ScannerFeed(ctx))
+    components.append(SyncService(ctx))
     return components

@@ -18,7 +18,10 @@ if [ "$profile" = "test" ]; then
     have_cmd chromium || need+=(chromium)
     have_cmd systemd-analyze || need+=(systemd)
     have_cmd mosquitto_passwd || need+=(mosquitto)
+    have_cmd openssl || need+=(openssl)             # certificates for the MQTT TLS tests
     have_cmd dbus-daemon || need+=(dbus-daemon)   # private bus for the BlueZ adapter-control tests
+    have_cmd shellcheck || need+=(shellcheck)
+    have_cmd unshare || need+=(util-linux)
 fi
 
 if [ "${#need[@]}" -eq 0 ]; then

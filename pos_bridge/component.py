@@ -20,6 +20,7 @@ from agent.config import ShopEdgeConfig, split_listen
 from agent.context import AgentContext
 from agent.coupons import Fact, FactKind, add_coupon_routes, record_fact
 from agent.health import Level
+from agent.ops_http import add_ops_routes, ops_facts
 from pos_bridge.api import create_pos_app
 from pos_bridge.journal import Journal
 from pos_bridge.linepay import LinePayClient
@@ -74,9 +75,10 @@ class PosBridge:
             wall_clock=ctx.wall_clock,
         )
         app = create_pos_app(service, config)
-        # Other capabilities' till routes join this app here; ops adds /status and /metrics with
-        # add_ops_routes(app, ctx).
+        # Other capabilities' routes join this app here: the till's coupon routes, and the
+        # technician's /status, /status.json and /metrics (no token: read-only, no secrets).
         add_coupon_routes(app, ctx)
+        add_ops_routes(app, ctx)
         runner = web.AppRunner(app, access_log=None)
         host, port = split_listen(config.pos.listen)
         try:
@@ -102,6 +104,7 @@ class PosBridge:
     async def _record_paid(self, payment: Payment, binding_url: str | None) -> None:
         """Funnel facts for the report: the payment, and the binding QR shown with it."""
         device, now = self.ctx.config.device, self.ctx.wall_clock()
+        ops_facts(self.ctx).record_payment(at=now, amount_twd=payment.paid_amount, result="paid")
 
         def fact(kind: FactKind, amount: int | None = None) -> Fact:
             return Fact(

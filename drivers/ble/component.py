@@ -16,6 +16,7 @@ import logging
 from typing import TYPE_CHECKING
 
 from agent.health import Level
+from agent.ops_http import ops_facts
 from drivers.ble.base import AdvertSource, SourceStatus, Timer, open_source
 from drivers.ble.const import TICK_S
 from drivers.ble.frames import decode_advert
@@ -88,6 +89,7 @@ class BLEPresence:
             engine = self.engine = PresenceEngine(settings_from_config(config), now=now0, wall=wall())
             next_tick = now0 + TICK_S
             self._report(source.status, engine, sink_problem)
+            facts = ops_facts(self.ctx)
             while True:
                 advert = await source.next_advert(max(0.0, next_tick - source.now()))
                 events: list[Event] = []
@@ -104,6 +106,9 @@ class BLEPresence:
                     events += engine.tick(now=now, wall=wall())
                     next_tick = now + TICK_S
                     self._report(source.status, engine, sink_problem)
+                    wall_now = wall()
+                    for hwid, seen in engine.store_beacons_heard().items():
+                        facts.record_beacon(hwid, at=wall_now - (now - seen))
                 for event in events:
                     await self._emit(sink, event)
 

@@ -255,6 +255,10 @@ class PresenceEngine:
         """HWIDs of this store's beacons currently reported silent."""
         return sorted(hwid for hwid, store in self._store.items() if store.silent)
 
+    def store_beacons_heard(self) -> dict[str, float]:
+        """When each of this store's beacons was last heard (engine clock), if ever."""
+        return {hwid: store.last_seen for hwid, store in self._store.items() if store.last_seen is not None}
+
     def unheard_store_beacons(self) -> list[str]:
         """HWIDs of this store's beacons not heard since start (silent or not yet)."""
         return sorted(hwid for hwid, store in self._store.items() if store.last_seen is None)

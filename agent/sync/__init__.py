@@ -1,0 +1,49 @@
+"""Cloud sync over MQTT: the v1 topic/envelope contract, the outbox uplink, downlink handlers
+and the session that reconnects (see docs/asyncapi.yaml)."""
+
+from agent.sync._envelope import (
+    MAX_MESSAGE_BYTES,
+    Envelope,
+    MalformedMessage,
+    decode_message,
+    encode_message,
+    format_ts,
+    parse_ts,
+)
+from agent.sync._service import DownlinkInbox, LiveConfig, SyncService, status_payload
+from agent.sync._topics import (
+    DOWN_KINDS,
+    PREFIX,
+    UP_KINDS,
+    TopicError,
+    TopicRef,
+    down_filter,
+    down_topic,
+    parse_topic,
+    status_topic,
+    up_topic,
+)
+
+__all__ = [
+    "DOWN_KINDS",
+    "MAX_MESSAGE_BYTES",
+    "PREFIX",
+    "UP_KINDS",
+    "DownlinkInbox",
+    "Envelope",
+    "LiveConfig",
+    "MalformedMessage",
+    "SyncService",
+    "TopicError",
+    "TopicRef",
+    "decode_message",
+    "down_filter",
+    "down_topic",
+    "encode_message",
+    "format_ts",
+    "parse_topic",
+    "parse_ts",
+    "status_payload",
+    "status_topic",
+    "up_topic",
+]
