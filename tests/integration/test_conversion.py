@@ -353,7 +353,8 @@ async def test_joined_on_the_real_display_service(ctx: AgentContext) -> None:
     await service.show(PaidScreen(amount_twd=350, binding_url=url))
     result = await handle_line_event(ctx, envelope_data(text_message_event(new_user_id(), URL_PROMPT + tok)))
     assert result.status is ConversionStatus.RECORDED
-    assert service.screen == JoinedScreen(amount_twd=350)
+    shown: object = service.screen
+    assert shown == JoinedScreen(amount_twd=350)
 
 
 async def test_sale_facts_come_from_the_payment_journal(engine: Engine, tmp_path: Path) -> None:

@@ -109,3 +109,64 @@ async def test_step_fails_clearly_without_the_downlink(
     monkeypatch.setattr("agent.conversion_demo.WAIT_S", 1.0)
     with pytest.raises(DemoStepFailed, match="no conversion for DEMO-0001"):
         await _run_step(tmp_path, with_sync=False)
+
+
+async def test_step_through_the_real_agent(tmp_path: Path) -> None:
+    """The whole path with the real daemon (sync downlink + uplink, outbox, conversion consumer)."""
+    from agent.config import load_config
+    from agent.daemon import run_agent
+
+    with mosquitto(tmp_path) as port:
+        path = tmp_path / "agent.toml"
+        path.write_text(
+            f"""
+[device]
+store_id = "demo-store"
+device_id = "counter-1"
+[storage]
+state_dir = "{tmp_path}/state"
+[pos]
+listen = "127.0.0.1:{free_port()}"
+[display]
+driver = "png"
+png_path = "{tmp_path}/screen.png"
+listen = "127.0.0.1:{free_port()}"
+[ble]
+enabled = false
+[line]
+channel_secret = "{"c" * 32}"
+oa_basic_id = "@shopedge"
+[mqtt]
+port = {port}
+[binding]
+key = "{"k" * 32}"
+[relay]
+listen = "127.0.0.1:{free_port()}"
+""",
+            encoding="utf-8",
+        )
+        config = load_config(path)
+        started: asyncio.Future[tuple[AgentContext, Supervisor]] = asyncio.get_running_loop().create_future()
+        agent = asyncio.create_task(run_agent(config, on_started=lambda c, s: started.set_result((c, s))))
+        ctx, supervisor = await started
+        run = DemoRun(config=config, config_path=path, ctx=ctx, supervisor=supervisor)
+        try:
+            connected = asyncio.Event()
+            ctx.health.listen(
+                lambda item: connected.set() if (item.name, item.level) == ("sync", "green") else None
+            )
+            sync = ctx.health.get("sync")
+            if sync is None or sync.level != "green":
+                await asyncio.wait_for(connected.wait(), 15)
+            summary = await step_shopper_joins(run)
+            assert "recorded and upstream" in summary
+            health = ctx.health.get("conversion")
+            assert health is not None and health.detail == "1 recorded"
+        finally:
+            supervisor.stop()
+            await agent
+            relay = run.extras.get("relay_task")
+            if relay is not None:
+                relay.cancel()
+                with contextlib.suppress(asyncio.CancelledError):
+                    await relay
