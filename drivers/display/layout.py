@@ -356,7 +356,11 @@ def _content(screen: Screen, lang: Language) -> tuple[list[_Line], str | None, E
                 )
             else:
                 lines += _bilingual("謝謝光臨", "Thank you", lang, 7, gap=5)
-            return lines, url, Ecc.Q, False
+            # Departure from the display brief's "Q for the binding QR": at Q no signed binding
+            # URL fits version 6 (the conversion brief's limit; version 8 for the demo's URL). A
+            # screen has no dirt or creases for Q to recover from, while a lower version gives
+            # bigger modules at the same QR size, which is what makes a far-away phone scan it.
+            return lines, url, Ecc.M, False
         case FailedScreen(reason_zh=zh, reason_en=en):
             lines = [
                 *_bilingual("付款失敗", "Payment failed", lang, 13, bold=True, color=FAIL_RED),

@@ -76,7 +76,7 @@ def test_ec_levels_per_use(fonts: FontSet) -> None:
         for name in ("pay", "paid", "idle")
     }
     assert levels["pay"] is not None and levels["pay"].ecc is Ecc.M
-    assert levels["paid"] is not None and levels["paid"].ecc is Ecc.Q
+    assert levels["paid"] is not None and levels["paid"].ecc is Ecc.M  # version <= 6, see layout.py
     assert levels["idle"] is not None and levels["idle"].ecc is Ecc.M
 
 
@@ -266,3 +266,29 @@ def test_any_valid_pay_screen_lays_out(
         assert t.x >= 0 and t.x + t.width <= width, t
     frame = lay.render(screen, size=size, lang=lang, fonts=fonts, now=NOW)
     assert frame.image.size == size
+
+
+def test_real_binding_url_stays_at_version_6_on_the_paid_screen(fonts: FontSet) -> None:
+    """The binding URL the agent issues (signed token, bilingual prompt) as the display draws it."""
+    from agent.binding import issue_binding
+    from agent.config import parse_config
+
+    config = parse_config(
+        {
+            "device": {"store_id": "demo-store", "device_id": "counter-1"},
+            "line": {"oa_basic_id": "@shopedge"},
+            "binding": {"key": "k" * 43},
+        },
+        environ={},
+    )
+    _, url = issue_binding(config, "A20261123-0042", NOW)
+    plan = lay.plan(
+        PaidScreen(amount_twd=180, binding_url=url),
+        size=(800, 480),
+        lang="zh-TW",
+        pending_sync=0,
+        fonts=fonts,
+    )
+    assert plan.qr is not None
+    assert plan.qr.text == url
+    assert (plan.qr.modules - 17) // 4 <= 6
