@@ -21,6 +21,7 @@ from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, replace
 from typing import Any, Protocol
 
+from agent.binding import BindingError, phone_hash
 from agent.config import ShopEdgeConfig
 from pos_bridge.journal import DuplicateOrder, Journal
 from pos_bridge.linepay import LinePayClient, LinePayOutcomeUnknown, LinePayRejected
@@ -335,10 +336,18 @@ class PaymentService:
         return payment
 
     def _phone_hash(self, phone: str | None) -> str | None:
-        if not phone:
-            return None
+        """The member phone as the conversion records it (one hash scheme for the whole agent).
+
+        Without a configured salt the phone is not kept at all: an unsalted hash of a phone
+        number is as good as the number itself.
+        """
         salt = self._config.binding.phone_salt.get_secret_value()
-        return hashlib.sha256(f"{salt}:{phone}".encode()).hexdigest()
+        if not phone or not salt:
+            return None
+        try:
+            return phone_hash(phone, salt)
+        except BindingError as exc:
+            raise TillError(f"member_phone: {exc}") from None
 
     async def _apply_till(
         self, payment: Payment, event: Event, *, remember: tuple[str, str] | None = None

@@ -68,6 +68,9 @@ class RecordingOutbox:
         return len(self.records)
 
 
+PHONE_SALT = "test-phone-salt"
+
+
 def make_config(state_dir: Path, linepay_url: str, *, read: float = 2.0, **pos: Any) -> ShopEdgeConfig:
     return parse_config(
         {
@@ -76,6 +79,7 @@ def make_config(state_dir: Path, linepay_url: str, *, read: float = 2.0, **pos: 
             "pos": {"listen": "127.0.0.1:8737", "token": TOKEN, "max_amount_twd": 50_000, **pos},
             "linepay": {"api_base": linepay_url, "channel_id": CHANNEL_ID, "channel_secret": CHANNEL_SECRET},
             "line": {"oa_basic_id": "@shopedge"},
+            "binding": {"phone_salt": PHONE_SALT},
             "timeouts": {
                 "linepay_connect": 1.0,
                 "linepay_pay": read,

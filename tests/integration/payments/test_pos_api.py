@@ -303,3 +303,25 @@ async def test_openapi_document(tmp_path: Path, emulator: EmulatorServer) -> Non
     create = doc["components"]["schemas"]["PaymentCreate"]
     assert create["properties"]["amount"]["maximum"] == 50_000
     assert "one_time_key" in create["properties"]
+
+
+async def test_member_phone_is_kept_only_as_the_agent_wide_salted_hash(
+    tmp_path: Path, emulator: EmulatorServer
+) -> None:
+    from sqlalchemy import text
+
+    from agent.binding import phone_hash
+    from tests.integration.payments.harness import PHONE_SALT
+
+    async with running(tmp_path, emulator.url) as h:
+        key = emulator.state.issue_key(time.time())
+        status, _ = await h.post("/v1/payments", {**scan("P1", key), "member_phone": "+886912345678"})
+        assert status == 201
+        await h.until("P1", "paid")
+        with h.engine.connect() as conn:
+            stored = conn.execute(text("SELECT member_phone_hash FROM payments")).scalar_one()
+        # The same hash the conversion computes for "0912-345-678": one scheme across the agent.
+        assert stored == phone_hash("0912-345-678", PHONE_SALT)
+        for name in ("shopedge.db", "shopedge.db-wal"):
+            path = tmp_path / name
+            assert not path.exists() or b"912345678" not in path.read_bytes()
