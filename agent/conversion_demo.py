@@ -22,7 +22,7 @@ from typing import Any
 
 from sqlalchemy import select
 
-from agent.binding import URL_PROMPT, issue_binding
+from agent.binding import issue_binding
 from agent.conversion import conversions
 from agent.demo import DemoRun, DemoStepFailed
 
@@ -54,64 +54,130 @@ def _conversion_row_blocking(run: DemoRun, order_id: str) -> Any:
         return conn.execute(select(conversions).where(conversions.c.order_id == order_id)).first()
 
 
-async def step_shopper_joins(run: DemoRun) -> str:
-    """Scan, send, and see the conversion in the DB and upstream."""
-    import aiomqtt
+def _scan_screen_blocking(run: DemoRun) -> str | None:
+    """What the shopper's phone reads off the customer display (its PNG copy): the binding URL."""
+    import zxingcpp
+    from PIL import Image
 
-    from emulators.messaging.webhooks import follow_event, new_user_id, post_webhook, text_message_event
+    path = run.config.display.png_path
+    if path is None or not path.exists():
+        return None
+    with Image.open(path) as image:
+        found = [r.text for r in zxingcpp.read_barcodes(image.convert("L"))]
+    return next((text for text in found if "oaMessage" in text or "liff.line.me" in text), None)
+
+
+async def step_shopper_joins(run: DemoRun) -> str:
+    """Scan the paid screen's binding QR, send the message, see the conversion in the DB and upstream."""
+    from emulators.messaging.webhooks import follow_event, new_user_id, text_message_event
 
     config = run.config
     order_id = str(run.extras.get("order_id") or f"DEMO-{int(time.time())}")
-    token, url = issue_binding(config, order_id, run.ctx.wall_clock())
-    text = urllib.parse.unquote(url.split("?", 1)[1]) if "oaMessage" in url else URL_PROMPT + token
+    url = None
+    deadline = time.monotonic() + 3  # the PNG copy follows the screen within a frame or two
+    while url is None and time.monotonic() < deadline:
+        url = await asyncio.to_thread(_scan_screen_blocking, run)
+        if url is None:
+            await asyncio.sleep(0.1)
+    source = "scanned off the paid screen"
+    if url is None:
+        _, url = issue_binding(config, order_id, run.ctx.wall_clock())
+        source = "issued for the order (no binding QR on screen)"
+    text = urllib.parse.unquote(url.split("?", 1)[1]) if "oaMessage" in url else url.rsplit("t=", 1)[-1]
+    user = new_user_id()
+    run.extras["joined_user"] = user
+    # with the Messaging emulator running, LINE's reply token is one it will honour
+    emulator = run.extras.get("messaging")
+    issue = getattr(emulator, "issue_reply_token", None)
+    reply_token = issue(user) if callable(issue) else None
+    events = [follow_event(user), text_message_event(user, text, reply_token=reply_token)]
+    if run.extras.get("broker") is False:
+        await _relay_in_process(run, events)
+        row = await _await_conversion(run, order_id)
+        friend = "new friend" if row.is_new_follower else "returning friend"
+        return (
+            f"{user[:9]}… joined for {order_id} ({source}): {friend}, recorded; no broker, so the "
+            "relay hop ran in-process and the record waits in the outbox for sync"
+        )
+    upstream = await _send_through_relay(run, events, order_id)
+    row = await _await_conversion(run, order_id)
+    if not await upstream:
+        raise DemoStepFailed(f"conversion of {order_id} recorded but not seen upstream")
+    friend = "new friend" if row.is_new_follower else "returning friend"
+    return f"{user[:9]}… joined for {order_id} ({source}): {friend}, recorded and upstream"
+
+
+async def _relay_in_process(run: DemoRun, events: list[dict[str, Any]]) -> None:
+    """No broker: route each event as the relay would and hand it to the agent's downlink inbox."""
+    from agent.relay import envelope
+    from agent.sync._envelope import Envelope
+
+    inbox = run.ctx.services.get("downlink")
+    if inbox is None:
+        raise DemoStepFailed("the agent has no downlink inbox (sync not running)")
+    for event in events:
+        if event.get("type") != "message":
+            continue
+        body = envelope(event, destination="demo", now=run.ctx.wall_clock(), extra={"new_follower": True})
+        inbox.put(Envelope(**body))
+
+
+async def _send_through_relay(
+    run: DemoRun, events: list[dict[str, Any]], order_id: str
+) -> asyncio.Future[bool]:
+    """POST the signed webhook to the relay; the future tells whether the cloud saw the conversion."""
+    import aiomqtt
+
+    from emulators.messaging.webhooks import post_webhook
+
+    config = run.config
     relay_url = await _ensure_relay(run)
     up_topic = f"shopedge/v1/{config.device.store_id}/{config.device.device_id}/up/conversion"
-    user = new_user_id()
-    async with aiomqtt.Client(
+    crm = aiomqtt.Client(
         config.mqtt.host,
         config.mqtt.port,
-        identifier=f"demo-crm-{user[1:9]}",
+        identifier=f"demo-crm-{order_id[-8:]}",
         timeout=config.timeouts.mqtt_connect,
-    ) as crm:
-        await crm.subscribe(up_topic, qos=1)
-        # with the Messaging emulator running, LINE's reply token is one it will honour
-        emulator = run.extras.get("messaging")
-        issue = getattr(emulator, "issue_reply_token", None)
-        reply_token = issue(user) if callable(issue) else None
-        status, body = await post_webhook(
-            relay_url,
-            [follow_event(user), text_message_event(user, text, reply_token=reply_token)],
-            channel_secret=config.line.channel_secret.get_secret_value(),
-            timeout_s=config.timeouts.line_api,
-        )
-        if status != 200:
-            raise DemoStepFailed(f"relay answered {status}: {body[:100]}")
-        deadline = time.monotonic() + WAIT_S
-        row = None
-        while row is None and time.monotonic() < deadline:
-            row = await asyncio.to_thread(_conversion_row_blocking, run, order_id)
-            if row is None:
-                await asyncio.sleep(0.1)
-        if row is None:
-            raise DemoStepFailed(
-                f"no conversion for {order_id} within {WAIT_S:.0f} s: is the agent's MQTT downlink "
-                f"(agent/sync) connected to {config.mqtt.host}:{config.mqtt.port}?"
-            )
-        upstream = None
-        with contextlib.suppress(TimeoutError):
-            async with asyncio.timeout(max(0.1, deadline - time.monotonic())):
-                async for message in crm.messages:
-                    payload = json.loads(bytes(message.payload))  # type: ignore[arg-type]
-                    envelopes = payload if isinstance(payload, list) else [payload]
-                    upstream = next(
-                        (e for e in envelopes if e.get("data", {}).get("order_id") == order_id), None
-                    )
-                    if upstream is not None:
-                        break
-        if upstream is None:
-            raise DemoStepFailed(f"conversion of {order_id} recorded but not seen upstream on {up_topic}")
-    friend = "new friend" if row.is_new_follower else "returning friend"
-    return f"{user[:9]}… sent the binding message for {order_id}: {friend}, recorded and upstream"
+    )
+    await crm.__aenter__()
+    await crm.subscribe(up_topic, qos=1)
+    status, body = await post_webhook(
+        relay_url,
+        events,
+        channel_secret=config.line.channel_secret.get_secret_value(),
+        timeout_s=config.timeouts.line_api,
+    )
+    if status != 200:
+        await crm.__aexit__(None, None, None)
+        raise DemoStepFailed(f"relay answered {status}: {body[:100]}")
+
+    async def seen_upstream() -> bool:
+        try:
+            with contextlib.suppress(TimeoutError):
+                async with asyncio.timeout(WAIT_S):
+                    async for message in crm.messages:
+                        payload = json.loads(bytes(message.payload))  # type: ignore[arg-type]
+                        envelopes = payload if isinstance(payload, list) else [payload]
+                        if any(e.get("data", {}).get("order_id") == order_id for e in envelopes):
+                            return True
+            return False
+        finally:
+            await crm.__aexit__(None, None, None)
+
+    return asyncio.ensure_future(seen_upstream())
+
+
+async def _await_conversion(run: DemoRun, order_id: str) -> Any:
+    deadline = time.monotonic() + WAIT_S
+    while time.monotonic() < deadline:
+        row = await asyncio.to_thread(_conversion_row_blocking, run, order_id)
+        if row is not None:
+            return row
+        await asyncio.sleep(0.1)
+    raise DemoStepFailed(
+        f"no conversion for {order_id} within {WAIT_S:.0f} s: is the agent's MQTT downlink "
+        f"(agent/sync) connected to {run.config.mqtt.host}:{run.config.mqtt.port}?"
+    )
 
 
 STEPS = [("shopper joins via the binding QR", step_shopper_joins)]

@@ -12,9 +12,12 @@ running `DemoRun` and returns a one-line summary, or raises `DemoStepFailed`.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import secrets
+import shutil
 import socket
+import subprocess
 import time
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
@@ -129,10 +132,15 @@ async def step_agent_up(run: DemoRun) -> str:
     raise DemoStepFailed(f"components did not report within 10 s: {names}")
 
 
-def _coupon_steps() -> list[tuple[str, Step]]:
-    from agent.coupons.demo_steps import COUPON_STEPS  # imports this module: resolved lazily
+def _visit_steps() -> list[tuple[str, Step]]:
+    """After the payments: the shopper joins through the binding QR, gets the coupon, redeems it.
 
-    return COUPON_STEPS
+    Imported lazily: these modules import this one.
+    """
+    from agent.conversion_demo import STEPS as CONVERSION_STEPS
+    from agent.coupons.demo_steps import COUPON_STEPS, step_messaging_emulator
+
+    return [("Messaging API emulator", step_messaging_emulator), *CONVERSION_STEPS, *COUPON_STEPS]
 
 
 SCENARIO: list[tuple[str, Step]] = [
@@ -141,27 +149,86 @@ SCENARIO: list[tuple[str, Step]] = [
     ("customer display shows the idle screen", step_display_idle),
     ("beacons heard", step_beacons),
     *PAYMENT_STEPS,
-    *_coupon_steps(),
+    *_visit_steps(),
     ("cloud sync", step_cloud_sync),
     ("technician view", step_technician_view),
 ]
 
 
-def _write_demo_config(state_dir: Path) -> tuple[Path, ShopEdgeConfig]:
+async def _stop_helpers(run: DemoRun) -> None:
+    """Stop what the steps started beside the agent (relay, emulators), newest first."""
+    for key in reversed(list(run.extras)):
+        helper = run.extras[key]
+        if isinstance(helper, asyncio.Task):
+            helper.cancel()
+            with contextlib.suppress(asyncio.CancelledError, Exception):
+                await helper
+        elif callable(getattr(helper, "cleanup", None)):  # aiohttp AppRunner
+            await helper.cleanup()
+        elif key == "linepay" and hasattr(helper, "stop"):
+            await helper.stop()
+
+
+def _broker_listening(port: int) -> bool:
+    with socket.socket() as sock:
+        sock.settimeout(0.5)
+        return sock.connect_ex(("127.0.0.1", port)) == 0
+
+
+def start_private_broker(state_dir: Path) -> tuple[subprocess.Popen[bytes] | None, int]:
+    """The demo's MQTT broker: its own Mosquitto on a free loopback port when Mosquitto is
+    installed (so two demos, or a demo and a real agent, never share a client id), else the
+    machine's broker on 1883. `(None, 1883)` with nothing listening means "no broker": the demo
+    still completes and shows the records waiting for sync."""
+    binary = shutil.which("mosquitto") or next(
+        (p for p in ("/usr/sbin/mosquitto", "/usr/local/sbin/mosquitto") if Path(p).exists()), None
+    )
+    if binary is None:
+        return None, 1883
+    port = free_port()
+    conf = state_dir / "mosquitto.conf"
+    conf.write_text(f"listener {port} 127.0.0.1\nallow_anonymous true\npersistence false\n", encoding="utf-8")
+    proc = subprocess.Popen([binary, "-c", str(conf)], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    deadline = time.monotonic() + 5
+    while time.monotonic() < deadline:
+        if _broker_listening(port):
+            return proc, port
+        if proc.poll() is not None:
+            break
+        time.sleep(0.05)
+    proc.kill()
+    proc.wait()
+    return None, 1883
+
+
+def _write_demo_config(state_dir: Path, mqtt_port: int) -> tuple[Path, ShopEdgeConfig]:
     state_dir.mkdir(parents=True, exist_ok=True)
     config_path = state_dir / "demo.toml"
     ports = {name: free_port() for name in ("pos", "linepay", "messaging", "display", "relay")}
-    ports["mqtt"] = 1883
+    ports["mqtt"] = mqtt_port
     config_path.write_text(demo_config_text(state_dir, ports), encoding="utf-8")
     config_path.chmod(0o600)
     return config_path, load_config(config_path)
 
 
 async def run_demo(state_dir: Path, *, once: bool, out: Callable[[str], None] = print) -> int:
+    await asyncio.to_thread(state_dir.mkdir, parents=True, exist_ok=True)
+    broker, mqtt_port = await asyncio.to_thread(start_private_broker, state_dir)
+    try:
+        return await _run_demo(state_dir, mqtt_port, once=once, out=out)
+    finally:
+        if broker is not None:
+            broker.terminate()
+            await asyncio.to_thread(broker.wait)
+
+
+async def _run_demo(state_dir: Path, mqtt_port: int, *, once: bool, out: Callable[[str], None]) -> int:
     from agent.daemon import run_agent
 
-    config_path, config = await asyncio.to_thread(_write_demo_config, state_dir)
+    config_path, config = await asyncio.to_thread(_write_demo_config, state_dir, mqtt_port)
     out(f"demo state: {state_dir}  (config: {config_path})")
+    has_broker = await asyncio.to_thread(_broker_listening, mqtt_port)
+    out(f"MQTT broker: 127.0.0.1:{mqtt_port}" if has_broker else "MQTT broker: none reachable (records wait)")
 
     started: asyncio.Future[tuple[AgentContext, Supervisor]] = asyncio.get_running_loop().create_future()
     agent = asyncio.create_task(
@@ -169,6 +236,7 @@ async def run_demo(state_dir: Path, *, once: bool, out: Callable[[str], None] = 
     )
     ctx, supervisor = await started
     run = DemoRun(config=config, config_path=config_path, ctx=ctx, supervisor=supervisor)
+    run.extras["broker"] = has_broker
     failures = 0
     for title, step in SCENARIO:
         try:
@@ -181,8 +249,10 @@ async def run_demo(state_dir: Path, *, once: bool, out: Callable[[str], None] = 
     if not once and not failures:
         out("demo running; press Ctrl-C to stop")
         await agent
+        await _stop_helpers(run)
         return 0
     supervisor.stop()
     await agent
+    await _stop_helpers(run)
     out(f"demo {'failed' if failures else 'succeeded'}: {len(SCENARIO) - failures}/{len(SCENARIO)} steps")
     return 1 if failures else 0

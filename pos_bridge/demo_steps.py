@@ -139,6 +139,7 @@ async def step_pay_by_qr(run: DemoRun) -> str:
                 raise _failed(f"emulator refused the approval: {await response.text()}")
     view = await _until(run, order_id, "paid")
     shown = await _on_display(run, "PaidScreen", amount_twd=85)
+    run.extras["order_id"] = order_id  # the sale whose binding QR is now on screen
     return f"qr: {order_id} paid {view['paid_amount']} TWD via QR (token {token}); {shown}"
 
 

@@ -17,13 +17,14 @@ from aiohttp import web
 
 from agent.config import split_listen
 from agent.coupons._funnel import Fact, FactKind, facts_since_blocking, funnel_rows, funnel_total
+from agent.coupons._ledger import LedgerState, get_blocking
 from agent.coupons._redeem import REDEEM_PATH, add_coupon_routes
 from agent.coupons._report import render_chart
 from agent.coupons._service import DeliveryStatus, WelcomeRequest, deliver_welcome, record_fact
 from agent.demo import DemoRun, DemoStepFailed, Step
 from emulators.messaging import MessagingEmulator, serve
 
-__all__ = ["COUPON_STEPS"]
+__all__ = ["COUPON_STEPS", "step_messaging_emulator"]
 
 DEMO_AMOUNT_TWD = 180
 
@@ -77,8 +78,37 @@ async def _simulated_conversion(run: DemoRun, emulator: MessagingEmulator) -> We
     )
 
 
+async def step_messaging_emulator(run: DemoRun) -> str:
+    """Start the Messaging API stand-in before the shopper's message, so the reply can go out."""
+    emulator = await _emulator(run)
+    quota = f"{emulator.quota_type} {emulator.quota_value}"
+    return f"Messaging API emulator on {run.config.line.api_base} (monthly quota: {quota})"
+
+
+async def _delivered_to_joined_user(run: DemoRun, emulator: MessagingEmulator, user: str) -> str:
+    """The agent sent the coupon itself when the conversion arrived: check it went once, by reply."""
+    campaign = next(c.name for c in run.config.campaigns if c.enabled)
+    deadline = run.ctx.clock() + 10
+    row = None
+    while run.ctx.clock() < deadline:
+        row = await asyncio.to_thread(get_blocking, run.ctx.engine, campaign, user)
+        if row is not None and row.state is LedgerState.SENT:
+            break
+        await asyncio.sleep(0.1)
+    if row is None or row.state is not LedgerState.SENT:
+        raise DemoStepFailed(f"no welcome coupon sent to the shopper: ledger {row}")
+    sent = [d.via for d in emulator.deliveries_to(user)]
+    if sent != ["reply"]:
+        raise DemoStepFailed(f"the emulator saw {sent} for the shopper, expected one reply")
+    run.extras["coupon_code"] = row.code
+    return f"coupon {row.code[:5]}-{row.code[5:]} delivered by reply (free), once, by the agent"
+
+
 async def step_welcome_coupon(run: DemoRun) -> str:
     emulator = await _emulator(run)
+    joined = run.extras.get("joined_user")
+    if isinstance(joined, str):
+        return await _delivered_to_joined_user(run, emulator, joined)
     conversion = run.extras.get("conversion")
     simulated = not isinstance(conversion, WelcomeRequest)
     if not isinstance(conversion, WelcomeRequest):
@@ -156,7 +186,7 @@ async def step_funnel_report(run: DemoRun) -> str:
 
 
 COUPON_STEPS: list[tuple[str, Step]] = [
-    ("welcome coupon", step_welcome_coupon),
+    ("welcome coupon, once, free by reply", step_welcome_coupon),
     ("coupon redeemed at the till", step_redeem),
     ("funnel report", step_funnel_report),
 ]

@@ -24,6 +24,8 @@ async def step_cloud_sync(run: DemoRun) -> str:
     """Waits (15 s at most) for the retained online status, an uplink event and a ping reply."""
     from agent.demo import DemoStepFailed
 
+    if run.extras.get("broker") is False:
+        return await _waiting_for_sync(run)
     device = run.config.device
     mqtt = run.config.mqtt
     base = f"shopedge/v1/{device.store_id}/{device.device_id}"
@@ -70,3 +72,19 @@ async def step_cloud_sync(run: DemoRun) -> str:
         f"cloud sees {base} {seen['status']}; events on up/{', up/'.join(sorted(seen['kinds']))}; "
         f"ping answered {seen['pong']!r}"
     )
+
+
+async def _waiting_for_sync(run: DemoRun) -> str:
+    """No broker reachable: nothing is lost, the records wait in the outbox (and on the banner)."""
+    from agent.demo import DemoStepFailed
+
+    outbox = run.ctx.services.get("outbox")
+    if outbox is None:
+        raise DemoStepFailed("no outbox: records could not wait for sync")
+    depth = await outbox.depth()
+    health = run.ctx.health.get("sync")
+    pending = getattr(run.ctx.services.get("display"), "pending_sync", None)
+    if depth == 0:
+        raise DemoStepFailed("no broker, yet no record waits in the outbox: something was dropped")
+    state = f"{health.level}: {health.detail}" if health else "not reported"
+    return f"no broker: {depth} records wait in the outbox for sync (display banner {pending}; sync {state})"
