@@ -17,6 +17,7 @@ outbox dedupe key, so a crash between the DB commit and the outbox put loses not
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 from collections import Counter
 from collections.abc import Mapping
@@ -415,6 +416,10 @@ async def _show_joined(
 # ---------------------------------------------------------------- the component
 
 
+# How often the consumer looks at the durable inbox when nothing arrives from memory.
+DURABLE_SWEEP_S = 1.0
+
+
 class ConversionConsumer:
     """Feeds the `line_event` envelopes the sync downlink queues (`ctx.services["downlink"]`,
     `await inbox.get()`) to `handle_line_event`, one at a time.
@@ -429,6 +434,8 @@ class ConversionConsumer:
     def __init__(self, ctx: AgentContext) -> None:
         self.ctx = ctx
         self.counts: Counter[str] = Counter()
+        # Envelope ids handled in this process (from memory or the durable inbox): each once.
+        self._handled: dict[str, None] = {}
         ctx.services.setdefault("sale_lookup", JournalSaleLookup(ctx.engine))
 
     async def run(self) -> None:
@@ -439,9 +446,45 @@ class ConversionConsumer:
             return
         self.ctx.health.set(self.name, Level.GREEN, "waiting for binding messages")
         while True:
-            envelope = await inbox.get()
-            data = envelope.data if hasattr(envelope, "data") else envelope.get("data", {})
+            envelope = None
+            with contextlib.suppress(TimeoutError):
+                async with asyncio.timeout(DURABLE_SWEEP_S):
+                    envelope = await inbox.get()
+            if envelope is not None:
+                envelope_id = str(envelope.id if hasattr(envelope, "id") else envelope.get("id"))
+                if envelope_id not in self._handled:  # the sweep may have taken its durable copy
+                    self._remember(envelope_id)
+                    data = envelope.data if hasattr(envelope, "data") else envelope.get("data", {})
+                    await self.handle(dict(data) if isinstance(data, Mapping) else {})
+            await self.sweep_durable()
+
+    def _remember(self, envelope_id: str) -> None:
+        self._handled[envelope_id] = None
+        while len(self._handled) > 10_000:
+            del self._handled[next(iter(self._handled))]
+
+    async def sweep_durable(self) -> int:
+        """Handle and ack the durable copies of relayed events (`line_inbox`, written by sync).
+
+        Normally each was just handled from memory and is only acked; after a crash or restart
+        it is the only copy, and this is where its conversion and coupon happen.
+        """
+        from agent.sync import LINE_INBOX_STREAM
+
+        outbox = self.ctx.services.get("outbox")
+        if outbox is None:
+            return 0
+        records = await outbox.claim(LINE_INBOX_STREAM, limit=50, lease=120.0)
+        for record in records:
+            envelope_id = str(record.payload.get("id"))
+            if envelope_id in self._handled:
+                continue  # handled from memory already; the durable copy only needs its ack
+            self._remember(envelope_id)
+            data = record.payload.get("data")
             await self.handle(dict(data) if isinstance(data, Mapping) else {})
+        if records:
+            await outbox.ack([record.id for record in records])
+        return len(records)
 
     async def handle(self, envelope_data: dict[str, Any]) -> ConversionResult:
         backoff = Backoff(base=0.5, cap=30.0)

@@ -110,16 +110,16 @@ async def step_shopper_joins(run: DemoRun) -> str:
 async def _relay_in_process(run: DemoRun, events: list[dict[str, Any]]) -> None:
     """No broker: route each event as the relay would and hand it to the agent's downlink inbox."""
     from agent.relay import envelope
-    from agent.sync._envelope import Envelope
+    from agent.sync import Envelope, accept_line_event
 
-    inbox = run.ctx.services.get("downlink")
-    if inbox is None:
-        raise DemoStepFailed("the agent has no downlink inbox (sync not running)")
+    inbox, outbox = run.ctx.services.get("downlink"), run.ctx.services.get("outbox")
+    if inbox is None or outbox is None:
+        raise DemoStepFailed("the agent has no downlink inbox or outbox (sync not running)")
     for event in events:
         if event.get("type") != "message":
             continue
         body = envelope(event, destination="demo", now=run.ctx.wall_clock(), extra={"new_follower": True})
-        inbox.put(Envelope(**body))
+        await accept_line_event(outbox, inbox, Envelope(**body))
 
 
 async def _send_through_relay(

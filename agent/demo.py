@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import importlib
 import logging
 import secrets
 import shutil
@@ -137,10 +138,23 @@ def _visit_steps() -> list[tuple[str, Step]]:
 
     Imported lazily: these modules import this one.
     """
-    from agent.conversion_demo import STEPS as CONVERSION_STEPS
     from agent.coupons.demo_steps import COUPON_STEPS, step_messaging_emulator
 
-    return [("Messaging API emulator", step_messaging_emulator), *CONVERSION_STEPS, *COUPON_STEPS]
+    return [
+        ("Messaging API emulator", step_messaging_emulator),
+        ("shopper joins via the binding QR", _lazy("agent.conversion_demo", "step_shopper_joins")),
+        *COUPON_STEPS,
+    ]
+
+
+def _lazy(module: str, name: str) -> Step:
+    """A step imported when it runs, for step modules that import this one at their top."""
+
+    async def step(run: DemoRun) -> str:
+        found: Step = getattr(importlib.import_module(module), name)
+        return await found(run)
+
+    return step
 
 
 SCENARIO: list[tuple[str, Step]] = [

@@ -10,7 +10,14 @@ from agent.sync._envelope import (
     format_ts,
     parse_ts,
 )
-from agent.sync._service import DownlinkInbox, LiveConfig, SyncService, status_payload
+from agent.sync._service import (
+    LINE_INBOX_STREAM,
+    DownlinkInbox,
+    LiveConfig,
+    SyncService,
+    accept_line_event,
+    status_payload,
+)
 from agent.sync._topics import (
     DOWN_KINDS,
     PREFIX,
@@ -26,6 +33,7 @@ from agent.sync._topics import (
 
 __all__ = [
     "DOWN_KINDS",
+    "LINE_INBOX_STREAM",
     "MAX_MESSAGE_BYTES",
     "PREFIX",
     "UP_KINDS",
@@ -36,6 +44,7 @@ __all__ = [
     "SyncService",
     "TopicError",
     "TopicRef",
+    "accept_line_event",
     "decode_message",
     "down_filter",
     "down_topic",

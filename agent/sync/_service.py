@@ -73,6 +73,21 @@ class LiveConfig:
         self.overrides: dict[str, Any] = {}
 
 
+# Private outbox stream (never uplinked) holding every relayed LINE event until the conversion
+# consumer has handled it. aiomqtt 2 acknowledges a QoS 1 message as it arrives, so without this
+# a crash between the PUBACK and the conversion would lose the shopper's binding message.
+LINE_INBOX_STREAM = "line_inbox"
+
+
+async def accept_line_event(outbox: OutboxPort, inbox: DownlinkInbox, envelope: Envelope) -> None:
+    """Keep a relayed LINE event durably (deduped by envelope id), then wake the consumer."""
+    record = {"id": envelope.id, "kind": envelope.kind, "ts": envelope.ts, "seq": envelope.seq}
+    await outbox.put(
+        LINE_INBOX_STREAM, {**record, "data": dict(envelope.data)}, dedupe_key=f"line_event:{envelope.id}"
+    )
+    inbox.put(envelope)
+
+
 class DownlinkInbox:
     """LINE events relayed to this device, for the conversion capability to consume.
 
@@ -307,7 +322,7 @@ class SyncService:
             self.down.duplicates += 1
         elif decision.action == "line_event" and envelope is not None:
             self.down.line_events += 1
-            self.inbox.put(envelope)
+            await accept_line_event(self.outbox, self.inbox, envelope)
         elif decision.action == "config" and envelope is not None:
             await self._apply_config(envelope, dict(decision.changes))
         elif decision.action == "command" and envelope is not None:

@@ -385,3 +385,56 @@ async def test_sale_facts_come_from_the_payment_journal(engine: Engine, tmp_path
         assert await ctx.services["sale_lookup"].sale_facts("nope") is None
     finally:
         await outbox.close()
+
+
+async def test_relayed_event_survives_a_restart_between_puback_and_conversion(
+    ctx: AgentContext, engine: Engine
+) -> None:
+    """sync keeps each line_event in the outbox before the consumer sees it: a process that died
+    after MQTT's PUBACK (the memory copy gone) still records the conversion at the next start."""
+    from agent.sync import LINE_INBOX_STREAM, DownlinkInbox, Envelope, accept_line_event
+
+    outbox = ctx.services["outbox"]
+    event = text_message_event(new_user_id(), URL_PROMPT + token())
+    envelope = Envelope(
+        id="00000000-0000-4000-8000-00000000c4a5",
+        kind="line_event",
+        ts="2026-11-23T00:00:00.000Z",
+        seq=1,
+        data=envelope_data(event),
+    )
+    await accept_line_event(outbox, DownlinkInbox(), envelope)  # that inbox dies with the process
+    await accept_line_event(outbox, DownlinkInbox(), envelope)  # MQTT redelivery: kept once
+    assert await outbox.depth(LINE_INBOX_STREAM) == 1
+    ctx.services["downlink"] = DownlinkInbox()  # the restarted agent's empty inbox
+    consumer = ConversionConsumer(ctx)
+    assert await consumer.sweep_durable() == 1
+    assert consumer.counts == {"recorded": 1} and len(rows(engine)) == 1
+    assert await outbox.depth(LINE_INBOX_STREAM) == 0
+
+
+async def test_memory_and_durable_copies_are_handled_once(ctx: AgentContext, engine: Engine) -> None:
+    from agent.sync import LINE_INBOX_STREAM, DownlinkInbox, Envelope, accept_line_event
+
+    inbox = DownlinkInbox()
+    ctx.services["downlink"] = inbox
+    forged = text_message_event(new_user_id(), URL_PROMPT + token(key="k" * 43))
+    envelope = Envelope(
+        id="00000000-0000-4000-8000-0000000f0f9e",
+        kind="line_event",
+        ts="2026-11-23T00:00:00.000Z",
+        seq=1,
+        data=envelope_data(forged),
+    )
+    consumer = ConversionConsumer(ctx)
+    task = asyncio.create_task(consumer.run())
+    try:
+        await accept_line_event(ctx.services["outbox"], inbox, envelope)
+        async with asyncio.timeout(20):
+            while await ctx.services["outbox"].depth(LINE_INBOX_STREAM):  # noqa: ASYNC110 - polls a DB
+                await asyncio.sleep(0.05)
+        assert consumer.counts == {"rejected": 1}  # counted once, not once per copy
+    finally:
+        task.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await task
