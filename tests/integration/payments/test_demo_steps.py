@@ -15,7 +15,7 @@ from pos_bridge.demo_steps import STEPS
 
 
 async def test_one_payment_by_each_method(tmp_path: Path) -> None:
-    config_path, config = await asyncio.to_thread(_write_demo_config, tmp_path)
+    config_path, config = await asyncio.to_thread(_write_demo_config, tmp_path, 1883)
     started: asyncio.Future[tuple[AgentContext, Supervisor]] = asyncio.get_running_loop().create_future()
     agent = asyncio.create_task(run_agent(config, on_started=lambda c, s: started.set_result((c, s))))
     ctx, supervisor = await started
