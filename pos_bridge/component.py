@@ -3,20 +3,19 @@ reconciler (`PosBridge`), and the barcode-scanner feed (`ScannerFeed`).
 
 Owns composition only: builds the LINE Pay client, the journal and the service from the agent
 context, reconciles unfinished payments before the API accepts new work, and serves the API on
-`pos.listen`. The display and the binding-URL function are looked up at use time, so this
-package never imports display or binding code.
+`pos.listen`. The display is looked up at use time; the paid screen's binding URL comes from
+`agent.binding.binding_url_provider` (no QR for a sale it cannot issue one for).
 """
 
 from __future__ import annotations
 
 import asyncio
-import importlib
 import logging
-from collections.abc import Callable
 
 from aiohttp import web
 
-from agent.config import ShopEdgeConfig, split_listen
+from agent.binding import binding_url_provider
+from agent.config import split_listen
 from agent.context import AgentContext
 from agent.coupons import Fact, FactKind, add_coupon_routes, record_fact
 from agent.health import Level
@@ -27,28 +26,10 @@ from pos_bridge.linepay import LinePayClient
 from pos_bridge.payment_flow import Payment, State
 from pos_bridge.service import PaymentService
 
-__all__ = ["PosBridge", "ScannerFeed", "binding_url_function"]
+__all__ = ["PosBridge", "ScannerFeed"]
 
 log = logging.getLogger(__name__)
 HEALTH_INTERVAL_S = 5.0
-
-
-def binding_url_function(
-    config: ShopEdgeConfig, wall_clock: Callable[[], float]
-) -> Callable[[str], str | None] | None:
-    """`order_id -> binding URL` from the binding capability, when it is installed and keyed."""
-    try:
-        module = importlib.import_module("agent.binding")
-    except ImportError:
-        return None
-    issue = getattr(module, "issue_binding", None)
-    if issue is None or not config.binding.key.get_secret_value():
-        return None
-
-    def url(order_id: str) -> str | None:
-        return str(issue(config, order_id, wall_clock())[1])
-
-    return url
 
 
 class PosBridge:
@@ -70,7 +51,7 @@ class PosBridge:
             journal=journal,
             client=client,
             display=lambda: ctx.services.get("display"),
-            binding_url=binding_url_function(config, ctx.wall_clock),
+            binding_url=binding_url_provider(config, ctx.wall_clock),
             on_paid=self._record_paid,
             wall_clock=ctx.wall_clock,
         )
