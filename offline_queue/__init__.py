@@ -15,7 +15,7 @@ from offline_queue._model import (
     StreamStats,
     TelemetryRefusedError,
 )
-from offline_queue._outbox import HealthCallback, InvalidRecordError, Outbox
+from offline_queue._outbox import HealthCallback, InvalidRecordError, Outbox, OutboxCondition, PrepareDatabase
 
 __all__ = [
     "DeadLetter",
@@ -24,8 +24,10 @@ __all__ = [
     "InvalidRecordError",
     "Outbox",
     "OutboxClosedError",
+    "OutboxCondition",
     "OutboxError",
     "OutboxWriteError",
+    "PrepareDatabase",
     "Record",
     "StreamStats",
     "TelemetryRefusedError",

@@ -20,7 +20,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TextIO
 
-from agent.health import Level
+from drivers._status import Condition
 from drivers.ble.base import Advert, AdvertSource
 
 __all__ = ["RecordResult", "capture_line", "install_stop_on_sigint", "pseudonymize", "record"]
@@ -102,7 +102,7 @@ async def record(
                     next_flush = source.now() + 1.0
             if buffer:
                 await asyncio.to_thread(_write_blocking, handle, buffer)
-            down = source.status.level is Level.RED
+            down = source.status.level is Condition.DOWN
     finally:
         await asyncio.to_thread(handle.close)
     return RecordResult(adverts=count, devices=len(devices), last_status=last_status, down=down)

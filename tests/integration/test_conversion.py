@@ -13,10 +13,12 @@ from typing import Any
 import pytest
 from sqlalchemy import Engine, func, inspect, select
 
-from agent.binding import URL_PROMPT, BindingClaims, encode_token, issue_binding
 from agent.config import ShopEdgeConfig, parse_config
 from agent.context import AgentContext
-from agent.conversion import (
+from agent.db import current_heads, migrate, open_engine, script_heads
+from emulators.messaging.webhooks import account_link_event, follow_event, new_user_id, text_message_event
+from membership.binding import URL_PROMPT, BindingClaims, encode_token, issue_binding
+from membership.conversion import (
     ConversionConsumer,
     ConversionStatus,
     SaleFacts,
@@ -24,8 +26,6 @@ from agent.conversion import (
     handle_line_event,
     rejection_counts_blocking,
 )
-from agent.db import current_heads, migrate, open_engine, script_heads
-from emulators.messaging.webhooks import account_link_event, follow_event, new_user_id, text_message_event
 from offline_queue import Outbox, Record
 
 KEY = "s" * 32
@@ -62,7 +62,7 @@ def engine(tmp_path: Path) -> Iterator[Engine]:
 @pytest.fixture
 async def ctx(engine: Engine, tmp_path: Path) -> AsyncIterator[AgentContext]:
     ctx = AgentContext(config=make_config(), engine=engine, wall_clock=lambda: NOW + 60)
-    outbox = await Outbox.open(tmp_path / "state.db", create=False)
+    outbox = await Outbox.open(tmp_path / "state.db")
     ctx.services["outbox"] = outbox
     ctx.services["sale_lookup"] = Sales({"A-1": SaleFacts(amount_twd=350, member_phone="0912-345-678")})
     yield ctx
@@ -362,7 +362,7 @@ async def test_sale_facts_come_from_the_payment_journal(engine: Engine, tmp_path
     from pos_bridge.payment_flow import Method, Payment, State
 
     ctx = AgentContext(config=make_config(), engine=engine, wall_clock=lambda: NOW + 60)
-    outbox = await Outbox.open(tmp_path / "state.db", create=False)
+    outbox = await Outbox.open(tmp_path / "state.db")
     ctx.services["outbox"] = outbox
     ConversionConsumer(ctx)  # registers the journal-backed sale lookup
     journal = Journal(engine, outbox=lambda: outbox, clock=lambda: NOW)

@@ -15,8 +15,8 @@ from pathlib import Path
 
 import pytest
 
-from agent.db import migrate, open_engine
-from agent.health import Level
+from agent.db import migrate, open_engine, prepare_state_db
+from base.health import Level
 from offline_queue import Durability, Outbox, TelemetryRefusedError
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -39,6 +39,7 @@ async def test_telemetry_fills_budget_and_critical_is_still_accepted(
     health: list[tuple[Level, str]] = []
     async with await Outbox.open(
         tmp_path / "s.db",
+        prepare=prepare_state_db,
         disk_budget_bytes=BUDGET,
         clock=clock,
         on_health=lambda lv, d: health.append((lv, d)),
@@ -73,7 +74,7 @@ async def test_telemetry_fills_budget_and_critical_is_still_accepted(
 
 
 async def test_oldest_telemetry_is_shed_first_for_critical(tmp_path: Path) -> None:
-    async with await Outbox.open(tmp_path / "s.db", disk_budget_bytes=BUDGET) as box:
+    async with await Outbox.open(tmp_path / "s.db", prepare=prepare_state_db, disk_budget_bytes=BUDGET) as box:
         ids = []
         try:
             while True:
@@ -88,7 +89,7 @@ async def test_oldest_telemetry_is_shed_first_for_critical(tmp_path: Path) -> No
 
 async def test_expired_telemetry_is_shed_before_new_telemetry_is_refused(tmp_path: Path) -> None:
     clock = Clock()
-    async with await Outbox.open(tmp_path / "s.db", disk_budget_bytes=BUDGET, clock=clock) as box:
+    async with await Outbox.open(tmp_path / "s.db", prepare=prepare_state_db, disk_budget_bytes=BUDGET, clock=clock) as box:
         n = 0
         try:
             while True:
@@ -110,7 +111,7 @@ from offline_queue import Outbox, OutboxWriteError
 
 async def main(db):
     health = []
-    box = await Outbox.open(Path(db), create=False, on_health=lambda lv, d: health.append([str(lv), d]))
+    box = await Outbox.open(Path(db, prepare=prepare_state_db), on_health=lambda lv, d: health.append([str(lv), d]))
     ok = [await box.put("payment", {"before": i}) for i in range(3)]
     signal.signal(signal.SIGXFSZ, signal.SIG_IGN)  # writes past the limit fail with EFBIG instead
     limit = Path(db).stat().st_size + Path(db + "-wal").stat().st_size + 64 * 1024

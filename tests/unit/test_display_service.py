@@ -11,7 +11,7 @@ from PIL import Image
 
 from agent.config import DisplayConfig, parse_config
 from agent.context import AgentContext
-from agent.health import HealthBoard, Level
+from base.health import HealthBoard, Level
 from drivers.display.fake import MemoryDriver
 from drivers.display.fonts import FontNotFoundError, FontSet
 from drivers.display.layout import AMBER, OK_GREEN

@@ -152,7 +152,7 @@ async def running(
     await asyncio.to_thread(migrate, engine)
     display, outbox = RecordingDisplay(), RecordingOutbox()
     paid: list[tuple[str, int, str | None]] = []
-    durable: Outbox | None = await Outbox.open(config.db_path, create=False) if real_outbox else None
+    durable: Outbox | None = await Outbox.open(config.db_path) if real_outbox else None
     client = LinePayClient(config.linepay, config.timeouts)
     journal = Journal(engine, outbox=lambda: durable or outbox, clock=__import__("time").time)
     service = PaymentService(

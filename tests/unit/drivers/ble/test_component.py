@@ -15,13 +15,13 @@ from bleak.exc import BleakBluetoothNotAvailableError, BleakBluetoothNotAvailabl
 
 from agent.config import ShopEdgeConfig, parse_config
 from agent.context import AgentContext
-from agent.health import HealthBoard, Level
 from agent.logs import JSONFormatter, RedactingFilter
+from agent.wiring.ble import BLEPresence
+from agent.wiring.presence_sink import MemorySink
+from base.health import HealthBoard, Level
 from drivers.ble.base import AdvertSource
-from drivers.ble.component import BLEPresence
 from drivers.ble.replay import DEMO_CAPTURE, ReplaySource, parse_capture_line
 from drivers.ble.scanner import BleakSource
-from drivers.ble.sink import MemorySink
 from tests.unit.drivers.ble.fakes import FakeBleak, FakeControl, FakeTimer
 
 WALL0 = 1_763_856_000.0

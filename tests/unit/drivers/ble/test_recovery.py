@@ -13,7 +13,7 @@ from bleak.exc import (
     BleakError,
 )
 
-from agent.health import Level
+from base.health import Level
 from drivers.ble import recovery
 from drivers.ble.const import WATCHDOG_INTERVAL_S, WATCHDOG_SILENCE_S
 from drivers.ble.recovery import (

@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 
-from agent.health import Level
+from base.health import Level
 from drivers.ble.const import LINE_BEACON_UUID
 from drivers.ble.frames import LineSimpleBeacon, decode_advert
 from drivers.ble.replay import DEMO_CAPTURE, ReplaySource, parse_capture_line

@@ -12,8 +12,8 @@ from bleak.exc import (
     BleakError,
 )
 
-from agent.backoff import Backoff
-from agent.health import Level
+from base.backoff import Backoff
+from base.health import Level
 from drivers.ble.recovery import Fault
 from drivers.ble.scanner import BleakSource, _bleak_factory
 from tests.unit.drivers.ble.fakes import FakeBleak, FakeControl, FakeTimer
