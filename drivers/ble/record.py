@@ -25,6 +25,9 @@ from drivers.ble.base import Advert, AdvertSource
 
 __all__ = ["RecordResult", "capture_line", "install_stop_on_sigint", "pseudonymize", "record"]
 
+# The technician reads the scanner's state in the same words as the device's health.
+_STATUS_WORDS = {Condition.OK: "green", Condition.DEGRADED: "amber", Condition.DOWN: "red"}
+
 
 def pseudonymize(address: str, key: bytes) -> str:
     """A stable stand-in for `address` under `key`, formatted as a random static address."""
@@ -92,7 +95,7 @@ async def record(
                     devices.add(pseudonym)
                     count += 1
                 status = source.status
-                text = f"{status.level}: {status.detail}"
+                text = f"{_STATUS_WORDS[status.level]}: {status.detail}"
                 if text != last_status:
                     say(text)
                     last_status = text
