@@ -21,6 +21,7 @@ from pathlib import Path
 from types import TracebackType
 from typing import Any
 
+from offline_queue._inspect import dead_letters_blocking, retry_dead_blocking, stats_blocking
 from offline_queue._model import (
     DeadLetter,
     Durability,
@@ -29,15 +30,8 @@ from offline_queue._model import (
     Record,
     StreamStats,
 )
-from offline_queue._store import (
-    BatchResult,
-    Store,
-    Writer,
-    connect_blocking,
-    dead_letters_blocking,
-    retry_dead_blocking,
-    stats_blocking,
-)
+from offline_queue._store import Store, connect_blocking
+from offline_queue._writer import BatchResult, Writer
 
 __all__ = ["HealthCallback", "InvalidRecordError", "Outbox", "OutboxCondition", "PrepareDatabase"]
 

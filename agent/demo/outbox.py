@@ -5,7 +5,7 @@ from __future__ import annotations
 import time
 from typing import TYPE_CHECKING
 
-from offline_queue._outbox import Outbox
+from offline_queue import Outbox
 
 if TYPE_CHECKING:
     from agent.demo import DemoRun

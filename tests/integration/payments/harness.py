@@ -14,6 +14,7 @@ from sqlalchemy import Engine
 
 from agent.config import ShopEdgeConfig, parse_config
 from agent.db import migrate, open_engine
+from membership.binding import phone_hasher
 from offline_queue import Outbox
 from pos_bridge.api import create_pos_app
 from pos_bridge.journal import Journal
@@ -161,6 +162,7 @@ async def running(
         client=client,
         display=lambda: display,
         binding_url=lambda order_id: f"https://bind.example/{order_id}",
+        phone_hash=phone_hasher(config.binding.phone_salt.get_secret_value()),
         on_paid=lambda payment, url: _record(paid, payment, url),
         sleep=fast_sleep,
     )

@@ -6,8 +6,8 @@ from pathlib import Path
 
 import pytest
 
-from pos_bridge.config import POSConfig
 from drivers.scanner import ReplayScanner, WedgeDecoder, open_scanner
+from pos_bridge.config import POSConfig
 
 KEY = "123456789012345678"
 

@@ -1,124 +1,29 @@
-"""`shopedge doctor`: one row per check, each pass/warn/fail with a fix hint a technician can act on.
-
-Owns the checks and the rule for reading them: a check is a small function of the config (and
-an `Environment` saying where to look), it never raises, and its row names what it looked at,
-what it found and, unless it passed, the one thing to do next. The verdict logic (thresholds,
-LINE return codes, clock state) is kept in pure functions beside each check so it is tested
-without a network; the async shells do the looking, each bounded by a timeout from
-`config.timeouts`.
-"""
+"""The checks of the counter's own parts: state directory, clock, fonts, display, BLE adapter,
+outbox and the store beacon. Each verdict is a pure function beside its async shell."""
 
 from __future__ import annotations
 
 import asyncio
-import base64
-import calendar
 import ctypes
 import ctypes.util
-import hashlib
-import hmac
 import json
 import os
 import shutil
 import time
-import uuid
-from collections.abc import Awaitable, Callable, Sequence
-from dataclasses import asdict, dataclass, field
-from enum import StrEnum
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
-from urllib.parse import quote
 
-from agent.config import ConfigError, ShopEdgeConfig, load_config
-
-__all__ = [
-    "CHECKS",
-    "Environment",
-    "Row",
-    "Status",
-    "beacon_verdict",
-    "check_beacon",
-    "check_ble",
-    "check_broker",
-    "check_config",
-    "check_line_token",
-    "check_linepay",
-    "check_outbox",
-    "clock_verdict",
-    "exit_code",
-    "free_space_verdict",
-    "line_token_verdict",
-    "linepay_signature",
-    "linepay_verdict",
-    "outbox_stats",
-    "outbox_verdict",
-    "render_table",
-    "run_checks",
-    "run_doctor",
-]
-
-LINEPAY_HOSTS = {"sandbox": "https://sandbox-api-pay.line.me", "production": "https://api-pay.line.me"}
-LINE_API = "https://api.line.me"
-# Free space below this fails outright: SQLite needs room for its WAL and a checkpoint.
-MIN_FREE_MB = 50
-# Tokens and LINE Pay nonces are useless with a clock before this build's release (UTC).
-CLOCK_FLOOR = float(calendar.timegm((2026, 1, 1, 0, 0, 0)))
-# At the default batch of 50 per MQTT message this is 20 batches: a backlog that is not
-# draining, not a brief outage. A warning, because records wait safely on disk.
-OUTBOX_WARN_DEPTH = 1000
-SYSTEM_FONTS = Path("/usr/share/fonts")
-
-
-class Status(StrEnum):
-    PASS = "pass"  # noqa: S105 - a check verdict, not a password
-    WARN = "warn"
-    FAIL = "fail"
-
-
-@dataclass(frozen=True, kw_only=True)
-class Row:
-    """One check's result; `hint` says what to do when it did not pass."""
-
-    check: str
-    status: Status
-    detail: str
-    hint: str = ""
-
-    def as_dict(self) -> dict[str, str]:
-        return {k: str(v) for k, v in asdict(self).items()}
-
-
-@dataclass(frozen=True, kw_only=True)
-class Environment:
-    """Where the doctor looks on this machine (tests point it elsewhere)."""
-
-    font_roots: tuple[Path, ...] = (SYSTEM_FONTS,)
-    chromium_names: tuple[str, ...] = ("chromium", "chromium-browser")
-    system_bus: str = field(default_factory=lambda: os.environ.get("DBUS_SYSTEM_BUS_ADDRESS", ""))
-
-    @classmethod
-    def from_environ(cls) -> Environment:
-        """SHOPEDGE_FONT_DIRS (colon separated) replaces /usr/share/fonts as the font root."""
-        dirs = os.environ.get("SHOPEDGE_FONT_DIRS")
-        if dirs is None:
-            return cls()
-        return cls(font_roots=tuple(Path(d) for d in dirs.split(":") if d))
-
-    def font_candidates(self) -> tuple[tuple[str, str], ...]:
-        """The display's candidate font paths, under each font root."""
-        from drivers.display.fonts import CANDIDATES
-
-        def moved(path: str, root: Path) -> str:
-            rel = Path(path).relative_to(SYSTEM_FONTS) if path.startswith(str(SYSTEM_FONTS)) else None
-            return str(root / rel) if rel is not None else path
-
-        return tuple((moved(r, root), moved(b, root)) for root in self.font_roots for r, b in CANDIDATES)
-
-
-def exit_code(rows: Sequence[Row]) -> int:
-    """0 when nothing failed (warnings allowed), 1 otherwise."""
-    return 1 if any(row.status is Status.FAIL for row in rows) else 0
-
+from agent.config import ShopEdgeConfig
+from agent.doctor._rows import (
+    CLOCK_FLOOR,
+    LINE_API,
+    MIN_FREE_MB,
+    OUTBOX_WARN_DEPTH,
+    Environment,
+    Row,
+    Status,
+)
 
 # ---------------------------------------------------------------- state directory
 
@@ -409,211 +314,6 @@ async def check_ble(config: ShopEdgeConfig, env: Environment) -> Row:
     return Row(check="ble", status=Status.PASS, detail=f"{ble.adapter} present and powered")
 
 
-# ---------------------------------------------------------------- MQTT broker
-
-
-async def check_broker(config: ShopEdgeConfig, env: Environment) -> Row:
-    import ssl
-
-    import aiomqtt
-
-    mqtt = config.mqtt
-    where = f"{mqtt.host}:{mqtt.port}"
-    if not mqtt.enabled:
-        return Row(
-            check="broker",
-            status=Status.WARN,
-            detail="mqtt.enabled = false: nothing syncs to the cloud",
-            hint="set mqtt.enabled = true once the broker is ready",
-        )
-    context = None
-    if mqtt.tls:
-        context = ssl.create_default_context(cafile=str(mqtt.ca_file) if mqtt.ca_file else None)
-        if mqtt.cert_file and mqtt.key_file:
-            context.load_cert_chain(str(mqtt.cert_file), str(mqtt.key_file))
-    client = aiomqtt.Client(
-        mqtt.host,
-        mqtt.port,
-        username=mqtt.username or None,
-        password=mqtt.password.get_secret_value() or None,
-        # Not the agent's client id: connecting as it would take over the agent's session.
-        identifier=f"{config.device.device_id}-doctor-{uuid.uuid4().hex[:6]}",
-        tls_context=context,
-        timeout=config.timeouts.mqtt_connect,
-    )
-    try:
-        async with asyncio.timeout(config.timeouts.mqtt_connect):
-            async with client:
-                pass
-    except aiomqtt.MqttCodeError as exc:
-        return Row(
-            check="broker",
-            status=Status.FAIL,
-            detail=f"{where} refused the connection: {exc}",
-            hint="check mqtt.username and mqtt.password (and the broker's ACL for this device)",
-        )
-    except (aiomqtt.MqttError, OSError, TimeoutError) as exc:
-        return Row(
-            check="broker",
-            status=Status.FAIL,
-            detail=f"{where} unreachable: {exc or type(exc).__name__}",
-            hint="check mqtt.host/mqtt.port, the network, and that the broker is running",
-        )
-    return Row(check="broker", status=Status.PASS, detail=f"connected and authorised at {where}")
-
-
-# ---------------------------------------------------------------- LINE Messaging API
-
-
-def line_token_verdict(status: int, body: dict[str, Any], expected_basic_id: str) -> Row:
-    if status == 200:
-        basic = str(body.get("basicId", ""))
-        name = str(body.get("displayName", ""))
-        if expected_basic_id and basic.removeprefix("@") != expected_basic_id:
-            return Row(
-                check="line_token",
-                status=Status.WARN,
-                detail=f"token belongs to {basic} ({name}), config says @{expected_basic_id}",
-                hint="fix line.oa_basic_id or use the token of the right Official Account",
-            )
-        return Row(check="line_token", status=Status.PASS, detail=f"bot {basic} ({name})")
-    if status == 401:
-        return Row(
-            check="line_token",
-            status=Status.FAIL,
-            detail=f"token rejected (401): {body.get('message', '')}",
-            hint="issue a new long-lived channel access token in the LINE Developers console "
-            "(Messaging API tab) and run `shopedge provision`",
-        )
-    return Row(
-        check="line_token",
-        status=Status.FAIL,
-        detail=f"bot info answered {status}: {body}",
-        hint="retry later; if it persists check status.line.me",
-    )
-
-
-async def check_line_token(config: ShopEdgeConfig, env: Environment) -> Row:
-    import aiohttp
-
-    token = config.line.channel_access_token.get_secret_value()
-    if not token:
-        return Row(
-            check="line_token",
-            status=Status.FAIL,
-            detail="line.channel_access_token is empty",
-            hint="run `shopedge provision` with the Messaging API channel access token",
-        )
-    base = (config.line.api_base or LINE_API).rstrip("/")
-    timeout = aiohttp.ClientTimeout(total=config.timeouts.line_api)
-    try:
-        async with (
-            aiohttp.ClientSession(timeout=timeout) as session,
-            session.get(f"{base}/v2/bot/info", headers={"Authorization": f"Bearer {token}"}) as response,
-        ):
-            status = response.status
-            try:
-                body = await response.json(content_type=None)
-            except (json.JSONDecodeError, aiohttp.ContentTypeError):
-                body = {}
-    except (aiohttp.ClientError, TimeoutError, OSError) as exc:
-        return Row(
-            check="line_token",
-            status=Status.FAIL,
-            detail=f"{base} unreachable: {exc!r}",
-            hint="check the network / DNS; the agent keeps queueing until LINE is reachable",
-        )
-    return line_token_verdict(status, body if isinstance(body, dict) else {}, config.line.oa_basic_id)
-
-
-# ---------------------------------------------------------------- LINE Pay
-
-
-def linepay_signature(secret: str, path: str, query: str, nonce: str) -> str:
-    """LINE Pay v4 GET signature: Base64(HMAC-SHA256(secret, secret + path + query + nonce))."""
-    message = (secret + path + query + nonce).encode()
-    return base64.b64encode(hmac.new(secret.encode(), message, hashlib.sha256).digest()).decode()
-
-
-def linepay_verdict(http_status: int, body: dict[str, Any]) -> Row:
-    """1150 ("no history") for a random order id proves the credentials; 1106 means they are wrong."""
-    code = str(body.get("returnCode", ""))
-    message = str(body.get("returnMessage", ""))
-    if code == "1150":
-        return Row(
-            check="linepay", status=Status.PASS, detail="signed status check accepted (1150 no history)"
-        )
-    if code == "1106":
-        return Row(
-            check="linepay",
-            status=Status.FAIL,
-            detail=f"LINE Pay rejected the credentials: 1106 {message}",
-            hint="check linepay.channel_id and linepay.channel_secret in Merchant Center, and that "
-            "this shop's public IP is whitelisted there",
-        )
-    if code == "0000":
-        return Row(
-            check="linepay",
-            status=Status.WARN,
-            detail="a random order id exists?! (0000)",
-            hint="re-run doctor",
-        )
-    return Row(
-        check="linepay",
-        status=Status.FAIL,
-        detail=f"unexpected answer {http_status} {code} {message}",
-        hint="check linepay.mode and linepay.api_base; retry later",
-    )
-
-
-async def check_linepay(config: ShopEdgeConfig, env: Environment) -> Row:
-    import aiohttp
-
-    pay = config.linepay
-    secret = pay.channel_secret.get_secret_value()
-    if not pay.channel_id or not secret:
-        return Row(
-            check="linepay",
-            status=Status.FAIL,
-            detail="linepay.channel_id or channel_secret is empty",
-            hint="run `shopedge provision` with the LINE Pay channel id and secret",
-        )
-    base = (pay.api_base or LINEPAY_HOSTS[pay.mode]).rstrip("/")
-    order_id = f"doctor-{uuid.uuid4().hex}"
-    path = f"/v4/payments/orders/{quote(order_id, safe='')}/check"
-    nonce = str(uuid.uuid4())
-    headers = {
-        "Content-Type": "application/json",
-        "X-LINE-ChannelId": pay.channel_id,
-        "X-LINE-Authorization-Nonce": nonce,
-        "X-LINE-Authorization": linepay_signature(secret, path, "", nonce),
-    }
-    if pay.merchant_device_profile_id:
-        headers["X-LINE-MerchantDeviceProfileId"] = pay.merchant_device_profile_id
-        headers["X-LINE-MerchantDeviceType"] = pay.merchant_device_type
-    timeout = aiohttp.ClientTimeout(
-        total=config.timeouts.linepay_check, connect=config.timeouts.linepay_connect
-    )
-    try:
-        async with (
-            aiohttp.ClientSession(timeout=timeout) as session,
-            session.get(base + path, headers=headers) as response,
-        ):
-            status = response.status
-            try:
-                body = await response.json(content_type=None)
-            except (json.JSONDecodeError, aiohttp.ContentTypeError):
-                body = {}
-    except (aiohttp.ClientError, TimeoutError, OSError) as exc:
-        return Row(
-            check="linepay",
-            status=Status.FAIL,
-            detail=f"{base} unreachable: {exc!r}",
-            hint="check the network; payments cannot be taken while LINE Pay is unreachable",
-        )
-    return linepay_verdict(status, body if isinstance(body, dict) else {})
-
-
 # ---------------------------------------------------------------- outbox
 
 
@@ -621,7 +321,7 @@ def _outbox_stats_blocking(path: Path, now: float) -> dict[str, Any]:
     # Read-only on purpose: `Outbox.open()` ends the leases of "the previous process", which
     # would disturb a running agent. The outbox's own read-only connection and stats query
     # are used instead (its public API has no read-only inspection yet).
-    from offline_queue._store import connect_blocking, stats_blocking
+    from offline_queue import connect_blocking, stats_blocking
 
     conn = connect_blocking(path, read_only=True)
     try:
@@ -758,72 +458,3 @@ async def check_beacon(config: ShopEdgeConfig, env: Environment) -> Row:
     return beacon_verdict(hwids, body if isinstance(body, dict) else None)
 
 
-# ---------------------------------------------------------------- running the checks
-
-Check = Callable[[ShopEdgeConfig, Environment], Row | Awaitable[Row]]
-
-CHECKS: dict[str, Check] = {
-    "state_dir": check_state_dir,
-    "clock": check_clock,
-    "ble": check_ble,
-    "display": check_display,
-    "fonts": check_fonts,
-    "broker": check_broker,
-    "line_token": check_line_token,
-    "linepay": check_linepay,
-    "outbox": check_outbox,
-    "beacon": check_beacon,
-}
-
-
-async def _run_one(name: str, check: Check, config: ShopEdgeConfig, env: Environment) -> Row:
-    try:
-        if asyncio.iscoroutinefunction(check):
-            return await check(config, env)  # type: ignore[no-any-return]
-        return await asyncio.to_thread(check, config, env)  # type: ignore[arg-type]
-    except Exception as exc:  # a broken check is a failed row, never a traceback
-        return Row(
-            check=name, status=Status.FAIL, detail=f"check crashed: {exc!r}", hint="report this as a bug"
-        )
-
-
-async def run_checks(
-    config: ShopEdgeConfig, env: Environment | None = None, *, only: Sequence[str] | None = None
-) -> list[Row]:
-    """Run the checks (all, or `only` these names) concurrently; rows in CHECKS order."""
-    env = env or Environment.from_environ()
-    names = [name for name in CHECKS if only is None or name in only]
-    return list(await asyncio.gather(*(_run_one(name, CHECKS[name], config, env) for name in names)))
-
-
-def check_config(path: Path) -> tuple[ShopEdgeConfig | None, Row]:
-    try:
-        config = load_config(path)
-    except ConfigError as exc:
-        return None, Row(
-            check="config",
-            status=Status.FAIL,
-            detail="; ".join(exc.problems),
-            hint="fix the named key (see config.example.toml) or re-run `shopedge provision`",
-        )
-    return config, Row(check="config", status=Status.PASS, detail=f"{path} valid")
-
-
-async def run_doctor(path: Path, env: Environment | None = None) -> tuple[ShopEdgeConfig | None, list[Row]]:
-    """The config row, then every other check (skipped when the config cannot be loaded)."""
-    config, row = await asyncio.to_thread(check_config, path)
-    if config is None:
-        return None, [row]
-    return config, [row, *await run_checks(config, env)]
-
-
-def render_table(rows: Sequence[Row]) -> str:
-    """Fixed-width rows for a terminal: status, check, detail, then the hint on its own line."""
-    marks = {Status.PASS: "PASS", Status.WARN: "WARN", Status.FAIL: "FAIL"}
-    width = max((len(row.check) for row in rows), default=5)
-    lines = []
-    for row in rows:
-        lines.append(f"{marks[row.status]}  {row.check:<{width}}  {row.detail}")
-        if row.hint and row.status is not Status.PASS:
-            lines.append(f"{'':4}  {'':<{width}}  -> {row.hint}")
-    return "\n".join(lines)
