@@ -26,11 +26,12 @@ USER = "U" + "c" * 32
 # tries to record the send, exactly as a power cut would.
 CHILD = """
 import asyncio, os, sys
+import membership.coupons._push_jobs as push_jobs
 import membership.coupons._service as svc
 from agent.config import load_config
 from agent.context import AgentContext
 from membership.coupons import CouponService, WelcomeRequest, deliver_welcome
-from agent.db import open_engine
+from agent.db import open_engine, prepare_state_db
 from offline_queue import Outbox
 
 real = svc.transition_blocking
@@ -40,7 +41,8 @@ def die_on_sent(engine, *args, **kwargs):
         os._exit(137)
     return real(engine, *args, **kwargs)
 
-svc.transition_blocking = die_on_sent
+svc.transition_blocking = die_on_sent  # the reply path
+push_jobs.transition_blocking = die_on_sent  # the push path
 
 async def main():
     config = load_config(sys.argv[1])

@@ -9,12 +9,12 @@ from pathlib import Path
 import pytest
 
 from agent.db import current_heads, migrate, open_engine, prepare_state_db, script_heads
-from base.health import Level
 from offline_queue import (
     Durability,
     InvalidRecordError,
     Outbox,
     OutboxClosedError,
+    OutboxCondition,
     OutboxError,
     Record,
 )
@@ -229,10 +229,10 @@ async def test_open_without_tables_is_a_clear_error(tmp_path: Path) -> None:
 
 
 async def test_health_callback_reports_green(db: Path) -> None:
-    seen: list[tuple[Level, str]] = []
+    seen: list[tuple[OutboxCondition, str]] = []
     async with await Outbox.open(db, prepare=prepare_state_db, on_health=lambda level, detail: seen.append((level, detail))) as box:
         await box.put("sale", {})
-    assert seen == [(Level.GREEN, "ok")]
+    assert seen == [(OutboxCondition.OK, "ok")]
 
 
 def test_migration_on_empty_db_and_from_0002(tmp_path: Path) -> None:
