@@ -5,3 +5,5 @@ Messaging API client), funnel facts, member tags and the funnel report. Imports 
 `offline_queue` and `base`; what it needs from the device (the display, the sale behind an
 order, the outbox) arrives through the ports in `membership.context`.
 """
+
+__all__: list[str] = []
