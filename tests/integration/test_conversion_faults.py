@@ -74,7 +74,7 @@ async def running(consumer: ConversionConsumer) -> AsyncIterator[None]:
 
 async def until(condition: Any, within_s: float = 20.0) -> None:
     async with asyncio.timeout(within_s):  # generous: the CI machine is shared and loaded
-        while not await condition():
+        while not await condition():  # noqa: ASYNC110 - polls a database
             await asyncio.sleep(0.05)
 
 
@@ -201,13 +201,9 @@ def test_classify_follows_causes_and_flags() -> None:
     class Wrapped(Exception):
         pass
 
-    try:
-        try:
-            raise sqlite3.OperationalError("database is locked")
-        except sqlite3.OperationalError as inner:
-            raise Wrapped("db") from inner
-    except Wrapped as exc:
-        assert classify(exc, 50).kind is FailureKind.TRANSIENT
+    wrapped = Wrapped("db")
+    wrapped.__cause__ = sqlite3.OperationalError("database is locked")
+    assert classify(wrapped, 50).kind is FailureKind.TRANSIENT
 
     class Refused(Exception):
         permanent = True
