@@ -368,7 +368,7 @@ def outbox_verdict(stats: dict[str, Any]) -> Row:
             check="outbox",
             status=Status.WARN,
             detail=detail,
-            hint="inspect with `shopedge queue dead` and retry with `shopedge queue retry`",
+            hint="inspect with `shopedge queue dead-letters` and retry with `shopedge queue retry`",
         )
     if total >= OUTBOX_WARN_DEPTH:
         return Row(

@@ -66,7 +66,13 @@ class OutboxPort(Protocol):
     async def claim(self, stream: str, limit: int = 100, lease: float = 30.0) -> Sequence[RecordLike]: ...
     async def ack(self, ids: Iterable[int]) -> None: ...
     async def release(
-        self, record_id: int, error: str, *, retry_at: float | None = None, permanent: bool = False
+        self,
+        record_id: int,
+        error: str,
+        *,
+        retry_at: float | None = None,
+        permanent: bool = False,
+        transient: bool = False,
     ) -> None: ...
     async def depth(self, stream: str | None = None) -> int: ...
     async def put(
