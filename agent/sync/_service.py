@@ -1,6 +1,7 @@
 """The sync component: one MQTT session at a time, reconnecting with backoff, forever.
 
-Per connection: client id = device id; a persistent session (MQTT v5 clean start off with a
+Per connection: client id `mqtt.client_id` (default `shopedge-{store}-{device}`, unique on a
+broker several stores share); a persistent session (MQTT v5 clean start off with a
 session expiry, or v3.1.1 clean session off) so downlink messages queued while the device was
 away arrive after it reconnects; a retained `online` status on connect and a retained
 `offline` last will (also published on a clean shutdown, when the broker sends no will).
@@ -40,6 +41,7 @@ from agent.sync._uplink import OutboxPort, Uplink, UplinkSettings
 from base.backoff import Backoff
 from base.envelope import Envelope, format_ts
 from base.health import Level
+from base.mqtt import client_id_for
 from base.topics import down_filter, status_topic
 from membership.conversion import LINE_INBOX_STREAM
 
@@ -176,6 +178,7 @@ class SyncService:
             device_id=self.config.device.device_id,
             max_inflight=cfg.max_inflight,
             batch_max=self.live.config.mqtt.batch_max,
+            max_message_bytes=cfg.max_message_bytes,
         )
         facts = ops_facts(self.ctx)
         self.uplink = Uplink(
@@ -224,7 +227,7 @@ class SyncService:
         return SyncClient(
             **client_options(
                 self.config.mqtt,
-                client_id=device.device_id,
+                client_id=client_id_for(self.config.mqtt, device.store_id, device.device_id),
                 protocol=protocol,
                 will=will,
                 connect_timeout=self.config.timeouts.mqtt_connect,
