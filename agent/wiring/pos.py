@@ -45,7 +45,7 @@ class PosBridge:
 
     async def run(self) -> None:
         ctx, config = self.ctx, self.ctx.config
-        client = LinePayClient(config.linepay, config.timeouts)
+        client = LinePayClient(config.linepay, config.timeouts, device_id=config.device.device_id)
         journal = Journal(ctx.engine, outbox=lambda: ctx.services.get("outbox"), clock=ctx.wall_clock)
         service = PaymentService(
             config=config,
