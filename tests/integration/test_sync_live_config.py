@@ -51,7 +51,7 @@ async def device(broker: Broker, tmp_path: Path) -> AsyncIterator[tuple[SyncServ
     tasks = [asyncio.create_task(pos.run()), asyncio.create_task(sync.run())]
     try:
         async with asyncio.timeout(20):
-            while not pos.url or not sync.connected.is_set():
+            while not pos.url or not sync.connected.is_set():  # noqa: ASYNC110 - two components
                 await asyncio.sleep(0.05)
         yield sync, pos
     finally:
