@@ -32,9 +32,18 @@ def config_for(broker: Broker, tmp_path: Path) -> Any:
         {
             "device": {"store_id": "store-001", "device_id": "counter-1"},
             "storage": {"state_dir": str(tmp_path / "state")},
-            "mqtt": {"host": broker.host, "port": broker.port, "reconnect_min_s": 0.2, "reconnect_max_s": 1.0},
+            "mqtt": {
+                "host": broker.host,
+                "port": broker.port,
+                "reconnect_min_s": 0.2,
+                "reconnect_max_s": 1.0,
+            },
             "pos": {"listen": f"127.0.0.1:{free_port()}", "token": TOKEN, "max_amount_twd": 50_000},
-            "linepay": {"api_base": "http://127.0.0.1:9", "channel_id": "1234567890", "channel_secret": "x" * 32},
+            "linepay": {
+                "api_base": "http://127.0.0.1:9",
+                "channel_id": "1234567890",
+                "channel_secret": "x" * 32,
+            },
         },
         environ={},
     )
