@@ -60,6 +60,7 @@ __all__ = [
     "handle_line_event",
     "record_conversion_blocking",
     "rejection_counts_blocking",
+    "verify_on_device_blocking",
 ]
 
 log = logging.getLogger(__name__)
@@ -244,6 +245,33 @@ def _count_blocking(conn: Any, reason: Rejection, now: float) -> None:
             .where(binding_rejections.c.reason == reason)
             .values(count=binding_rejections.c.count + 1, last_at=now)
         )
+
+
+def conversion_exists_blocking(engine: Engine, store_id: str, device_id: str, order_id: str) -> bool:
+    with engine.connect() as conn:
+        row = conn.execute(
+            select(conversions.c.id).where(
+                conversions.c.store_id == store_id,
+                conversions.c.device_id == device_id,
+                conversions.c.order_id == order_id,
+            )
+        ).first()
+    return row is not None
+
+
+def verify_on_device_blocking(
+    engine: Engine | None, token: str, *, key: bytes, store_id: str, device_id: str, now: float
+) -> BindingClaims | Rejection:
+    """What this device says of a token if a shopper sent it now: `verify_token`'s checks, then
+    "already used" when its sale has a conversion (the handler's unique key). `shopedge binding
+    verify` answers with this, so it never calls "valid" a token the device would reject;
+    without a state DB (`engine` None) nothing is used yet."""
+    verdict = verify_token(token, key=key, store_id=store_id, device_id=device_id, now=now)
+    if isinstance(verdict, Rejection) or engine is None:
+        return verdict
+    if conversion_exists_blocking(engine, verdict.store_id, verdict.device_id, verdict.order_id):
+        return Rejection.ALREADY_USED
+    return verdict
 
 
 def count_rejection_blocking(engine: Engine, reason: Rejection, now: float) -> None:
