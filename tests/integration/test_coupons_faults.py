@@ -31,3 +31,13 @@ async def test_a_push_job_that_always_raises_is_dead_lettered_and_the_next_goes_
     assert letter.id == record_id and letter.reason == "permanent error: KeyError: 'messages'"
     health = rig.ctx.health.get("coupons")
     assert health is not None and health.level is Level.GREEN  # the later push went out
+
+
+async def test_a_reply_token_half_a_minute_old_still_gets_the_free_reply(rig: Rig) -> None:
+    """LINE: use a reply token within one minute. 35 s after the relay got the webhook the
+    coupon still goes out as a free reply (the old 20 s window sent a paid push)."""
+    from membership.coupons import DeliveryStatus
+
+    result = await deliver_welcome(rig.ctx, rig.request(30, token=True, age=35))
+    assert result.status is DeliveryStatus.REPLIED
+    assert [d.via for d in rig.emulator.deliveries] == ["reply"] and rig.emulator.total_usage == 0
