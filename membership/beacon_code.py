@@ -28,8 +28,8 @@ __all__ = [
     "SLOT_S",
     "BeaconCodeError",
     "Verdict",
-    "code_for",
     "code_at",
+    "code_for",
     "slot_of",
     "verify",
 ]

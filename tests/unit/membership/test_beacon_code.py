@@ -28,9 +28,9 @@ assert T0 % SLOT_S == 0
 
 def test_the_documented_scheme() -> None:
     slot = 5_966_667
-    expected = hmac.new(
-        KEY, b"shopedge-beacon-v1" + HWID + slot.to_bytes(8, "big"), hashlib.sha256
-    ).digest()[:8]
+    expected = hmac.new(KEY, b"shopedge-beacon-v1" + HWID + slot.to_bytes(8, "big"), hashlib.sha256).digest()[
+        :8
+    ]
     assert code_for(KEY, HWID, slot) == expected
     assert len(expected) == CODE_BYTES == 8
     assert code_at(KEY, HWID, T0) == expected
@@ -56,7 +56,9 @@ def test_slot_edges() -> None:
         (T0, T0 - 0.001, Verdict.INVALID),
     ],
 )
-def test_verify_at_current_or_previous_slot(advertised_at: float, verified_at: float, verdict: Verdict) -> None:
+def test_verify_at_current_or_previous_slot(
+    advertised_at: float, verified_at: float, verdict: Verdict
+) -> None:
     assert verify(KEY, HWID, code_at(KEY, HWID, advertised_at), verified_at) is verdict
 
 
