@@ -32,12 +32,14 @@ from pydantic import (
 
 __all__ = [
     "BLEConfig",
+    "BeaconConfig",
     "BindingConfig",
     "CampaignConfig",
     "ConfigError",
     "CouponsConfig",
     "DeviceConfig",
     "DisplayConfig",
+    "GreetingConfig",
     "LineConfig",
     "LinePayConfig",
     "MQTTConfig",
@@ -52,6 +54,9 @@ __all__ = [
     "parse_config",
     "secret_values",
 ]
+
+from drivers.ble.beacon_config import BeaconConfig
+from membership.greeting import GreetingConfig
 
 ENV_PREFIX = "SHOPEDGE_"
 _HOSTPORT = re.compile(r"^(?P<host>\[[0-9a-fA-F:]+\]|[A-Za-z0-9.\-]+):(?P<port>\d{1,5})$")
@@ -352,6 +357,8 @@ class CouponsConfig(_Section):
     plan_free_messages: Annotated[int, Field(ge=0)] = 200
     barcode_url: str = ""
     tag_rules: list[TagRuleConfig] = Field(default_factory=list)
+    # The funnel's greeted_then_paid: a payment by the greeted shopper within this many hours.
+    visit_attribution_h: Annotated[float, Field(gt=0, le=24 * 31)] = 2.0
 
     @field_validator("timezone")
     @classmethod
@@ -405,6 +412,8 @@ class ShopEdgeConfig(BaseModel):
     relay: RelayConfig = RelayConfig()
     campaigns: list[CampaignConfig] = Field(default_factory=lambda: [CampaignConfig()])
     coupons: CouponsConfig = CouponsConfig()
+    beacon: BeaconConfig = BeaconConfig()
+    greetings: list[GreetingConfig] = Field(default_factory=list)
     timeouts: TimeoutsConfig = TimeoutsConfig()
 
     @field_validator("campaigns")
@@ -415,6 +424,24 @@ class ShopEdgeConfig(BaseModel):
         if duplicates:
             raise ValueError(f"campaign names must be unique, repeated: {', '.join(duplicates)}")
         return value
+
+    @model_validator(mode="after")
+    def _greetings(self) -> ShopEdgeConfig:
+        names = [greeting.name for greeting in self.greetings]
+        repeated = sorted({name for name in names if names.count(name) > 1})
+        if repeated:
+            raise ValueError(f"greetings: names must be unique, repeated: {', '.join(repeated)}")
+        campaigns = {campaign.name for campaign in self.campaigns}
+        for i, greeting in enumerate(self.greetings):
+            if greeting.campaign and greeting.campaign not in campaigns:
+                raise ValueError(
+                    f"greetings.{i}.campaign: no [[campaigns]] entry named {greeting.campaign!r}"
+                )
+        if self.beacon.advertise and not self.binding.key.get_secret_value():
+            raise ValueError(
+                "beacon.advertise = true needs binding.key: it signs the rotating device message"
+            )
+        return self
 
     @property
     def db_path(self) -> Path:
