@@ -71,6 +71,7 @@ class GreetingConfig(BaseModel):
     cooldown_h: Annotated[float, Field(ge=0, le=24 * 366)] = 24.0
     push_fallback: bool = False
     monthly_budget: Annotated[int, Field(ge=0)] = 100
+    message_cost_twd: Annotated[float, Field(ge=0)] = 0.2
     hwids: list[str] = Field(default_factory=list)
     starts: str = ""
     ends: str = ""
