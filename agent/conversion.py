@@ -490,6 +490,10 @@ class ConversionConsumer:
         backoff = Backoff(base=0.5, cap=30.0)
         while True:
             try:
+                greeter = self.ctx.services.get("greeter")
+                if greeter is not None and await greeter.handle(envelope_data) is not None:
+                    # a `beacon` event: the greeting's (counted in its own health), not a conversion
+                    return ConversionResult(status=ConversionStatus.IGNORED, reason="beacon_event")
                 result = await handle_line_event(self.ctx, envelope_data)
             except Exception as exc:  # DB or outbox trouble: retry the same event, it is idempotent
                 log.error("conversion not recorded, retrying", extra={"error": str(exc)})

@@ -92,3 +92,10 @@ def test_a_code_verifies_exactly_while_it_is_current_or_previous(now: float, del
     verdict = verify(KEY, HWID, code_at(KEY, HWID, now), now + delay)
     lag = slot_of(now + delay) - slot_of(now)
     assert verdict is {0: Verdict.CURRENT, 1: Verdict.PREVIOUS}.get(lag, Verdict.INVALID)
+
+
+@given(now=st.floats(min_value=0, max_value=4e9), hwid=st.binary(min_size=5, max_size=5))
+def test_the_messaging_emulator_computes_the_same_code_on_its_own(now: float, hwid: bytes) -> None:
+    from emulators.messaging.webhooks import counter_beacon_dm
+
+    assert counter_beacon_dm(KEY.decode(), hwid.hex(), now) == code_at(KEY, hwid, now).hex()
