@@ -24,7 +24,7 @@ from agent.coupons._ledger import get_blocking
 from agent.db import migrate, open_engine
 from emulators.messaging import MessagingEmulator, running_emulator
 from emulators.messaging.webhooks import beacon_event, counter_beacon_dm, webhook_event_id
-from membership.greeter import GreetOutcome, Greeter, beacon_events, rejection_counts_blocking
+from membership.greeter import Greeter, GreetOutcome, beacon_events, rejection_counts_blocking
 from membership.greeting import Reason
 from offline_queue import Outbox
 
