@@ -10,7 +10,7 @@ from typing import Any
 from sqlalchemy import Engine
 
 from agent.config import ShopEdgeConfig
-from agent.health import HealthBoard
+from base.health import HealthBoard
 
 __all__ = ["AgentContext"]
 

@@ -309,7 +309,7 @@ class Greeter:
         return GreetOutcome(reason=reason, detail=detail)
 
     def _count(self, key: str) -> None:
-        from agent.health import Level
+        from base.health import Level
 
         self.counts[key] += 1
         detail = ", ".join(f"{n} {what}" for what, n in sorted(self.counts.items()))
@@ -317,7 +317,7 @@ class Greeter:
 
     async def _fact(self, kind: str, visit: BeaconVisit, at: float, greeting: str | None = None) -> None:
         """A funnel fact of this visit (one per event: the visit's reference is its order_id)."""
-        from agent.coupons import Fact, FactKind, record_fact_blocking
+        from membership.coupons import Fact, FactKind, record_fact_blocking
 
         fact = Fact(
             kind=FactKind(kind),
@@ -371,7 +371,7 @@ class Greeter:
     ) -> GreetOutcome | None:
         """Greeting and coupon in one request through the coupon ledger; None when the shopper
         gets no coupon this time (already has it, campaign not running): greet with text alone."""
-        from agent.coupons import DeliveryStatus, WelcomeRequest
+        from membership.coupons import DeliveryStatus, WelcomeRequest
 
         request = WelcomeRequest(
             line_user_id=visit.line_user_id,
@@ -411,7 +411,7 @@ class Greeter:
     async def _reply(
         self, coupons: Any, visit: BeaconVisit, decision: Decision, greeting: GreetingConfig
     ) -> GreetOutcome:
-        from agent.coupons import Outcome, classify
+        from membership.coupons import Outcome, classify
 
         assert visit.reply_token is not None
         line = await coupons.line()
@@ -443,8 +443,8 @@ class Greeter:
     async def _push(
         self, coupons: Any, visit: BeaconVisit, decision: Decision, greeting: GreetingConfig, now: float
     ) -> GreetOutcome:
-        from agent.coupons import Outcome, classify
-        from agent.coupons._policy import Budget, BudgetVerdict, budget_verdict
+        from membership.coupons import Outcome, classify
+        from membership.coupons._policy import Budget, BudgetVerdict, budget_verdict
 
         line = await coupons.line()
         month = self._month(now)

@@ -1,6 +1,6 @@
 """The beacon greeting's policy: what the counter does with one relayed `beacon` webhook event.
 
-Owns the `[[greetings]]` config model, parsing a relayed event into a `BeaconVisit` (or naming
+Owns parsing a relayed event into a `BeaconVisit` (or naming
 why it is malformed), and `decide(visit, state, setup, now) -> Decision`: a pure function over
 data, no I/O, no clock. The shell (`membership/greeter.py`) reads the state, performs the
 decision and records the outcome.
@@ -30,12 +30,11 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from datetime import date, datetime
 from enum import StrEnum
-from typing import Annotated, Any
+from typing import Any
 from zoneinfo import ZoneInfo
 
-from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
-
 from membership.beacon_code import Verdict, verify
+from membership.config import GreetingConfig
 
 __all__ = [
     "EVENT_TYPES",
@@ -56,61 +55,6 @@ EVENT_TYPES = ("enter", "banner", "stay")
 _HWID = re.compile(r"^[0-9a-f]{10}$")
 _USER = re.compile(r"^U[0-9a-f]{32}$")
 _DM_HEX = re.compile(r"^(?:[0-9a-fA-F]{2}){1,13}$")
-
-
-class GreetingConfig(BaseModel):
-    """One `[[greetings]]` entry: what a friend who walks in is told, and how often."""
-
-    model_config = ConfigDict(extra="forbid", frozen=True, str_strip_whitespace=True)
-
-    name: Annotated[str, Field(pattern=r"^[a-z0-9_-]{1,32}$")] = "welcome"
-    enabled: bool = True
-    text_zh: Annotated[str, Field(min_length=1, max_length=2000)] = "歡迎光臨!憑此訊息享 88 折"
-    text_en: Annotated[str, Field(max_length=2000)] = "Welcome! Show this message for 12% off."
-    campaign: Annotated[str, Field(pattern=r"^([a-z0-9_-]{1,32})?$")] = ""
-    cooldown_h: Annotated[float, Field(ge=0, le=24 * 366)] = 24.0
-    push_fallback: bool = False
-    monthly_budget: Annotated[int, Field(ge=0)] = 100
-    message_cost_twd: Annotated[float, Field(ge=0)] = 0.2
-    hwids: list[str] = Field(default_factory=list)
-    starts: str = ""
-    ends: str = ""
-
-    @field_validator("hwids")
-    @classmethod
-    def _hwids(cls, value: list[str]) -> list[str]:
-        out = []
-        for hwid in value:
-            hwid = hwid.strip().lower()
-            if not _HWID.match(hwid):
-                raise ValueError(f"each HWID must be 10 hex digits, got {hwid!r}")
-            out.append(hwid)
-        return out
-
-    @field_validator("starts", "ends")
-    @classmethod
-    def _date(cls, value: str) -> str:
-        if value and not re.fullmatch(r"\d{4}-\d{2}-\d{2}", value):
-            raise ValueError(f"must be a date YYYY-MM-DD or empty, got {value!r}")
-        if value:
-            try:
-                date.fromisoformat(value)
-            except ValueError:
-                raise ValueError(f"must be a date YYYY-MM-DD or empty, got {value!r}") from None
-        return value
-
-    @model_validator(mode="after")
-    def _order(self) -> GreetingConfig:
-        if self.starts and self.ends and self.ends < self.starts:
-            raise ValueError(f"ends ({self.ends}) is before starts ({self.starts})")
-        return self
-
-    def active_on(self, day: date, hwid: str) -> bool:
-        if not self.enabled or (self.hwids and hwid not in self.hwids):
-            return False
-        if self.starts and day < date.fromisoformat(self.starts):
-            return False
-        return not (self.ends and day > date.fromisoformat(self.ends))
 
 
 @dataclass(frozen=True, kw_only=True, slots=True)

@@ -18,9 +18,9 @@ from sqlalchemy import Engine, select
 
 from agent.config import ShopEdgeConfig, parse_config
 from agent.context import AgentContext
-from agent.conversion import ConversionConsumer, ConversionStatus
-from agent.coupons import CouponService, facts_since_blocking
-from agent.coupons._ledger import get_blocking
+from membership.conversion import ConversionConsumer, ConversionStatus
+from membership.coupons import CouponService, facts_since_blocking
+from membership.coupons._ledger import get_blocking
 from agent.db import migrate, open_engine
 from emulators.messaging import MessagingEmulator, running_emulator
 from emulators.messaging.webhooks import beacon_event, counter_beacon_dm, webhook_event_id

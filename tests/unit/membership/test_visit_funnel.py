@@ -3,8 +3,8 @@ shopper's payment at the store within the attribution window (worked out by hand
 
 from __future__ import annotations
 
-from agent.coupons import REPORT_KEYS, Fact, FactKind, funnel_rows, funnel_total
-from agent.coupons._report import format_table, render_chart
+from membership.coupons import REPORT_KEYS, Fact, FactKind, funnel_rows, funnel_total
+from membership.coupons._report import format_table, render_chart
 
 T = 1_789_956_000.0  # 2026-09-21 10:00 Asia/Taipei
 A, B, C = (f"U{n:032x}" for n in (1, 2, 3))
