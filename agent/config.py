@@ -20,7 +20,15 @@ from collections.abc import Iterator, Mapping
 from pathlib import Path
 from typing import Annotated, Any
 
-from pydantic import BaseModel, ConfigDict, Field, SecretStr, ValidationError, field_validator, model_validator
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    SecretStr,
+    ValidationError,
+    field_validator,
+    model_validator,
+)
 
 from base.config import Section, split_listen
 from base.mqtt import MQTTConfig
@@ -147,9 +155,13 @@ class ShopEdgeConfig(BaseModel):
         campaigns = {campaign.name for campaign in self.campaigns}
         for i, greeting in enumerate(self.greetings):
             if greeting.campaign and greeting.campaign not in campaigns:
-                raise ValueError(f"greetings.{i}.campaign: no [[campaigns]] entry named {greeting.campaign!r}")
+                raise ValueError(
+                    f"greetings.{i}.campaign: no [[campaigns]] entry named {greeting.campaign!r}"
+                )
         if self.beacon.advertise and not self.binding.key.get_secret_value():
-            raise ValueError("beacon.advertise = true needs binding.key: it signs the rotating device message")
+            raise ValueError(
+                "beacon.advertise = true needs binding.key: it signs the rotating device message"
+            )
         return self
 
     @property

@@ -367,7 +367,7 @@ async def _enqueue(ctx: MembershipContext, conversion: Conversion) -> None:
 
 @dataclass(frozen=True, kw_only=True)
 class JoinedScreen:
-    """"Welcome, you joined" on the customer display (the agent's screen port turns it into the
+    """ "Welcome, you joined" on the customer display (the agent's screen port turns it into the
     display room's screen of the same name)."""
 
     amount_twd: int | None

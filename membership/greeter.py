@@ -29,6 +29,7 @@ from zoneinfo import ZoneInfo
 from sqlalchemy import Column, Engine, Float, Integer, MetaData, String, Table, func, select, update
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 
+from membership.context import MembershipContext, MembershipSettings
 from membership.greeting import (
     REJECTIONS,
     Action,
@@ -220,14 +221,14 @@ class Greeter:
 
     name = "greeting"
 
-    def __init__(self, ctx: Any) -> None:
+    def __init__(self, ctx: MembershipContext) -> None:
         self.ctx = ctx
         self.counts: Counter[str] = Counter()
         self._logged: set[Reason] = set()
         ctx.services[GREETER_SERVICE] = self
 
     @property
-    def config(self) -> Any:
+    def config(self) -> MembershipSettings:
         return self.ctx.config
 
     def setup(self) -> BeaconSetup:

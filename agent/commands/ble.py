@@ -116,7 +116,7 @@ def _advertise(args: argparse.Namespace) -> int:
             while not task.done():
                 status = advertiser.status
                 if status.detail != said:
-                    print(f"ble advertise: {status.state}: {status.detail}", file=sys.stderr)
+                    print(f"ble advertise: {status.detail}", file=sys.stderr)
                     said = status.detail
                 await asyncio.wait([task], timeout=0.5)
             task.result()

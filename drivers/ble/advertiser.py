@@ -20,24 +20,21 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-import random
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
-from enum import StrEnum
 from typing import Any, Protocol
 
+from drivers._status import Condition
 from drivers.ble.const import (
     ADVERT_CALL_TIMEOUT_S,
     ADVERT_INTERVAL_MS,
     DBUS_CALL_TIMEOUT_S,
     MESSAGE_CHECK_S,
-    RECOVERY_BACKOFF_CAP_S,
 )
-from drivers.ble.recovery import Fault, classify, plan, scrub_addresses
+from drivers.ble.recovery import Fault, RecoveryDelays, classify, plan, scrub_addresses
 from drivers.ble.simple_beacon import advert, frame
 
 __all__ = [
-    "AdvertState",
     "AdvertiseError",
     "AdvertiserStatus",
     "BeaconAdvertiser",
@@ -51,17 +48,12 @@ _MANAGER = "org.bluez.LEAdvertisingManager1"
 _BLUEZ = "org.bluez"
 
 
-class AdvertState(StrEnum):
-    STARTING = "starting"
-    ADVERTISING = "advertising"
-    DOWN = "down"
-
-
 @dataclass(frozen=True, kw_only=True, slots=True)
 class AdvertiserStatus:
-    """Plain data for the agent's health board (it maps the state to its own levels)."""
+    """Plain data for the agent's health board (it maps the condition to its own levels):
+    OK while advertising, DEGRADED while starting, DOWN while the advert is lost."""
 
-    state: AdvertState
+    condition: Condition
     detail: str
 
 
@@ -113,7 +105,7 @@ class BeaconAdvertiser:
         sleep: Sleep = asyncio.sleep,
         check_every: float = MESSAGE_CHECK_S,
         interval_ms: int = ADVERT_INTERVAL_MS,
-        rng: Callable[[], float] = random.random,
+        backoff: RecoveryDelays | None = None,
     ) -> None:
         advert(hwid, message())  # a bad HWID or message fails here, at wiring, not in the loop
         self.hwid = hwid
@@ -125,23 +117,19 @@ class BeaconAdvertiser:
         self._sleep = sleep
         self._check_every = check_every
         self._interval_ms = interval_ms
-        self._rng = rng
+        self._backoff = backoff or RecoveryDelays()
         self._failures = 0
         self.registrations = 0
         self.faults: list[Fault] = []
         self.current_message = b""
-        self._status = AdvertiserStatus(state=AdvertState.STARTING, detail=f"starting on {adapter}")
+        self._status = AdvertiserStatus(condition=Condition.DEGRADED, detail=f"starting on {adapter}")
 
     @property
     def status(self) -> AdvertiserStatus:
         return self._status
 
-    def _set(self, state: AdvertState, detail: str) -> None:
-        self._status = AdvertiserStatus(state=state, detail=detail)
-
-    def _backoff(self, attempt: int) -> float:
-        raw = min(RECOVERY_BACKOFF_CAP_S, 2.0 * float(2 ** min(attempt - 1, 30)))
-        return raw * (1 - 0.5 * self._rng())
+    def _set(self, condition: Condition, detail: str) -> None:
+        self._status = AdvertiserStatus(condition=condition, detail=detail)
 
     async def run(self) -> None:
         """Advertise forever: register, follow the message, and register again after each loss."""
@@ -157,8 +145,8 @@ class BeaconAdvertiser:
         fault, why = classify_advert(exc)
         self._failures += 1
         self.faults.append(fault)
-        step = plan(fault, self._failures, self._backoff(self._failures))
-        self._set(AdvertState.DOWN, f"{step.detail} [{why}]".replace("new scanner", "advertising again"))
+        step = plan(fault, self._failures, self._backoff.next_delay())
+        self._set(Condition.DOWN, f"{step.detail} [{why}]".replace("new scanner", "advertising again"))
         log.warning(
             "LINE Beacon advert not registered",
             extra={"fault": fault.value, "attempt": self._failures, "error": why, "next": step.detail},
@@ -243,9 +231,10 @@ class BeaconAdvertiser:
             if self._failures:
                 log.info("LINE Beacon advertising recovered", extra={"after_failures": self._failures})
             self._failures = 0
+            self._backoff.reset()
             air = air_interval_ms(self._interval_ms)
             self._set(
-                AdvertState.ADVERTISING,
+                Condition.OK,
                 f"advertising LINE Beacon {self.hwid.hex()} on {self.adapter} every {air} ms",
             )
             log.info("LINE Beacon advertising", extra={"hwid": self.hwid.hex(), "adapter": self.adapter})
@@ -253,12 +242,12 @@ class BeaconAdvertiser:
             reason = why[0]
             # BlueZ already forgot the advert when it stopped or released it: nothing to unregister.
             registered = reason not in ("bluetoothd stopped", "BlueZ released the advert")
-            self._set(AdvertState.DOWN, f"advert lost: {reason}; registering again")
+            self._set(Condition.DOWN, f"advert lost: {reason}; registering again")
             log.warning("LINE Beacon advert lost", extra={"reason": reason})
             if reason == "bluetoothd stopped":
-                self._set(AdvertState.DOWN, "bluetoothd stopped; advertising again when it returns")
+                self._set(Condition.DOWN, "bluetoothd stopped; advertising again when it returns")
                 await bluez_back.wait()
-                self._set(AdvertState.STARTING, "bluetoothd is back; registering the advert again")
+                self._set(Condition.DEGRADED, "bluetoothd is back; registering the advert again")
         finally:
             if registered:
                 with contextlib.suppress(Exception):

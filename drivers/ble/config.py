@@ -81,5 +81,7 @@ class BeaconConfig(Section):
     @model_validator(mode="after")
     def _advertise_needs_hwid(self) -> BeaconConfig:
         if self.advertise and not self.hwid:
-            raise ValueError("hwid: required with advertise = true (register one in LINE Official Account Manager)")
+            raise ValueError(
+                "hwid: required with advertise = true (register one in LINE Official Account Manager)"
+            )
         return self

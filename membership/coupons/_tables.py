@@ -100,4 +100,3 @@ def write_setting_blocking(engine: Engine, key: str, value: str) -> None:
     stmt = insert(settings).values(key=key, value=value, updated_at=time.time())
     with engine.begin() as conn:
         conn.execute(stmt.on_conflict_do_update(index_elements=["key"], set_={"value": value}))
-

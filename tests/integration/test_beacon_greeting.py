@@ -18,12 +18,12 @@ from sqlalchemy import Engine, select
 
 from agent.config import ShopEdgeConfig, parse_config
 from agent.context import AgentContext
-from membership.conversion import ConversionConsumer, ConversionStatus
-from membership.coupons import CouponService, facts_since_blocking
-from membership.coupons._ledger import get_blocking
 from agent.db import migrate, open_engine
 from emulators.messaging import MessagingEmulator, running_emulator
 from emulators.messaging.webhooks import beacon_event, counter_beacon_dm, webhook_event_id
+from membership.conversion import ConversionConsumer, ConversionStatus
+from membership.coupons import CouponService, facts_since_blocking
+from membership.coupons._ledger import get_blocking
 from membership.greeter import Greeter, GreetOutcome, beacon_events, rejection_counts_blocking
 from membership.greeting import Reason
 from offline_queue import Outbox

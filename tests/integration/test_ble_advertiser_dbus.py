@@ -10,7 +10,8 @@ from collections.abc import AsyncIterator, Callable, Iterator
 
 import pytest
 
-from drivers.ble.advertiser import AdvertState, BeaconAdvertiser
+from drivers._status import Condition
+from drivers.ble.advertiser import BeaconAdvertiser
 from drivers.ble.frames import parse_line_beacon
 from drivers.ble.recovery import Fault
 from drivers.ble.simple_beacon import frame
@@ -78,7 +79,7 @@ async def test_registers_a_broadcaster_bluez_can_read(bluez: FakeBluez, bus_addr
         assert advert.frame == frame(HWID, message)
         assert advert.properties["MinInterval"] == advert.properties["MaxInterval"] == 153
         assert parse_line_beacon(advert.frame) is not None
-        await until(lambda: advertiser.status.state is AdvertState.ADVERTISING)
+        await until(lambda: advertiser.status.condition is Condition.OK)
         assert "152.5 ms" in advertiser.status.detail
         assert advertiser.registrations == 1
     # cancelled (Ctrl-C, shutdown): the advert is taken down, not left to the bus to notice
@@ -118,12 +119,12 @@ async def test_registers_again_after_bluetoothd_restarts(bus_address: str) -> No
         await first.wait_for(lambda: first.adverts)
         await first.stop()
         await until(lambda: "bluetoothd stopped" in advertiser.status.detail)
-        assert advertiser.status.state is AdvertState.DOWN
+        assert advertiser.status.condition is Condition.DOWN
         second = await FakeBluez(bus_address).start()  # starts with no adverts, like bluetoothd
         try:
             await second.wait_for(lambda: second.adverts)
             assert second.only().frame == frame(HWID, b"\x00")
-            await until(lambda: advertiser.status.state is AdvertState.ADVERTISING)
+            await until(lambda: advertiser.status.condition is Condition.OK)
             assert advertiser.registrations == 2
         finally:
             await second.stop()
@@ -153,7 +154,7 @@ async def test_refusals_take_the_recovery_ladder(bluez: FakeBluez, bus_address: 
     )
     async with running(advertiser):
         await bluez.wait_for(lambda: bluez.adverts)
-        await until(lambda: advertiser.status.state is AdvertState.ADVERTISING)
+        await until(lambda: advertiser.status.condition is Condition.OK)
     assert advertiser.faults == [Fault.FAILED, Fault.FAILED, Fault.FAILED]
     # rung 1: retry at once; rung 2: power-cycle, retry at once; rung 3: give bluetoothd 5 s
     assert sleeps.delays == [0.0, 0.0, 5.0]
@@ -165,13 +166,13 @@ async def test_no_bluetoothd_is_reported_and_retried(bus_address: str) -> None:
     advertiser = BeaconAdvertiser(hwid=HWID, message=lambda: b"\x00", bus_address=bus_address, sleep=sleeps)
     async with running(advertiser):
         await until(lambda: len(sleeps.delays) >= 1)
-        assert advertiser.status.state is AdvertState.DOWN
+        assert advertiser.status.condition is Condition.DOWN
         assert advertiser.faults[0] is Fault.BLUEZ_RESTARTED
         assert sleeps.delays[0] == 1.5
         bluez = await FakeBluez(bus_address).start()
         try:
             await bluez.wait_for(lambda: bluez.adverts)
-            await until(lambda: advertiser.status.state is AdvertState.ADVERTISING)
+            await until(lambda: advertiser.status.condition is Condition.OK)
         finally:
             await bluez.stop()
 
