@@ -24,7 +24,7 @@ from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from typing import Any, Protocol
 
-from drivers._status import Condition
+from drivers._status import Condition, StatusSink
 from drivers.ble.const import (
     ADVERT_CALL_TIMEOUT_S,
     ADVERT_INTERVAL_MS,
@@ -106,6 +106,7 @@ class BeaconAdvertiser:
         check_every: float = MESSAGE_CHECK_S,
         interval_ms: int = ADVERT_INTERVAL_MS,
         backoff: RecoveryDelays | None = None,
+        health: StatusSink | None = None,
     ) -> None:
         advert(hwid, message())  # a bad HWID or message fails here, at wiring, not in the loop
         self.hwid = hwid
@@ -118,6 +119,7 @@ class BeaconAdvertiser:
         self._check_every = check_every
         self._interval_ms = interval_ms
         self._backoff = backoff or RecoveryDelays()
+        self._health = health  # the agent's health board, if it wants to hear
         self._failures = 0
         self.registrations = 0
         self.faults: list[Fault] = []
@@ -128,8 +130,14 @@ class BeaconAdvertiser:
     def status(self) -> AdvertiserStatus:
         return self._status
 
+    def announce(self) -> None:
+        """Report the starting condition now (the health board lists the component at once)."""
+        self._set(self._status.condition, self._status.detail)
+
     def _set(self, condition: Condition, detail: str) -> None:
         self._status = AdvertiserStatus(condition=condition, detail=detail)
+        if self._health is not None:
+            self._health.set(self.name, condition, detail)
 
     async def run(self) -> None:
         """Advertise forever: register, follow the message, and register again after each loss."""
