@@ -5,7 +5,7 @@ anything with these attributes, which `agent.context.AgentContext` (and its
 `ShopEdgeConfig`) satisfy structurally. The sections membership owns are its own models
 (`membership.config`); of the device's other sections it names only the keys it reads.
 `services` is the agent's registry of running services; membership looks up `outbox`,
-`display`, `sale_lookup`, `downlink` and `coupons` there.
+`screens`, `sale_lookup`, `downlink`, `settings` and `coupons` there.
 """
 
 from __future__ import annotations
@@ -19,7 +19,7 @@ from sqlalchemy import Engine
 from base.health import HealthBoard
 from membership.config import BindingConfig, CampaignConfig, CouponsConfig, GreetingConfig, LineConfig
 
-__all__ = ["DeviceIdentity", "MembershipContext", "MembershipSettings"]
+__all__ = ["DeviceIdentity", "MembershipContext", "MembershipSettings", "SettingsStore"]
 
 
 class DeviceIdentity(Protocol):
@@ -31,6 +31,15 @@ class DeviceIdentity(Protocol):
     def device_id(self) -> str: ...
     @property
     def name(self) -> str: ...
+
+
+class SettingsStore(Protocol):
+    """`services["settings"]`: the device's small key/value settings (the agent's `settings`
+    table); coupons keep the LINE coupon id created for each campaign there."""
+
+    def get_setting_blocking(self, key: str) -> str | None: ...
+
+    def put_setting_blocking(self, key: str, value: str) -> None: ...
 
 
 class _Timeouts(Protocol):

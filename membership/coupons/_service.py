@@ -26,7 +26,7 @@ from typing import Any, TypeVar
 
 from base.health import Level
 from membership.config import CampaignConfig
-from membership.context import MembershipContext, MembershipSettings
+from membership.context import MembershipContext, MembershipSettings, SettingsStore
 from membership.coupons._funnel import Fact, FactKind, record_fact_blocking
 from membership.coupons._ledger import (
     LedgerRow,
@@ -51,7 +51,6 @@ from membership.coupons._policy import (
     reply_is_fresh,
 )
 from membership.coupons._push_jobs import PUSH_STREAM, SERVICE_NAME, OutboxLike, PushJobs
-from membership.coupons._tables import read_setting_blocking, write_setting_blocking
 from offline_queue import Durability
 
 __all__ = [
@@ -240,7 +239,8 @@ class CouponService(PushJobs):
         if campaign.name in self._coupon_ids:
             return self._coupon_ids[campaign.name]
         key = f"coupons.line_coupon_id.{campaign.name}"
-        stored = await asyncio.to_thread(read_setting_blocking, self.ctx.engine, key)
+        settings: SettingsStore = self.ctx.services["settings"]
+        stored = await asyncio.to_thread(settings.get_setting_blocking, key)
         if stored is None:
             try:
                 body = coupon_create_request(campaign, now=self._now(), zone=self.config.coupons.timezone)
@@ -248,7 +248,7 @@ class CouponService(PushJobs):
             except (LineRefused, ValueError) as exc:
                 log.warning("LINE coupon not created; sending the Flex card alone", extra={"error": str(exc)})
                 return ""
-            await asyncio.to_thread(write_setting_blocking, self.ctx.engine, key, stored)
+            await asyncio.to_thread(settings.put_setting_blocking, key, stored)
             log.info("LINE coupon created", extra={"campaign": campaign.name, "coupon_id": stored})
         self._coupon_ids[campaign.name] = stored
         return stored

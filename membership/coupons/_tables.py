@@ -2,10 +2,7 @@
 
 from __future__ import annotations
 
-import time
-
-from sqlalchemy import Boolean, Column, Engine, Float, Integer, MetaData, String, Table, Text, select
-from sqlalchemy.dialects.sqlite import insert
+from sqlalchemy import Boolean, Column, Float, Integer, MetaData, String, Table, Text
 
 __all__ = [
     "campaign_stops",
@@ -13,9 +10,6 @@ __all__ = [
     "ledger",
     "member_tags",
     "metadata",
-    "read_setting_blocking",
-    "settings",
-    "write_setting_blocking",
 ]
 
 metadata = MetaData()
@@ -78,25 +72,3 @@ member_tags = Table(
     Column("tag", String(40), primary_key=True),
     Column("assigned_at", Float, nullable=False),
 )
-
-
-# The device's key/value settings table (migration 0001_base). Coupons keep one key per campaign
-# there (`coupons.line_coupon_id.<campaign>`); the agent's own keys live beside them.
-settings = Table(
-    "settings",
-    metadata,
-    Column("key", String(64), primary_key=True),
-    Column("value", Text, nullable=False),
-    Column("updated_at", Float, nullable=False),
-)
-
-
-def read_setting_blocking(engine: Engine, key: str) -> str | None:
-    with engine.connect() as conn:
-        return conn.execute(select(settings.c.value).where(settings.c.key == key)).scalar_one_or_none()
-
-
-def write_setting_blocking(engine: Engine, key: str, value: str) -> None:
-    stmt = insert(settings).values(key=key, value=value, updated_at=time.time())
-    with engine.begin() as conn:
-        conn.execute(stmt.on_conflict_do_update(index_elements=["key"], set_={"value": value}))
