@@ -52,7 +52,6 @@ __all__ = [
     "beacon_events",
     "beacon_greeted",
     "beacon_rejections",
-    "is_beacon_event",
     "rejection_counts_blocking",
 ]
 
@@ -99,15 +98,6 @@ beacon_rejections = Table(
     Column("count", Integer, nullable=False),
     Column("last_at", Float, nullable=False),
 )
-
-
-def is_beacon_event(envelope_data: Mapping[str, Any]) -> bool:
-    """Whether a relayed envelope's event is a `beacon` event (then it is the greeter's)."""
-    data = envelope_data
-    if "event" not in data and isinstance(data.get("data"), Mapping):
-        data = data["data"]
-    event = data.get("event")
-    return isinstance(event, Mapping) and event.get("type") == "beacon"
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -405,8 +395,7 @@ class Greeter:
         await self._settle(visit, outcome, greeting, now, greeted=greeted)
         if outcome_name == "sent":
             await self._fact("greeting_replied", visit, now, greeting.name)
-        elif outcome_name == "queued":
-            await self._fact("greeting_pushed", visit, now, greeting.name)
+        # queued: the coupons service pushes it and counts that message as its coupon_pushed
         return outcome
 
     async def _reply(

@@ -287,3 +287,24 @@ async def test_the_conversion_consumer_hands_beacon_events_to_the_greeter(rig: R
     assert [d.to for d in rig.emulator.deliveries] == [user(60)]
     health = rig.ctx.health.get("greeting")
     assert health is not None and "1 greet" in health.detail
+
+
+async def test_an_unanswered_reply_that_was_delivered_counts_once(rig: Rig) -> None:
+    from emulators.messaging import Fault
+
+    # LINE takes the reply but the answer is lost; the retry finds the token used: delivered.
+    rig.emulator.inject(Fault(endpoint="reply", kind="503", after_accept=True))
+    outcome = await rig.handle(rig.event(70))
+    assert (outcome.channel, outcome.result) == ("reply", "sent")
+    assert len(rig.emulator.deliveries_to(user(70))) == 1
+    assert (await rig.handle(rig.event(70))).reason is Reason.COOLDOWN
+
+
+async def test_a_refused_reply_starts_no_cooldown(rig: Rig) -> None:
+    from emulators.messaging import Fault
+
+    rig.emulator.inject(Fault(endpoint="reply", kind="400"))
+    outcome = await rig.handle(rig.event(71))
+    assert (outcome.channel, outcome.result) == ("reply", "failed")
+    assert rig.emulator.deliveries_to(user(71)) == []
+    assert (await rig.handle(rig.event(71))).result == "sent"  # the next visit is greeted
