@@ -110,3 +110,21 @@ def test_every_valid_advert_fits_and_parses_back(hwid: bytes, dm: bytes) -> None
     assert fields is not None
     assert fields.service_uuids == ["0000fe6f-0000-1000-8000-00805f9b34fb"]
     assert decode_payload(built.payload) == [LineSimpleBeacon(hwid=hwid.hex(), device_message=dm.hex())]
+
+
+def test_the_advertiser_loads_dbus_fast_only_when_it_runs() -> None:
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    code = (
+        "import sys\n"
+        "import drivers.ble.advertiser, agent.wiring.beacon, membership.beacon_code\n"
+        "print('dbus_fast' in sys.modules)\n"
+    )
+    root = Path(__file__).resolve().parents[4]
+    result = subprocess.run(
+        [sys.executable, "-c", code], cwd=root, capture_output=True, text=True, timeout=60
+    )
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.strip() == "False"
