@@ -29,7 +29,18 @@ from zoneinfo import ZoneInfo
 from sqlalchemy import Column, Engine, Float, Integer, MetaData, String, Table, func, select, update
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 
+from base.health import Level
 from membership.context import MembershipContext, MembershipSettings
+from membership.coupons import (
+    DeliveryStatus,
+    Fact,
+    FactKind,
+    Outcome,
+    WelcomeRequest,
+    classify,
+    record_fact_blocking,
+)
+from membership.coupons._policy import Budget, BudgetVerdict, budget_verdict
 from membership.greeting import (
     REJECTIONS,
     Action,
@@ -269,7 +280,7 @@ class Greeter:
         if not await self._db(_record_event_blocking, row):
             return await self._reject(Reason.REPLAYED, parsed, now)  # a copy raced this one
         if parsed.type == "enter":
-            await self._fact("beacon_visit", parsed, parsed.sent_at or now)
+            await self._fact(FactKind.BEACON_VISIT, parsed, parsed.sent_at or now)
         if decision.action is Action.RECORD:
             outcome = GreetOutcome(reason=decision.reason)
         else:
@@ -300,18 +311,14 @@ class Greeter:
         return GreetOutcome(reason=reason, detail=detail)
 
     def _count(self, key: str) -> None:
-        from base.health import Level
-
         self.counts[key] += 1
         detail = ", ".join(f"{n} {what}" for what, n in sorted(self.counts.items()))
         self.ctx.health.set(self.name, Level.GREEN, f"beacon events: {detail}")
 
-    async def _fact(self, kind: str, visit: BeaconVisit, at: float, greeting: str | None = None) -> None:
+    async def _fact(self, kind: FactKind, visit: BeaconVisit, at: float, greeting: str | None = None) -> None:
         """A funnel fact of this visit (one per event: the visit's reference is its order_id)."""
-        from membership.coupons import Fact, FactKind, record_fact_blocking
-
         fact = Fact(
-            kind=FactKind(kind),
+            kind=kind,
             store_id=self.config.device.store_id,
             device_id=self.config.device.device_id,
             at=at,
@@ -350,7 +357,7 @@ class Greeter:
         await self._settle(visit, outcome, greeting, now, greeted=sent)
         if outcome.result == "sent":
             await self._fact(  # when greeted: the attribution window starts here
-                "greeting_replied" if outcome.channel == "reply" else "greeting_pushed",
+                FactKind.GREETING_REPLIED if outcome.channel == "reply" else FactKind.GREETING_PUSHED,
                 visit,
                 now,
                 greeting.name,
@@ -362,8 +369,6 @@ class Greeter:
     ) -> GreetOutcome | None:
         """Greeting and coupon in one request through the coupon ledger; None when the shopper
         gets no coupon this time (already has it, campaign not running): greet with text alone."""
-        from membership.coupons import DeliveryStatus, WelcomeRequest
-
         request = WelcomeRequest(
             line_user_id=visit.line_user_id,
             store_id=self.config.device.store_id,
@@ -394,15 +399,13 @@ class Greeter:
         greeted = outcome_name in ("sent", "queued", "unknown")
         await self._settle(visit, outcome, greeting, now, greeted=greeted)
         if outcome_name == "sent":
-            await self._fact("greeting_replied", visit, now, greeting.name)
+            await self._fact(FactKind.GREETING_REPLIED, visit, now, greeting.name)
         # queued: the coupons service pushes it and counts that message as its coupon_pushed
         return outcome
 
     async def _reply(
         self, coupons: Any, visit: BeaconVisit, decision: Decision, greeting: GreetingConfig
     ) -> GreetOutcome:
-        from membership.coupons import Outcome, classify
-
         assert visit.reply_token is not None
         line = await coupons.line()
         ambiguous = False
@@ -433,9 +436,6 @@ class Greeter:
     async def _push(
         self, coupons: Any, visit: BeaconVisit, decision: Decision, greeting: GreetingConfig, now: float
     ) -> GreetOutcome:
-        from membership.coupons import Outcome, classify
-        from membership.coupons._policy import Budget, BudgetVerdict, budget_verdict
-
         line = await coupons.line()
         month = self._month(now)
         pushes = await self._db(_greeting_pushes_blocking, greeting.name, month)
