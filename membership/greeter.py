@@ -32,15 +32,17 @@ from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from base.health import Level
 from membership.context import MembershipContext, MembershipSettings
 from membership.coupons import (
+    Budget,
+    BudgetVerdict,
     DeliveryStatus,
     Fact,
     FactKind,
     Outcome,
     WelcomeRequest,
+    budget_verdict,
     classify,
     record_fact_blocking,
 )
-from membership.coupons._policy import Budget, BudgetVerdict, budget_verdict
 from membership.greeting import (
     REJECTIONS,
     Action,
