@@ -106,6 +106,7 @@ class FakeBluez:
     adapter: FakeAdapter = field(default_factory=FakeAdapter)
     changed: asyncio.Event = field(default_factory=asyncio.Event)
     _tasks: set["asyncio.Task[None]"] = field(default_factory=set)
+    adapter_present: bool = True
 
     async def start(self) -> "FakeBluez":
         self.bus = await MessageBus(bus_address=self.address).connect()
@@ -121,6 +122,23 @@ class FakeBluez:
             self.bus.disconnect()
             await self.bus.wait_for_disconnect()
         self.bus = None
+
+    async def unplug(self) -> None:
+        """The adapter goes away (USB dongle pulled): InterfacesRemoved, adverts gone, no manager."""
+        assert self.bus is not None
+        self.adapter_present = False
+        self.adverts.clear()
+        self.bus.send(
+            Message.new_signal(
+                "/",
+                "org.freedesktop.DBus.ObjectManager",
+                "InterfacesRemoved",
+                "oas",
+                [self.adapter_path, ["org.bluez.Adapter1", MANAGER]],
+            )
+        )
+        self.log.append("unplugged")
+        self._notify()
 
     async def release_all(self) -> None:
         """An adapter reset: Release() on each advert, then forget them."""
@@ -160,7 +178,7 @@ class FakeBluez:
             return None
         if msg.message_type != MessageType.METHOD_CALL or msg.interface != MANAGER:
             return None
-        if msg.path != self.adapter_path:
+        if msg.path != self.adapter_path or not self.adapter_present:
             return Message.new_error(msg, "org.freedesktop.DBus.Error.UnknownObject", "no such adapter")
         if msg.member == "RegisterAdvertisement":
             self._spawn(self._register(msg))

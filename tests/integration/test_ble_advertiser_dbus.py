@@ -140,6 +140,23 @@ async def test_registers_again_after_an_adapter_reset(bluez: FakeBluez, bus_addr
         await until(lambda: advertiser.registrations == 2)
 
 
+async def test_an_unplugged_adapter_is_retried_until_it_returns(bluez: FakeBluez, bus_address: str) -> None:
+    sleeps = Sleeps()
+    advertiser = BeaconAdvertiser(hwid=HWID, message=lambda: b"\x02", bus_address=bus_address, sleep=sleeps)
+    async with running(advertiser):
+        await bluez.wait_for(lambda: bluez.adverts)
+        await bluez.unplug()
+        await until(lambda: len(sleeps.delays) >= 2)  # the manager object is gone: the ladder runs
+        assert advertiser.status.condition is Condition.DOWN
+        assert advertiser.faults[:2] == [Fault.BLUEZ_RESTARTED, Fault.BLUEZ_RESTARTED]
+        assert sleeps.delays[0] == 1.5  # bluetoothd's objects come back within 1.5 s
+        bluez.adapter_present = True  # plugged back in
+        await bluez.wait_for(lambda: bluez.adverts)
+        await until(lambda: advertiser.status.condition is Condition.OK)
+        assert bluez.only().frame == frame(HWID, b"\x02")
+        assert advertiser.registrations == 2
+
+
 async def test_refusals_take_the_recovery_ladder(bluez: FakeBluez, bus_address: str) -> None:
     bluez.refuse = ["org.bluez.Error.NotPermitted", "org.bluez.Error.Failed", "org.bluez.Error.Failed"]
     sleeps = Sleeps()
