@@ -193,10 +193,13 @@ class BeaconAdvertiser:
             if msg.message_type != MessageType.SIGNAL:
                 return
             if msg.member == "NameOwnerChanged" and msg.body and msg.body[0] == _BLUEZ:
-                if msg.body[2]:
-                    bluez_back.set()
-                else:
+                _, old_owner, new_owner = msg.body
+                if not new_owner:
                     lose("bluetoothd stopped")
+                else:
+                    bluez_back.set()
+                    if old_owner:  # replaced in one step: the new bluetoothd has no adverts
+                        lose("bluetoothd restarted")
             elif (
                 msg.member == "InterfacesRemoved"
                 and msg.body
@@ -249,7 +252,11 @@ class BeaconAdvertiser:
             await self._follow(bus, obj, lost, lose)
             reason = why[0]
             # BlueZ already forgot the advert when it stopped or released it: nothing to unregister.
-            registered = reason not in ("bluetoothd stopped", "BlueZ released the advert")
+            registered = reason not in (
+                "bluetoothd stopped",
+                "bluetoothd restarted",
+                "BlueZ released the advert",
+            )
             self._set(Condition.DOWN, f"advert lost: {reason}; registering again")
             log.warning("LINE Beacon advert lost", extra={"reason": reason})
             if reason == "bluetoothd stopped":

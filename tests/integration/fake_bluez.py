@@ -24,7 +24,7 @@ from contextlib import contextmanager
 from dataclasses import dataclass, field
 from typing import Any
 
-from dbus_fast import DBusError, Message, MessageType, Variant
+from dbus_fast import DBusError, Message, MessageType, NameFlag, Variant
 from dbus_fast.aio import MessageBus
 from dbus_fast.service import ServiceInterface, dbus_method, dbus_property
 
@@ -108,11 +108,17 @@ class FakeBluez:
     _tasks: set["asyncio.Task[None]"] = field(default_factory=set)
     adapter_present: bool = True
 
-    async def start(self) -> "FakeBluez":
+    async def start(self, *, replaceable: bool = False, replace: bool = False) -> "FakeBluez":
+        """Own org.bluez; `replace` takes it from a `replaceable` one in a single step."""
         self.bus = await MessageBus(bus_address=self.address).connect()
         self.bus.export(self.adapter_path, self.adapter)
         self.bus.add_message_handler(self._handle)
-        await self.bus.request_name("org.bluez")
+        flags = NameFlag.NONE
+        if replaceable:
+            flags |= NameFlag.ALLOW_REPLACEMENT
+        if replace:
+            flags |= NameFlag.REPLACE_EXISTING
+        await self.bus.request_name("org.bluez", flags)
         return self
 
     async def stop(self) -> None:

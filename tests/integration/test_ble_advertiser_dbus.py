@@ -130,6 +130,21 @@ async def test_registers_again_after_bluetoothd_restarts(bus_address: str) -> No
             await second.stop()
 
 
+async def test_registers_again_when_a_new_bluetoothd_takes_over_the_name(bus_address: str) -> None:
+    first = await FakeBluez(bus_address).start(replaceable=True)
+    advertiser = BeaconAdvertiser(hwid=HWID, message=lambda: b"\x03", bus_address=bus_address, sleep=Sleeps())
+    async with running(advertiser):
+        await first.wait_for(lambda: first.adverts)
+        second = await FakeBluez(bus_address).start(replace=True)  # NameOwnerChanged(old, new)
+        try:
+            await second.wait_for(lambda: second.adverts)
+            assert second.only().frame == frame(HWID, b"\x03")
+            await until(lambda: advertiser.registrations == 2)
+        finally:
+            await second.stop()
+            await first.stop()
+
+
 async def test_registers_again_after_an_adapter_reset(bluez: FakeBluez, bus_address: str) -> None:
     advertiser = BeaconAdvertiser(hwid=HWID, message=lambda: b"\x01", bus_address=bus_address)
     async with running(advertiser):
