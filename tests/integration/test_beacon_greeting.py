@@ -97,13 +97,17 @@ class Rig:
 
 
 def make_config(
-    base_url: str, tmp_path: Path, greeting: dict[str, Any], campaigns: list[dict[str, Any]]
+    base_url: str,
+    tmp_path: Path,
+    greeting: dict[str, Any],
+    campaigns: list[dict[str, Any]],
+    token: str = "tok",
 ) -> ShopEdgeConfig:
     return parse_config(
         {
             "device": {"store_id": "store-001", "device_id": "counter-1"},
             "storage": {"state_dir": str(tmp_path)},
-            "line": {"api_base": base_url, "channel_access_token": "tok"},
+            "line": {"api_base": base_url, "channel_access_token": token},
             "binding": {"key": KEY},
             "beacon": {"hwid": HWID.upper(), "advertise": True},
             "greetings": [greeting],
@@ -121,7 +125,11 @@ async def rig(tmp_path: Path, request: pytest.FixtureRequest) -> AsyncIterator[R
     emulator = MessagingEmulator(access_tokens={"tok"}, clock=clock, quota_value=options.get("quota", 1000))
     async with running_emulator(emulator) as (_, base_url):
         config = make_config(
-            base_url, tmp_path, options.get("greeting", {}), options.get("campaigns", [{"name": "welcome"}])
+            base_url,
+            tmp_path,
+            options.get("greeting", {}),
+            options.get("campaigns", [{"name": "welcome"}]),
+            options.get("token", "tok"),
         )
         path = tmp_path / "shopedge.db"
         engine = open_engine(path)
@@ -308,3 +316,11 @@ async def test_a_refused_reply_starts_no_cooldown(rig: Rig) -> None:
     assert (outcome.channel, outcome.result) == ("reply", "failed")
     assert rig.emulator.deliveries_to(user(71)) == []
     assert (await rig.handle(rig.event(71))).result == "sent"  # the next visit is greeted
+
+
+@pytest.mark.parametrize("rig", [{"token": ""}], indirect=True)
+async def test_without_a_channel_token_nothing_is_sent_and_no_cooldown_starts(rig: Rig) -> None:
+    outcome = await rig.handle(rig.event(80))
+    assert (outcome.reason, outcome.result) == (Reason.GREET, "not_configured")
+    assert rig.emulator.deliveries == []
+    assert (await rig.handle(rig.event(80))).reason is Reason.GREET  # still greetable once configured
