@@ -574,6 +574,12 @@ class ConversionConsumer:
     ) -> ConversionResult:
         """One attempt at one relayed event. Raises what `handle_line_event` raises: the caller
         (memory path or durable sweep) applies the consumer rule."""
+        greeter = self.ctx.services.get("greeter")
+        if greeter is not None and await greeter.handle(envelope_data) is not None:
+            # a `beacon` event: the greeting's (counted in its own health), not a conversion
+            if envelope_id is not None:
+                self._remember(envelope_id)
+            return ConversionResult(status=ConversionStatus.IGNORED, reason="beacon_event")
         result = await handle_line_event(self.ctx, envelope_data)
         earlier_failure = retried or (envelope_id is not None and envelope_id in self._failed)
         if earlier_failure and result.status is ConversionStatus.DUPLICATE:
