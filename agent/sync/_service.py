@@ -358,6 +358,10 @@ class SyncService:
         self._live_loaded = True
         stored = await asyncio.to_thread(load_live_config_blocking, self.ctx.engine)
         version = await asyncio.to_thread(live_config_version_blocking, self.ctx.engine)
+        dropped = sorted(set(stored) - set(LIVE_KEYS))
+        if dropped:  # set live by an older agent that let them be: the config file rules them now
+            log.warning("stored live keys no longer live; ignored", extra={"keys": dropped})
+            stored = {key: value for key, value in stored.items() if key in LIVE_KEYS}
         if not stored:
             self.live.version = version
             return
