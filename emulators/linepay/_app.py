@@ -20,8 +20,8 @@ from urllib.parse import parse_qs, unquote
 
 from aiohttp import web
 
+from emulators.linepay._signature import expected_signature
 from emulators.linepay._state import Fault, LedgerError, LinePayState
-from pos_bridge.linepay import signature
 
 __all__ = ["EmulatorServer", "ThreadedEmulator", "create_emulator_app"]
 
@@ -59,7 +59,7 @@ def create_emulator_app(
         if not nonce or not given:
             raise LedgerError("1106", "header information error: authorization headers missing")
         path = request.raw_path.split("?", 1)[0]
-        expected = signature(channel_secret, path, payload, nonce)
+        expected = expected_signature(channel_secret, path, payload, nonce)
         if not hmac.compare_digest(expected, given):
             raise LedgerError("1106", "header information error: signature mismatch")
         # Nonce reuse is refused (UNCONFIRMED that LINE does; the safe assumption for a client).
