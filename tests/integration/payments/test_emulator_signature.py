@@ -15,7 +15,7 @@ import aiohttp
 import pytest
 
 from emulators.linepay import EmulatorServer
-from emulators.linepay._signature import expected_signature
+from emulators.linepay._app import documented_signature
 from pos_bridge.linepay import signature as client_signature
 from tests.integration.payments.conftest import CHANNEL_ID, CHANNEL_SECRET
 
@@ -50,7 +50,7 @@ VECTORS = [  # (api path, body or query string, nonce, openssl's answer)
 
 @pytest.mark.parametrize(("path", "payload", "nonce", "expected"), VECTORS)
 def test_emulator_signature_matches_openssl(path: str, payload: str, nonce: str, expected: str) -> None:
-    assert expected_signature(CHANNEL_SECRET, path, payload, nonce) == expected
+    assert documented_signature(CHANNEL_SECRET, path, payload, nonce) == expected
     assert client_signature(CHANNEL_SECRET, path, payload, nonce) == expected  # the client agrees
 
 
