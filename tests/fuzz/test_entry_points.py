@@ -43,6 +43,9 @@ from drivers.ble.frames import (
 )
 from emulators.linepay import EmulatorServer
 from emulators.messaging.webhooks import sign
+from membership.binding import BindingClaims, Rejection, encode_token, verify_token
+from membership.conversion import _parse as parse_binding_message
+from membership.greeting import BeaconVisit, Malformed, parse_beacon_event
 from tests.integration._broker import mosquitto
 from tests.integration.payments.conftest import CHANNEL_ID, CHANNEL_SECRET
 from tests.integration.payments.harness import TOKEN, Harness, running
@@ -407,6 +410,113 @@ def test_downlink_live_config(device_config: Any, changes: dict[str, Any]) -> No
     assert all(isinstance(k, str) and isinstance(v, str) for k, v in problems.items())
 
 
+BINDING_KEY = b"fuzz-binding-key"
+binding_tokens = st.builds(
+    lambda order, ttl: encode_token(
+        BindingClaims(
+            store_id=STORE, device_id=DEVICE, order_id=order, issued_at=int(time.time()), ttl_minutes=ttl
+        ),
+        BINDING_KEY,
+    ),
+    st.from_regex(r"[A-Za-z0-9-]{1,20}", fullmatch=True),
+    st.integers(min_value=1, max_value=60),
+)
+line_texts = (
+    st.text(max_size=80) | binding_tokens | st.tuples(st.text(max_size=10), binding_tokens).map(" ".join)
+)
+
+
+# Timestamps stay within float range: a larger integer is the known OverflowError (xfail below).
+def _spoiled(event: st.SearchStrategy[dict[str, Any]], keys: list[str]) -> st.SearchStrategy[dict[str, Any]]:
+    """A well-formed event with up to two of its fields replaced by anything (or removed), so most
+    examples get deep into the parser and the rest probe each check."""
+    return st.tuples(
+        event, st.dictionaries(st.sampled_from(keys), st.none() | json_values | st.just(...), max_size=2)
+    ).map(lambda pair: {k: v for k, v in {**pair[0], **pair[1]}.items() if v is not ...})
+
+
+def _relayed(event: st.SearchStrategy[dict[str, Any]]) -> st.SearchStrategy[dict[str, Any]]:
+    relay = st.fixed_dictionaries(
+        {},
+        optional={
+            "received_at": st.floats(allow_nan=False, allow_infinity=False)
+            | st.integers(min_value=0, max_value=2**53),
+            "new_follower": st.booleans() | json_values,
+        },
+    )
+    return st.fixed_dictionaries({"event": event}, optional={"relay": relay | json_values})
+
+
+USER = "U" + "a" * 32
+EVENT_KEYS = ["type", "source", "message", "link", "timestamp", "replyToken", "webhookEventId"]
+# Timestamps stay within float range: a larger integer is the known OverflowError (xfail below).
+times = st.integers(min_value=-(2**53), max_value=2**53) | st.floats(allow_nan=False, allow_infinity=False)
+binding_events = st.fixed_dictionaries(
+    {
+        "type": st.just("message"),
+        "source": st.fixed_dictionaries({"userId": st.just(USER) | user_ids}),
+        "message": st.fixed_dictionaries({"type": st.just("text"), "text": line_texts}),
+        "timestamp": times,
+        "webhookEventId": st.text(min_size=1, max_size=20),
+    },
+    optional={"replyToken": st.text(max_size=20)},
+) | st.fixed_dictionaries(
+    {
+        "type": st.just("accountLink"),
+        "source": st.fixed_dictionaries({"userId": st.just(USER)}),
+        "link": st.fixed_dictionaries({"result": st.sampled_from(["ok", "failed"]), "nonce": line_texts}),
+        "timestamp": times,
+    }
+)
+line_event_data = _relayed(_spoiled(binding_events, EVENT_KEYS)) | json_values.map(lambda v: {"event": v})
+
+
+@given(data=line_event_data)
+@FUZZ
+def test_downlink_line_event_parsing(data: dict[str, Any]) -> None:
+    """The `line_event` handler's pure part: reading the relayed event and checking its token."""
+    message = parse_binding_message(data)
+    if message is not None:
+        verdict = verify_token(
+            message.token, key=BINDING_KEY, store_id=STORE, device_id=DEVICE, now=time.time()
+        )
+        assert isinstance(verdict, BindingClaims | Rejection)
+
+
+BEACON_KEYS = ["type", "webhookEventId", "source", "beacon", "timestamp", "replyToken", "deliveryContext"]
+beacon_events = st.fixed_dictionaries(
+    {
+        "type": st.just("beacon"),
+        "webhookEventId": st.text(min_size=1, max_size=70),
+        "source": st.fixed_dictionaries({"userId": st.just(USER) | user_ids}),
+        "beacon": _spoiled(
+            st.fixed_dictionaries(
+                {
+                    "hwid": st.from_regex(r"[0-9a-fA-F]{10}", fullmatch=True),
+                    "type": st.sampled_from(["enter", "banner", "stay", "leave"]),
+                },
+                optional={"dm": st.from_regex(r"([0-9a-f]{2}){0,14}", fullmatch=True)},
+            ),
+            ["hwid", "type", "dm"],
+        ),
+        "timestamp": times,
+    },
+    optional={
+        "replyToken": st.text(max_size=20),
+        "deliveryContext": st.fixed_dictionaries({"isRedelivery": st.booleans()}),
+    },
+)
+beacon_event_data = _relayed(_spoiled(beacon_events, BEACON_KEYS))
+
+
+@given(data=beacon_event_data | line_event_data)
+@FUZZ
+def test_downlink_beacon_event_parsing(data: dict[str, Any]) -> None:
+    """The greeter's pure part: a relayed `beacon` event is a visit, Malformed, or not its business."""
+    visit = parse_beacon_event(data)
+    assert visit is None or isinstance(visit, BeaconVisit | Malformed)
+
+
 # ---------------------------------------------------------------- BLE advertisement bytes
 
 anything = json_values | st.binary(max_size=64) | st.builds(bytearray, st.binary(max_size=40))
@@ -591,3 +701,50 @@ def test_known_downlink_deeply_nested_json_is_dropped_as_malformed() -> None:
         seen=SeenIds(),
     )
     assert [d.action for d in decisions] == ["drop_malformed"]
+
+
+@pytest.mark.xfail(
+    strict=True, reason=f"{ISSUE}: a line_event timestamp beyond float range -> OverflowError in the consumer"
+)
+@pytest.mark.parametrize("where", ["event.timestamp", "relay.received_at"])
+def test_known_line_event_huge_integer_time_is_not_an_exception(where: str) -> None:
+    token = encode_token(
+        BindingClaims(
+            store_id=STORE, device_id=DEVICE, order_id="A-1", issued_at=int(time.time()), ttl_minutes=30
+        ),
+        BINDING_KEY,
+    )
+    event: dict[str, Any] = {
+        "type": "message",
+        "source": {"userId": "U" + "a" * 32},
+        "message": {"type": "text", "text": token},
+        "timestamp": 1,
+    }
+    data: dict[str, Any] = {"event": event, "relay": {}}
+    if where == "event.timestamp":
+        event["timestamp"] = 10**400  # a JSON integer literal of 401 digits
+    else:
+        data["relay"]["received_at"] = 10**400
+    message = parse_binding_message(data)
+    assert message is not None and message.token == token
+
+
+@pytest.mark.xfail(
+    strict=True,
+    reason=f"{ISSUE}: a beacon event timestamp beyond float range -> OverflowError in the greeter",
+)
+@pytest.mark.parametrize("where", ["event.timestamp", "relay.received_at"])
+def test_known_beacon_event_huge_integer_time_is_not_an_exception(where: str) -> None:
+    event: dict[str, Any] = {
+        "type": "beacon",
+        "webhookEventId": "01HZZZ",
+        "source": {"userId": "U" + "a" * 32},
+        "beacon": {"hwid": "0123456789", "type": "enter"},
+        "timestamp": 1,
+    }
+    data: dict[str, Any] = {"event": event, "relay": {}}
+    if where == "event.timestamp":
+        event["timestamp"] = 10**400
+    else:
+        data["relay"]["received_at"] = 10**400
+    assert isinstance(parse_beacon_event(data), BeaconVisit | Malformed)
