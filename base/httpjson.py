@@ -14,13 +14,13 @@ from collections.abc import Awaitable, Callable
 from typing import Any
 
 from aiohttp import web
+from aiohttp.typedefs import Middleware
 
 from base.jsonread import JsonInputError, read_json
 
 __all__ = ["error_response", "json_only", "read_json_body"]
 
 Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
-Middleware = Callable[[web.Request, Handler], Awaitable[web.StreamResponse]]
 _WITH_BODY = frozenset({"POST", "PUT", "PATCH"})
 
 
@@ -41,7 +41,8 @@ def json_only() -> Middleware:
 
     @web.middleware
     async def middleware(request: web.Request, handler: Handler) -> web.StreamResponse:
-        if request.method in _WITH_BODY and request.body_exists and request.content_type != "application/json":
+        declared = request.content_type
+        if request.method in _WITH_BODY and request.body_exists and declared != "application/json":
             given = request.headers.get("Content-Type", "") or "none"
             return error_response(
                 415, "unsupported_media_type", f"Content-Type must be application/json, got {given!r}"

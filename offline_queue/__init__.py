@@ -19,8 +19,8 @@ from offline_queue._model import (
     TelemetryRefusedError,
 )
 from offline_queue._outbox import HealthCallback, InvalidRecordError, Outbox, OutboxCondition, PrepareDatabase
-from offline_queue._schema import OUTBOX_SCHEMA_VERSION, OUTBOX_TABLES_V1, prepare_outbox_db
 from offline_queue._report import dead_letters_json, dead_letters_table, stats_json, stats_table
+from offline_queue._schema import OUTBOX_SCHEMA_VERSION, OUTBOX_TABLES_V1, prepare_outbox_db
 from offline_queue._store import connect_blocking
 
 __all__ = [

@@ -79,7 +79,8 @@ def prepare_outbox_db(path: Path) -> None:
         version = int(conn.execute("PRAGMA user_version").fetchone()[0])
         if version > OUTBOX_SCHEMA_VERSION:
             raise sqlite3.DatabaseError(
-                f"{path}: outbox schema version {version} is newer than this release ({OUTBOX_SCHEMA_VERSION})"
+                f"{path}: outbox schema version {version} is newer than this release "
+                f"({OUTBOX_SCHEMA_VERSION})"
             )
         if version < 1:
             conn.execute("BEGIN IMMEDIATE")

@@ -164,7 +164,9 @@ class Writer(threading.Thread):
             results = self._transaction_blocking(full=_sync_level(batch), ops=[op.fn for op in batch])
             outcomes = [(op.future, result, None) for op, result in zip(batch, results, strict=True)]
             wrote = any(op.write for op in batch)
-            grew = any(op.grows and not isinstance(r, OutboxError) for op, r in zip(batch, results, strict=True))
+            grew = any(
+                op.grows and not isinstance(r, OutboxError) for op, r in zip(batch, results, strict=True)
+            )
         except Exception as batch_exc:
             if len(batch) > 1:
                 log.warning(
