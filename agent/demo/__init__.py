@@ -102,6 +102,7 @@ phone_salt = "{secrets.token_urlsafe(16)}"
 
 [relay]
 listen = "127.0.0.1:{ports["relay"]}"
+state_dir = "{state_dir / "relay"}"
 """
 
 
