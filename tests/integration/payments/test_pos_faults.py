@@ -7,61 +7,18 @@ Real HTTP, real SQLite on the full filesystem, the LINE Pay emulator; nothing mo
 from __future__ import annotations
 
 import asyncio
-import errno
 import json
-import os
-import subprocess
 import time
-from collections.abc import Iterator
 from pathlib import Path
 
-import pytest
 
 from emulators.linepay import EmulatorServer, Fault
 from tests.integration.payments.harness import TOKEN, running
+from tests.integration.small_disk import SmallDisk, small_disk
 from tests.integration.payments.test_pos_api import scan
 
 JSON = {"Content-Type": "application/json"}
-
-
-class SmallDisk:
-    """A 4 MiB tmpfs: `fill()` takes every free byte with a filler file, `free()` deletes it."""
-
-    def __init__(self, root: Path) -> None:
-        self.root = root
-        self.filler = root / "filler"
-
-    def fill(self) -> None:
-        fd = os.open(self.filler, os.O_WRONLY | os.O_CREAT | os.O_APPEND)
-        try:
-            for chunk in (1 << 16, 4096, 512, 1):
-                block = b"\0" * chunk
-                while True:
-                    try:
-                        os.write(fd, block)
-                    except OSError as exc:
-                        assert exc.errno == errno.ENOSPC, exc
-                        break
-        finally:
-            os.close(fd)
-
-    def free(self) -> None:
-        self.filler.unlink()
-
-
-@pytest.fixture
-def small_disk(tmp_path: Path) -> Iterator[SmallDisk]:
-    mount = tmp_path / "state"
-    mount.mkdir()
-    made = subprocess.run(
-        ["mount", "-t", "tmpfs", "-o", "size=4m", "tmpfs", str(mount)], capture_output=True, text=True
-    )
-    if made.returncode != 0:
-        pytest.fail(f"this test needs root to mount a small tmpfs: {made.stderr.strip()}")
-    try:
-        yield SmallDisk(mount)
-    finally:
-        subprocess.run(["umount", "-l", str(mount)], check=False)
+__all__ = ["small_disk"]  # the fixture, imported to be used here
 
 
 async def test_deeply_nested_or_odd_bodies_are_4xx_with_a_json_error(
