@@ -8,7 +8,9 @@ event on its own (QoS 1) to the MQTT topic of the one store/device it concerns:
   to `shopedge/v1/{store}/{device}/down/line_event` of the token's clear routing part (the
   device holds the key and verifies the signature, so a forged token only reaches a device with
   the forger's own message, which the device rejects and counts);
-- a beacon event goes to the store mapped from its HWID (`relay.beacon_stores`);
+- a beacon event goes to the store mapped from its HWID (`relay.beacon_stores`): to one
+  device for `STORE/DEVICE`, or to the store-wide `shopedge/v1/STORE/_store/down/line_event`
+  for `STORE`, which every device of the store subscribes to (`base.topics.store_down_filter`);
 - follow, unfollow and anything unroutable go to `relay.fleet_topic` (the merchant's CRM).
 
 Routing is a pure function (`route_event`), and so is checking an event's shape
@@ -45,6 +47,7 @@ from base.backoff import Backoff
 from base.config import split_listen
 from base.httpjson import error_response, json_only
 from base.jsonread import JsonInputError, read_json
+from base.topics import STORE_WIDE
 from cloud._forwarder import RELAY_STREAM, OutboxForwarder, relay_record
 from cloud.config import RelayConfig, RelaySettings
 from membership.binding import find_token, route_of
@@ -71,7 +74,6 @@ log = logging.getLogger(__name__)
 
 # uuid5(ENVELOPE_NAMESPACE, webhookEventId) is the envelope id: equal across relay instances.
 ENVELOPE_NAMESPACE = uuid.UUID("6f1d3c0e-5a4b-4b59-9f1e-2d7c1a0b8e44")
-STORE_WIDE_DEVICE = "_store"
 WEBHOOK_PATH = "/line/webhook"
 MAX_WEBHOOK_BYTES = 1024 * 1024
 RELAY_DB = "relay.db"
@@ -117,7 +119,7 @@ def route_event(event: dict[str, Any], relay: RelayConfig) -> RouteDecision:
         if target is None:
             return RouteDecision(topic=relay.fleet_topic, reason="beacon_unknown_hwid")
         store, _, device = target.partition("/")
-        return RouteDecision(topic=device_topic(store, device or STORE_WIDE_DEVICE), reason="beacon")
+        return RouteDecision(topic=device_topic(store, device or STORE_WIDE), reason="beacon")
     if kind in {"follow", "unfollow"}:
         return RouteDecision(topic=relay.fleet_topic, reason=str(kind))
     return RouteDecision(topic=relay.fleet_topic, reason="other")

@@ -164,9 +164,15 @@ async def test_500_events_in_one_webhook_keep_publishes_in_flight_bounded(
 async def test_bad_bodies_and_bad_events_are_4xx_with_json_never_503(tmp_path: Path) -> None:
     with mosquitto(tmp_path) as port:
         config = relay_config(port, tmp_path / "relay")
-        async with collecting(port) as collector, running_relay(config) as url, aiohttp.ClientSession() as http:
+        async with (
+            collecting(port) as collector,
+            running_relay(config) as url,
+            aiohttp.ClientSession() as http,
+        ):
 
-            async def signed(body: str, content_type: str = "application/json") -> tuple[int, dict[str, object]]:
+            async def signed(
+                body: str, content_type: str = "application/json"
+            ) -> tuple[int, dict[str, object]]:
                 headers = {"X-Line-Signature": sign(body, SECRET), "Content-Type": content_type}
                 async with http.post(url, data=body.encode(), headers=headers) as response:
                     return response.status, await response.json()

@@ -17,7 +17,9 @@ __all__ = ["small_disk"]  # the fixture, imported to be used here
 ROOT = Path(__file__).resolve().parents[2]
 
 
-def test_starting_on_a_full_disk_is_one_error_line_not_a_traceback(small_disk: SmallDisk, tmp_path: Path) -> None:
+def test_starting_on_a_full_disk_is_one_error_line_not_a_traceback(
+    small_disk: SmallDisk, tmp_path: Path
+) -> None:
     text = (ROOT / "config.example.toml").read_text()
     text = text.replace('state_dir = "/var/lib/shopedge"', f'state_dir = "{small_disk.root / "state"}"')
     config = tmp_path / "config.toml"

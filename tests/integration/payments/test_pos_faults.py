@@ -11,11 +11,10 @@ import json
 import time
 from pathlib import Path
 
-
 from emulators.linepay import EmulatorServer, Fault
 from tests.integration.payments.harness import TOKEN, running
-from tests.integration.small_disk import SmallDisk, small_disk
 from tests.integration.payments.test_pos_api import scan
+from tests.integration.small_disk import SmallDisk, small_disk
 
 JSON = {"Content-Type": "application/json"}
 __all__ = ["small_disk"]  # the fixture, imported to be used here
@@ -119,4 +118,3 @@ async def test_sale_charged_while_the_disk_fills_is_paid_once_it_has_space_witho
         body = await h.until("F1", "paid", within=20)
         assert body["paid_amount"] == 120
         assert len([c for c in emulator.state.charges if c.startswith("F1")]) == 1  # charged once
-
