@@ -183,7 +183,6 @@ class Outbox:
         result: int = await self._writer.submit(
             lambda s: s.put_blocking(stream, payload_json, durability, dedupe_key, expires_at),
             full=durability is Durability.CRITICAL,
-            grows=True,
         )
         return result
 
@@ -280,9 +279,10 @@ class Outbox:
 
     def _after_batch(self, result: BatchResult) -> None:
         failing = self._health is not None and self._health[0] is OutboxCondition.WRITE_FAILED
-        if result.failure is None and not result.grew and failing:
-            # A read, claim, ack or release that worked does not prove the disk takes new
-            # records again (on a full disk they still do): stay red until a put is stored.
+        if result.failure is None and not result.stored and failing:
+            # A read, claim, ack, release or deduplicated put that worked does not prove the
+            # disk takes new records again (on a full disk claims and acks still fit in pages
+            # the WAL already has): stay red until a record is really stored.
             return
         self._report_health(result.failure)
 

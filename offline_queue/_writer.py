@@ -36,18 +36,17 @@ class _Op:
     fn: Callable[[Store], Any]
     full: bool
     write: bool
-    grows: bool
     future: asyncio.Future[Any]
 
 
 @dataclass(frozen=True, kw_only=True)
 class BatchResult:
     """What one group commit tells the health report: the last write error, whether any write
-    succeeded, and whether a write that needed new space (a put) succeeded."""
+    succeeded, and whether a committed transaction stored a new record."""
 
     failure: OutboxWriteError | None
     wrote: bool
-    grew: bool = False
+    stored: bool = False
 
 
 class Writer(threading.Thread):
@@ -75,21 +74,16 @@ class Writer(threading.Thread):
         self.batches = 0
         self.ops = 0
 
-    def submit(
-        self, fn: Callable[[Store], Any], *, full: bool, write: bool = True, grows: bool = False
-    ) -> asyncio.Future[Any]:
+    def submit(self, fn: Callable[[Store], Any], *, full: bool, write: bool = True) -> asyncio.Future[Any]:
         """Queue one operation; the future resolves on the loop after its batch committed.
 
         `full` asks for a `synchronous=FULL` commit; `write=False` marks a read, whose success
         says nothing about whether the disk still takes writes (health stays as it was).
-        `grows` marks a write that adds data (a put): on a full disk, claims, acks and releases
-        still succeed (they rewrite pages already in the WAL), so only a write that grows
-        the database proves the disk takes new records again.
         """
         if self.closed:
             raise OutboxClosedError("the outbox is closed")
         future: asyncio.Future[Any] = self.loop.create_future()
-        self._queue.put(_Op(fn, full, write, grows, future))
+        self._queue.put(_Op(fn, full, write, future))
         return future
 
     def stop(self) -> None:
@@ -145,12 +139,14 @@ class Writer(threading.Thread):
             conn.execute(f"PRAGMA synchronous={'FULL' if full else 'NORMAL'}")
             self._sync_full = full
         saved = Usage(self.store.usage.total, self.store.usage.telemetry)
+        inserted = self.store.inserted
         conn.execute("BEGIN IMMEDIATE")
         try:
             results = [fn(self.store) for fn in ops]
             conn.execute("COMMIT")
         except BaseException:
             self.store.usage = saved
+            self.store.inserted = inserted
             with contextlib.suppress(sqlite3.Error):
                 conn.execute("ROLLBACK")
             raise
@@ -159,14 +155,12 @@ class Writer(threading.Thread):
     def _run_batch_blocking(self, batch: list[_Op]) -> None:
         outcomes: list[tuple[asyncio.Future[Any], Any, BaseException | None]] = []
         failure: OutboxWriteError | None = None
-        wrote = grew = False
+        wrote = False
+        inserted = self.store.inserted
         try:
             results = self._transaction_blocking(full=_sync_level(batch), ops=[op.fn for op in batch])
             outcomes = [(op.future, result, None) for op, result in zip(batch, results, strict=True)]
             wrote = any(op.write for op in batch)
-            grew = any(
-                op.grows and not isinstance(r, OutboxError) for op, r in zip(batch, results, strict=True)
-            )
         except Exception as batch_exc:
             if len(batch) > 1:
                 log.warning(
@@ -177,13 +171,13 @@ class Writer(threading.Thread):
                     (result,) = self._transaction_blocking(full=_sync_level([op]), ops=[op.fn])
                     outcomes.append((op.future, result, None))
                     wrote = wrote or op.write
-                    grew = grew or (op.grows and not isinstance(result, OutboxError))
                 except Exception as exc:
                     failure = _write_error(exc)
                     outcomes.append((op.future, None, failure))
         self.batches += 1
         self.ops += len(batch)
-        self._deliver(outcomes, BatchResult(failure=failure, wrote=wrote, grew=grew))
+        stored = self.store.inserted > inserted
+        self._deliver(outcomes, BatchResult(failure=failure, wrote=wrote, stored=stored))
 
     def _deliver(
         self,

@@ -1,6 +1,6 @@
 """A full state disk (issue 14): the daemon refuses to start with one error line, and the
 outbox stays red until a record is really stored again (not when a claim or ack happens to
-fit). Real filesystems: a full tmpfs, and RLIMIT_FSIZE in a child process."""
+fit, nor when a put finds its deduplicated twin). Real filesystems: a full tmpfs, and RLIMIT_FSIZE in a child process."""
 
 from __future__ import annotations
 
@@ -50,7 +50,7 @@ async def main(db):
     health = []
     box = await Outbox.open(Path(db), on_health=lambda c, d: health.append(str(c)))
     for i in range(3):
-        await box.put("payment", {"before": i})
+        await box.put("payment", {"before": i}, dedupe_key=f"k{i}")
     signal.signal(signal.SIGXFSZ, signal.SIG_IGN)  # writes past the limit fail with EFBIG instead
     limit = Path(db).stat().st_size + Path(db + "-wal").stat().st_size + 64 * 1024
     resource.setrlimit(resource.RLIMIT_FSIZE, (limit, resource.RLIM_INFINITY))
@@ -63,6 +63,8 @@ async def main(db):
     claimed = await box.claim("payment", limit=1)  # fits in pages the WAL already has
     await box.release(claimed[0].id, "try later", retry_at=0)
     marks["after_claim_and_release"] = health[-1]
+    await box.put("payment", {"before": 1}, dedupe_key="k1")  # its twin is found: nothing new stored
+    marks["after_deduplicated_put"] = health[-1]
     resource.setrlimit(resource.RLIMIT_FSIZE, (resource.RLIM_INFINITY, resource.RLIM_INFINITY))
     await box.put("payment", {"after": True})
     marks["after_space_returns"] = health[-1]
@@ -85,5 +87,6 @@ def test_outbox_stays_red_until_a_put_is_stored(tmp_path: Path) -> None:
     assert json.loads(proc.stdout) == {
         "after_failed_put": "write_failed",
         "after_claim_and_release": "write_failed",
+        "after_deduplicated_put": "write_failed",
         "after_space_returns": "ok",
     }
