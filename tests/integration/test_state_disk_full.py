@@ -4,13 +4,18 @@ fit, nor when a put finds its deduplicated twin). Real filesystems: a full tmpfs
 
 from __future__ import annotations
 
+import asyncio
 import json
 import os
+import signal
 import subprocess
 import sys
 from pathlib import Path
 
+import aiohttp
+
 from agent.db import migrate, open_engine
+from tests.integration._broker import free_port
 from tests.integration.small_disk import SmallDisk, small_disk
 
 __all__ = ["small_disk"]  # the fixture, imported to be used here
@@ -90,3 +95,69 @@ def test_outbox_stays_red_until_a_put_is_stored(tmp_path: Path) -> None:
         "after_deduplicated_put": "write_failed",
         "after_space_returns": "ok",
     }
+
+
+def _spawn_daemon(config: Path, env: dict[str, str]) -> subprocess.Popen[str]:
+    return subprocess.Popen(
+        [sys.executable, "-m", "agent", "run", "--config", str(config)],
+        cwd=ROOT,
+        env={**os.environ, **env},
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+
+
+async def test_daemon_on_a_disk_that_fills_answers_503_and_status_goes_red_until_it_writes(
+    small_disk: SmallDisk, tmp_path: Path
+) -> None:
+    port = free_port()
+    text = (ROOT / "config.example.toml").read_text()
+    text = text.replace('state_dir = "/var/lib/shopedge"', f'state_dir = "{small_disk.root / "state"}"')
+    text = text.replace('listen = "127.0.0.1:8737"', f'listen = "127.0.0.1:{port}"')
+    config = tmp_path / "config.toml"
+    config.write_text(text)
+    token = "disk-full-test-token"
+    proc = _spawn_daemon(config, {"SHOPEDGE_POS_TOKEN": token})
+    base = f"http://127.0.0.1:{port}"
+    auth = {"Authorization": f"Bearer {token}"}
+    sale = {"order_id": "FULL1", "amount": 100, "product_name": "tea", "method": "qr"}
+
+    async def component(http: aiohttp.ClientSession, name: str) -> str | None:
+        async with http.get(f"{base}/status.json") as response:
+            body = await response.json()
+        return next((c["level"] for c in body["components"] if c["name"] == name), None)
+
+    try:
+        async with aiohttp.ClientSession() as http:
+            for _ in range(300):
+                try:
+                    async with http.get(f"{base}/status.json") as response:
+                        if response.status == 200:
+                            break
+                except aiohttp.ClientError:
+                    pass
+                await asyncio.sleep(0.1)
+            else:
+                raise AssertionError("the POS API never came up")
+            small_disk.fill()
+            async with http.post(f"{base}/v1/payments", json=sale, headers=auth) as response:
+                assert response.status == 503
+                assert response.headers["Retry-After"].isdigit()
+                assert (await response.json())["error"] == "storage_unavailable"
+            await asyncio.sleep(2.0)  # other components keep running (and writing what they can)
+            assert await component(http, "journal") == "red"
+            async with http.get(f"{base}/status.json") as response:
+                assert (await response.json())["overall"] == "red"
+            small_disk.free()
+            async with http.post(f"{base}/v1/payments", json=sale, headers=auth) as response:
+                assert response.status == 201, await response.text()
+            assert await component(http, "journal") == "green"
+        proc.send_signal(signal.SIGTERM)
+        _, err = proc.communicate(timeout=15)
+        assert proc.returncode == 0, err[-2000:]
+        assert "Traceback" not in err
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.communicate()
