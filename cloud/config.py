@@ -1,5 +1,4 @@
-"""The cloud room's config sections: `[relay]`, the LINE webhook relay's.
-"""
+"""The cloud room's config sections: `[relay]`, the LINE webhook relay's."""
 
 from __future__ import annotations
 
@@ -75,4 +74,3 @@ class RelaySettings(Protocol):
     def line(self) -> _Line: ...
     @property
     def timeouts(self) -> _Timeouts: ...
-

@@ -51,7 +51,7 @@ from base.topics import STORE_WIDE
 from cloud._forwarder import RELAY_STREAM, OutboxForwarder, relay_record
 from cloud.config import RelayConfig, RelaySettings
 from membership.binding import find_token, route_of
-from offline_queue import Outbox, OutboxError, prepare_outbox_db
+from offline_queue import Outbox, OutboxCondition, OutboxError, prepare_outbox_db
 
 __all__ = [
     "ENVELOPE_NAMESPACE",
@@ -295,6 +295,8 @@ class RelayStats:
 
 
 STATS = web.AppKey("stats", RelayStats)
+# The relay outbox's last reported condition and detail (`OutboxCondition`, set by its on_health).
+STORAGE = web.AppKey("storage", list[str])
 
 
 def create_relay_app(
@@ -303,6 +305,7 @@ def create_relay_app(
     outbox: Outbox,
     forwarder: OutboxForwarder,
     *,
+    storage: list[str] | None = None,
     clock: Callable[[], float] = time.monotonic,
     wall_clock: Callable[[], float] = time.time,
 ) -> web.Application:
@@ -310,6 +313,7 @@ def create_relay_app(
     from linebot.v3.webhook import SignatureValidator
 
     relay = config.relay
+    storage_state = storage if storage is not None else [str(OutboxCondition.OK), "ok"]
     validator = SignatureValidator(config.line.channel_secret.get_secret_value())
     # Record ids the outbox returned lately: a put answered with one of them was a duplicate.
     stored = EventMemory(relay.dedupe_window_s, relay.dedupe_max_events, clock)
@@ -398,12 +402,12 @@ def create_relay_app(
 
     async def healthz(request: web.Request) -> web.Response:
         ok = publisher.connected.is_set()
+        storage = request.app[STORAGE]
         stats.published = forwarder.published
         backlog = await outbox.depth(RELAY_STREAM)
-        return web.json_response(
-            {"mqtt": "connected" if ok else "disconnected", "backlog": backlog, **stats.__dict__},
-            status=200 if ok else 503,
-        )
+        body = {"mqtt": "connected" if ok else "disconnected", "storage": storage[0], "backlog": backlog}
+        healthy = ok and storage[0] != str(OutboxCondition.WRITE_FAILED)
+        return web.json_response({**body, **stats.__dict__}, status=200 if healthy else 503)
 
     @web.middleware
     async def json_errors(request: web.Request, handler: Any) -> web.StreamResponse:
@@ -419,18 +423,25 @@ def create_relay_app(
     app.router.add_post(WEBHOOK_PATH, webhook)
     app.router.add_get("/healthz", healthz)
     app[STATS] = stats
+    app[STORAGE] = storage_state
     return app
 
 
-async def open_relay_outbox(config: RelaySettings) -> Outbox:
-    """The relay's durable outbox in `relay.state_dir` (tables created by the outbox's own DDL).
+async def open_relay_outbox(config: RelaySettings, storage: list[str]) -> Outbox:
+    """The relay's durable outbox in `relay.state_dir` (tables created by the outbox's own DDL);
+    `storage` is kept as [condition, detail] for `/healthz`.
 
     Raises:
         OutboxError: the file cannot be created or opened (the message names it).
     """
     path = config.relay.state_dir / RELAY_DB
     try:
-        return await Outbox.open(path, prepare=prepare_outbox_db, max_attempts=RELAY_MAX_ATTEMPTS)
+        return await Outbox.open(
+            path,
+            prepare=prepare_outbox_db,
+            max_attempts=RELAY_MAX_ATTEMPTS,
+            on_health=lambda condition, detail: storage.__setitem__(slice(None), [str(condition), detail]),
+        )
     except (OSError, sqlite3.Error) as exc:
         raise OutboxError(f"relay.state_dir: cannot open {path}: {exc}") from exc
 
@@ -440,11 +451,12 @@ async def run_relay(config: RelaySettings, *, started: asyncio.Event | None = No
     if not config.line.channel_secret.get_secret_value():
         raise ValueError("line.channel_secret is empty: the relay cannot verify LINE's signatures")
     publisher = MqttPublisher(config)
-    outbox = await open_relay_outbox(config)
+    storage = [str(OutboxCondition.OK), "ok"]
+    outbox = await open_relay_outbox(config, storage)
     forwarder = OutboxForwarder(
         outbox, publisher, batch=config.mqtt.max_inflight, timeout_s=config.timeouts.relay_publish
     )
-    app = create_relay_app(config, publisher, outbox, forwarder)
+    app = create_relay_app(config, publisher, outbox, forwarder, storage=storage)
     runner = web.AppRunner(app, access_log=None)
     await runner.setup()
     host, port = split_listen(config.relay.listen)

@@ -24,7 +24,10 @@ from emulators.messaging.webhooks import (
     text_message_event,
 )
 from tests.integration._broker import collecting, free_port, mosquitto
+from tests.integration.small_disk import SmallDisk, small_disk
 from tests.integration.test_relay import SECRET, relay_config, running_relay
+
+__all__ = ["small_disk"]  # the fixture, imported to be used here
 
 
 class Link:
@@ -194,3 +197,26 @@ async def test_bad_bodies_and_bad_events_are_4xx_with_json_never_503(tmp_path: P
             assert message["data"]["event"]["webhookEventId"] == good["webhookEventId"]
             health = await healthz(f"http://{config.relay.listen}")
             assert health["rejected"] == 3, health
+
+
+async def test_relay_that_cannot_store_answers_503_storage_unavailable_and_recovers(
+    tmp_path: Path, small_disk: SmallDisk
+) -> None:
+    with mosquitto(tmp_path) as port:
+        config = relay_config(port, small_disk.root / "relay")
+        async with collecting(port) as collector, running_relay(config) as url:
+            base = f"http://{config.relay.listen}"
+            small_disk.fill()
+            lost = follow_event(new_user_id())
+            status, text = await post_webhook(url, [lost], channel_secret=SECRET)
+            # Not stored, so not acknowledged: LINE may redeliver it (nothing claims it was kept).
+            assert status == 503 and json.loads(text)["error"] == "storage_unavailable", text
+            health = await healthz(base)
+            assert health["storage"] == "write_failed", health
+            small_disk.free()
+            kept = follow_event(new_user_id())
+            assert (await post_webhook(url, [redelivered(lost), kept], channel_secret=SECRET))[0] == 200
+            await collector.wait_for(2)
+            ids = sorted(m["data"]["event"]["webhookEventId"] for _, m in collector.messages)
+            assert ids == sorted([lost["webhookEventId"], kept["webhookEventId"]])
+            assert (await healthz(base))["storage"] == "ok"
