@@ -219,7 +219,10 @@ class PaymentService:
             ]
         for payment in unfinished:
             self._cache[payment.line_order_id] = self._cached(payment)
-            await self._apply(payment.line_order_id, Restarted())
+            try:
+                await self._apply(payment.line_order_id, Restarted())
+            except JournalWriteError:
+                continue  # `_apply` flagged the failure: retried once the journal takes writes
         log.info("payments reconciled", extra={"unfinished": len(unfinished), "outbox_repaired": sent})
         return len(unfinished)
 
@@ -232,9 +235,6 @@ class PaymentService:
             self._storage_failed.clear()
             try:
                 await self.reconcile(idle_only=True)
-            except JournalWriteError:
-                self._storage_failed.set()
-                continue
             except Exception:
                 log.exception("reconcile after a storage failure failed; trying again")
                 self._storage_failed.set()
