@@ -45,3 +45,13 @@ def test_store_wide_line_event_reaches_every_device_of_that_store_only() -> None
         "shopedge/v1/s1/_store/down/config", b"{}", store_id="s1", device_id="d1", seen=SeenIds()
     )
     assert config.action == "ignore_unknown" and "never store-wide" in config.reason
+
+
+def test_no_device_can_be_called_store_wide() -> None:
+    from agent.config import ConfigError, parse_config
+
+    with pytest.raises(ConfigError) as refused:
+        parse_config({"device": {"store_id": "s1", "device_id": "_store"}}, environ={})
+    assert refused.value.problems == [
+        "<config>: device.device_id: '_store' is reserved for the store-wide downlink; pick another id"
+    ]
