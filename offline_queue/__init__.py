@@ -32,10 +32,13 @@ from offline_queue._model import (
 )
 from offline_queue._outbox import HealthCallback, InvalidRecordError, Outbox, OutboxCondition, PrepareDatabase
 from offline_queue._report import dead_letters_json, dead_letters_table, stats_json, stats_table
+from offline_queue._schema import OUTBOX_SCHEMA_VERSION, OUTBOX_TABLES_V1, prepare_outbox_db
 from offline_queue._store import connect_blocking
 
 __all__ = [
     "DEFAULT_REPEATS",
+    "OUTBOX_SCHEMA_VERSION",
+    "OUTBOX_TABLES_V1",
     "DeadLetter",
     "Durability",
     "Failure",
@@ -58,6 +61,7 @@ __all__ = [
     "dead_letters_table",
     "describe",
     "failure_kind",
+    "prepare_outbox_db",
     "retry_dead_blocking",
     "settle_failure",
     "stats_blocking",
