@@ -4,8 +4,7 @@ Owns LINE's documented server-side behaviour that ShopEdge's delivery code depen
 and the demo exercise the real failure modes instead of an accept-anything mock:
 
 - `Authorization: Bearer <token>` is checked on every API call (401 otherwise).
-- Reply tokens are single-use and expire (`reply_token_ttl`, default 60 s: LINE says to use a
-  reply token within one minute of the webhook);
+- Reply tokens are single-use and expire (`reply_token_ttl`, default 60 s: LINE's one minute);
   a used or stale token answers 400 "Invalid reply token". Replies are free (no quota).
 - `X-Line-Retry-Key` is accepted only by push (400 elsewhere), must be a UUID, and is remembered
   24 h: a resend of an accepted key answers 409 "The retry key is already accepted" with
