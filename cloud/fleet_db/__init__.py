@@ -7,7 +7,9 @@ date with its own Alembic history (`cloud/fleet_db/migrations`, version table
 
 from __future__ import annotations
 
+import contextlib
 import sqlite3
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -15,16 +17,24 @@ from alembic import command
 from alembic.config import Config
 from alembic.runtime.migration import MigrationContext
 from alembic.script import ScriptDirectory
-from sqlalchemy import Engine, create_engine, event, make_url
+from sqlalchemy import Connection, Engine, create_engine, event, make_url
 
 from cloud.fleet_db import tables
 
-__all__ = ["current_heads", "migrate_fleet", "open_fleet_engine", "script_heads", "tables"]
+__all__ = [
+    "current_heads",
+    "migrate_fleet",
+    "open_fleet_engine",
+    "script_heads",
+    "tables",
+    "write_transaction",
+]
 
 MIGRATIONS = Path(__file__).with_name("migrations")
 VERSION_TABLE = "fleet_alembic_version"
 CONNECT_TIMEOUT_S = 10
 STATEMENT_TIMEOUT_MS = 60_000
+_WRITE = "fleet_write"
 
 
 def _sqlite_connect(dbapi_connection: sqlite3.Connection, _record: Any) -> None:
@@ -37,8 +47,18 @@ def _sqlite_connect(dbapi_connection: sqlite3.Connection, _record: Any) -> None:
 
 
 def _sqlite_begin(conn: Any) -> None:
-    # Take the write lock up front: two workers never deadlock upgrading a read lock.
-    conn.exec_driver_sql("BEGIN IMMEDIATE")
+    # A writer takes the write lock up front, so two workers never deadlock upgrading a read
+    # lock; readers (report, HQ page) begin deferred and never block a writer.
+    conn.exec_driver_sql("BEGIN IMMEDIATE" if conn.get_execution_options().get(_WRITE) else "BEGIN")
+
+
+@contextlib.contextmanager
+def write_transaction(engine: Engine) -> Iterator[Connection]:
+    """A transaction that will write: committed on success, rolled back on any error."""
+    with engine.connect() as conn:
+        conn.execution_options(**{_WRITE: True})
+        with conn.begin():
+            yield conn
 
 
 def open_fleet_engine(url: str) -> Engine:

@@ -18,6 +18,7 @@ from sqlalchemy import Connection, Engine, Table, bindparam, delete, func, selec
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.sql.dml import Insert
 
+from cloud.fleet_db import write_transaction
 from cloud.fleet_db.tables import (
     desired_config,
     device_days,
@@ -79,7 +80,7 @@ def write_batch_blocking(engine: Engine, reads: Sequence[Read], received_at: flo
         if read.quarantined is not None:
             held.append(read.quarantined)
     ordered = [unique[key] for key in sorted(unique)]
-    with engine.begin() as conn:
+    with write_transaction(engine) as conn:
         new = _insert_envelopes(conn, ordered, received_at)
         _insert_facts(conn, new)
         _upsert_days(conn, new)
