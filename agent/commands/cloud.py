@@ -57,9 +57,10 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     config_sub = config.add_subparsers(dest="config_command", metavar="ACTION", required=True)
     set_ = config_sub.add_parser("set", help="publish KEY=VALUE changes on down/config (QoS 1)")
     _config_option(set_)
-    set_.add_argument("target", nargs="?", metavar="STORE/DEVICE", help="one device")
     set_.add_argument("--store", metavar="STORE", help="every device seen in this store")
-    set_.add_argument("changes", nargs="+", metavar="KEY=VALUE", help="e.g. mqtt.batch_max=100")
+    set_.add_argument(
+        "items", nargs="+", metavar="[STORE/DEVICE] KEY=VALUE", help="one device (or --store), then e.g. mqtt.batch_max=100"
+    )
     show = config_sub.add_parser("show", help="devices whose reported config differs from the desired")
     _config_option(show)
     show.add_argument("--all", action="store_true", help="list every desired key, also those in sync")
@@ -149,18 +150,123 @@ def _ingest(config: CloudConfig, args: argparse.Namespace) -> int:
 
 
 def _report(config: CloudConfig, args: argparse.Namespace) -> int:
-    print("shopedge cloud report: not built yet", file=sys.stderr)
-    return 2
+    import json
+    import time
+
+    from cloud.report import format_report, load_report_blocking, parse_since, render_fleet_chart
+
+    now = time.time()
+    try:
+        since = parse_since(args.since, now=now, zone=config.report.timezone)
+    except ValueError as exc:
+        print(f"shopedge cloud report: {exc}", file=sys.stderr)
+        return 2
+    engine = _open_engine(config)
+    try:
+        rows = load_report_blocking(engine, since=since, now=now, config=config.report, store=args.store)
+    finally:
+        engine.dispose()
+    if args.json:
+        print(json.dumps([row.as_dict() for row in rows], ensure_ascii=False, indent=2))
+    else:
+        print(format_report(rows))
+    if args.png:
+        title = "連鎖門市漏斗 Fleet funnel" + (f" · {args.store}" if args.store else "")
+        render_fleet_chart(rows, title=f"{title} (since {args.since})").save(args.png)
+        if not args.json:
+            print(f"chart written to {args.png}")
+    return 0
 
 
 def _devices(config: CloudConfig, args: argparse.Namespace) -> int:
-    print("shopedge cloud devices: not built yet", file=sys.stderr)
-    return 2
+    import json
+    import time
+
+    from cloud.devices import format_devices, load_devices_blocking, quarantine_count_blocking
+
+    now = time.time()
+    engine = _open_engine(config)
+    try:
+        rows = load_devices_blocking(engine, now=now, config=config.cloud)
+        quarantined = quarantine_count_blocking(engine)
+    finally:
+        engine.dispose()
+    if args.json:
+        print(json.dumps({"devices": [r.as_dict() for r in rows], "quarantined": quarantined}, indent=2))
+    else:
+        print(format_devices(rows, now=now, quarantined=quarantined))
+    return 0
 
 
 def _config(config: CloudConfig, args: argparse.Namespace) -> int:
-    print("shopedge cloud config: not built yet", file=sys.stderr)
-    return 2
+    import json
+    import time
+
+    from cloud.desired import (
+        ConfigPublishError,
+        drift_blocking,
+        parse_assignments,
+        parse_target,
+        publish_config_blocking,
+        set_desired_blocking,
+        store_devices_blocking,
+    )
+
+    if args.config_command == "show":
+        engine = _open_engine(config)
+        try:
+            drift = drift_blocking(engine, include_in_sync=args.all)
+        finally:
+            engine.dispose()
+        if args.json:
+            print(json.dumps([d.as_dict() for d in drift], ensure_ascii=False, indent=2))
+            return 0
+        if not drift:
+            print("every device reports its desired config")
+            return 0
+        for d in drift:
+            version = f" (agent {d.reported_version})" if d.reported_version else ""
+            detail = f": {d.detail}" if d.state == "refused" and d.detail else ""
+            print(
+                f"{d.store_id}/{d.device_id} {d.key}: desired {json.dumps(d.desired)}, "
+                f"reported {json.dumps(d.reported)} [{d.state}]{version}{detail}"
+            )
+        return 0
+    changes_text = list(args.items)
+    target = None
+    if changes_text and "=" not in changes_text[0]:
+        target = changes_text.pop(0)
+    if not changes_text:
+        print("shopedge cloud config set: give at least one KEY=VALUE", file=sys.stderr)
+        return 2
+    if (target is None) == (args.store is None):
+        print("shopedge cloud config set: give either STORE/DEVICE or --store STORE", file=sys.stderr)
+        return 2
+    try:
+        changes = parse_assignments(changes_text)
+        targets = [parse_target(target)] if target is not None else None
+    except ValueError as exc:
+        print(f"shopedge cloud config set: {exc}", file=sys.stderr)
+        return 2
+    engine = _open_engine(config)
+    try:
+        if targets is None:
+            targets = store_devices_blocking(engine, args.store)
+            if not targets:
+                print(f"shopedge cloud config set: no device seen in store {args.store!r}", file=sys.stderr)
+                return 1
+        messages = set_desired_blocking(engine, targets, changes, now=time.time())
+    finally:
+        engine.dispose()
+    try:
+        publish_config_blocking(config.mqtt, messages)
+    except ConfigPublishError as exc:
+        print(f"shopedge cloud config set: desired config recorded but not published: {exc}", file=sys.stderr)
+        return 1
+    for store, device, envelope in messages:
+        print(f"{store}/{device}: published {json.dumps(dict(envelope.data['set']), ensure_ascii=False)} "
+              f"(request {envelope.id}, QoS 1, retained)")
+    return 0
 
 
 def _serve(config: CloudConfig, args: argparse.Namespace) -> int:
