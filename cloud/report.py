@@ -374,13 +374,13 @@ def render_fleet_chart(rows: Sequence[FleetRow], *, title: str) -> Image.Image:
             font=small,
             fill="#444444",
         )
-    for i, (zh, en, _) in enumerate(STAGES):  # legend
-        x = 40 + i * 150
-        draw.rectangle((x, 100, x + 16, 116), fill=_COLOURS[i])
-        draw.text((x + 22, 98), f"{zh} {en}", font=tiny, fill="#222222")
+    for i, (zh, en, _) in enumerate(STAGES):  # legend, three to a row
+        x, y = 40 + (i % 3) * 280, 100 + (i // 3) * 26
+        draw.rectangle((x, y, x + 16, y + 16), fill=_COLOURS[i])
+        draw.text((x + 22, y - 2), f"{zh} {en}", font=tiny, fill="#222222")
     values = [_stage_values(r) for r in stores]
     peak = max([v for row in values for v in row] + [1])
-    top, bottom = 150, height - 90
+    top, bottom = 180, height - 90
     group_w = 210
     bar_w = 26
     for s, (store, stage_values) in enumerate(zip(stores, values, strict=True)):

@@ -270,5 +270,34 @@ def _config(config: CloudConfig, args: argparse.Namespace) -> int:
 
 
 def _serve(config: CloudConfig, args: argparse.Namespace) -> int:
-    print("shopedge cloud serve: not built yet", file=sys.stderr)
-    return 2
+    import asyncio
+    import signal
+
+    from agent.logs import setup_logging
+    from cloud.hq import serve_hq
+
+    if not config.hq.token.get_secret_value():
+        print(f"config error: {args.config}: hq.token: empty; the HQ page needs a token", file=sys.stderr)
+        return 2
+    setup_logging(args.log_level, secrets=_secrets(config))
+    engine = _open_engine(config)
+
+    async def main() -> int:
+        task = asyncio.current_task()
+        assert task is not None
+        loop = asyncio.get_running_loop()
+        for sig in (signal.SIGTERM, signal.SIGINT):
+            loop.add_signal_handler(sig, task.cancel)
+        try:
+            await serve_hq(config, engine)
+        except asyncio.CancelledError:
+            return 0
+        except OSError as exc:
+            print(f"cloud serve: cannot listen on {config.hq.listen}: {exc}", file=sys.stderr)
+            return 1
+        return 0
+
+    try:
+        return asyncio.run(main())
+    finally:
+        engine.dispose()

@@ -105,7 +105,7 @@ def test_report_devices_and_png(tmp_path: Path, fleet: tuple[Path, Publisher, st
         assert all(key in r for r in rows)
     chart = Image.open(tmp_path / "fleet.png")
     assert chart.width >= 900
-    colours = {chart.getpixel((x, y)) for x in range(0, chart.width, 3) for y in range(150, 530, 3)}
+    colours = {chart.getpixel((x, y)) for x in range(0, chart.width, 3) for y in range(180, 530, 3)}
     assert (6, 199, 85) in colours and (233, 30, 99) in colours  # payment and redeemed bars drawn
 
     only = json.loads(_cli(toml, "report", "--store", "taipei", "--json").stdout)
