@@ -9,6 +9,7 @@ so two workers committing at once on PostgreSQL wait for each other instead of d
 
 from __future__ import annotations
 
+import json
 from collections import defaultdict
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
@@ -116,6 +117,9 @@ def write_batch_blocking(engine: Engine, reads: Sequence[Read], received_at: flo
 def _insert_envelopes(conn: Connection, ordered: Sequence[StoredEnvelope], now: float) -> list[StoredEnvelope]:
     if not ordered:
         return []
+    if conn.dialect.name == "postgresql" and conn.dialect.driver == "psycopg":
+        inserted = _copy_envelopes_pg(conn, ordered, now)
+        return [e for e in ordered if e.id in inserted]
     stmt: Insert = (
         _insert(conn, envelopes).on_conflict_do_nothing(index_elements=["id"]).returning(envelopes.c.id)
     )
@@ -134,6 +138,34 @@ def _insert_envelopes(conn: Connection, ordered: Sequence[StoredEnvelope], now: 
     ]
     inserted = {row[0] for row in conn.execute(stmt, rows)}
     return [e for e in ordered if e.id in inserted]
+
+
+_STAGE = "fleet_envelopes_stage"
+_COLUMNS = "id, store_id, device_id, stream, seq, ts, data, received_at"
+
+
+def _copy_envelopes_pg(conn: Connection, ordered: Sequence[StoredEnvelope], now: float) -> set[str]:
+    """COPY into a per-session staging table, then one INSERT ... SELECT ... ON CONFLICT DO
+    NOTHING RETURNING id, in the batch's transaction: PostgreSQL's COPY has no ON CONFLICT
+    itself, and this is about twice as fast as a multi-row INSERT (bench/ingest_bench.py)."""
+    raw = conn.connection.driver_connection
+    assert raw is not None
+    with raw.cursor() as cur:
+        cur.execute(
+            f"CREATE TEMP TABLE IF NOT EXISTS {_STAGE} "
+            "(LIKE envelopes INCLUDING DEFAULTS) ON COMMIT DELETE ROWS"
+        )
+        with cur.copy(f"COPY {_STAGE} ({_COLUMNS}) FROM STDIN") as copy:
+            for e in ordered:
+                copy.write_row(
+                    (e.id, e.store_id, e.device_id, e.stream, e.seq, e.ts, json.dumps(dict(e.data)), now)
+                )
+        cur.execute(
+            f"INSERT INTO envelopes ({_COLUMNS}) SELECT {_COLUMNS} FROM {_STAGE} ORDER BY id "
+            "ON CONFLICT (id) DO NOTHING RETURNING id"
+        )
+        inserted = {str(row[0]) for row in cur.fetchall()}
+    return inserted
 
 
 def _insert_facts(conn: Connection, new: Iterable[StoredEnvelope]) -> None:

@@ -63,8 +63,12 @@ def _as_user() -> tuple[list[str], int | None, int | None]:
 
 
 @contextlib.contextmanager
-def postgres_cluster() -> Iterator[str]:
-    """Yield a server URL (postgresql+psycopg://user@127.0.0.1:port/postgres); stopped after."""
+def postgres_cluster(*, durable: bool = False) -> Iterator[str]:
+    """Yield a server URL (postgresql+psycopg://user@127.0.0.1:port/postgres); stopped after.
+
+    `durable` keeps fsync on (the bench); tests run with fsync off, which changes nothing they
+    check (commits still happen in order; only a machine crash could undo one).
+    """
     url = os.environ.get(ENV_URL)
     if url:
         yield url
@@ -100,7 +104,7 @@ def postgres_cluster() -> Iterator[str]:
             "-c",
             "max_connections=60",
             "-c",
-            "fsync=off",
+            f"fsync={'on' if durable else 'off'}",
         ],
         stdout=subprocess.DEVNULL,
         stderr=log.open("wb"),
