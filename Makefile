@@ -4,7 +4,7 @@ VENV := .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed-$(shell cat pyproject.toml | sha1sum | cut -c1-12)
 
-.PHONY: demo demo-once test lint typecheck pytest bench clean
+.PHONY: demo demo-once test lint typecheck imports pytest bench clean
 
 $(STAMP): pyproject.toml
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
@@ -27,6 +27,9 @@ lint: $(STAMP)
 typecheck: $(STAMP)
 	$(PY) -m mypy
 
+imports: $(STAMP)
+	$(VENV)/bin/lint-imports
+
 pytest: $(STAMP)
 	$(PY) -m pytest -q
 
@@ -35,6 +38,7 @@ test: $(STAMP)
 	deploy/ensure-mosquitto.sh
 	$(PY) -m ruff check .
 	$(PY) -m mypy
+	$(VENV)/bin/lint-imports
 	$(PY) -m pytest -q -p no:cacheprovider
 
 bench: $(STAMP)

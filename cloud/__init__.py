@@ -2,3 +2,5 @@
 
 Imports only `membership` (binding-token routing), `offline_queue` and `base`.
 """
+
+__all__: list[str] = []
