@@ -28,11 +28,11 @@ import psycopg
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from base.envelope import Envelope, encode_message, format_ts  # noqa: E402
-from base.topics import up_topic  # noqa: E402
-from cloud.fleet_db import migrate_fleet, open_fleet_engine  # noqa: E402
-from tests.cloud._fleet import Publisher, Worker, fleet_broker, write_cloud_toml  # noqa: E402
-from tests.cloud._postgres import fresh_database, postgres_cluster  # noqa: E402
+from base.envelope import Envelope, encode_message, format_ts
+from base.topics import up_topic
+from cloud.fleet_db import migrate_fleet, open_fleet_engine
+from tests.cloud._fleet import Publisher, Worker, fleet_broker, write_cloud_toml
+from tests.cloud._postgres import fresh_database, postgres_cluster
 
 DEVICES = 50
 
@@ -62,7 +62,9 @@ def _dsn(url: str) -> str:
     return url.replace("postgresql+psycopg://", "postgresql://")
 
 
-def ingest_run(tmp: Path, server: str, messages: list[tuple[str, bytes]], total: int, workers: int) -> dict[str, float]:
+def ingest_run(
+    tmp: Path, server: str, messages: list[tuple[str, bytes]], total: int, workers: int
+) -> dict[str, float]:
     url = fresh_database(server)
     engine = open_fleet_engine(url)
     migrate_fleet(engine)
@@ -111,8 +113,10 @@ def bare_runs(server: str, total: int, batch: int) -> dict[str, float]:
     migrate_fleet(engine)
     engine.dispose()
     data = json.dumps({"kind": "enter", "hwid": "0123456789", "rssi": -61, "at": 1.7e9})
-    rows = [(str(uuid.uuid4()), "store-001", f"c{i % DEVICES:03d}", "presence", i, 1.7e9 + i, data, time.time())
-            for i in range(total)]
+    rows = [
+        (str(uuid.uuid4()), "store-001", f"c{i % DEVICES:03d}", "presence", i, 1.7e9 + i, data, time.time())
+        for i in range(total)
+    ]
     out: dict[str, float] = {}
     with psycopg.connect(_dsn(url)) as conn:
         started = time.perf_counter()
@@ -129,9 +133,12 @@ def bare_runs(server: str, total: int, batch: int) -> dict[str, float]:
         conn.commit()
         started = time.perf_counter()
         for start in range(0, total, batch):
-            with conn.cursor() as cur, cur.copy(
-                "COPY envelopes (id, store_id, device_id, stream, seq, ts, data, received_at) FROM STDIN"
-            ) as copy:
+            with (
+                conn.cursor() as cur,
+                cur.copy(
+                    "COPY envelopes (id, store_id, device_id, stream, seq, ts, data, received_at) FROM STDIN"
+                ) as copy,
+            ):
                 for row in rows[start : start + batch]:
                     copy.write_row(row)
             conn.commit()
@@ -142,7 +149,9 @@ def bare_runs(server: str, total: int, batch: int) -> dict[str, float]:
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--envelopes", type=int, default=100_000)
-    parser.add_argument("--per-message", type=int, default=50, help="envelopes per MQTT message (device batch)")
+    parser.add_argument(
+        "--per-message", type=int, default=50, help="envelopes per MQTT message (device batch)"
+    )
     args = parser.parse_args()
     total = (args.envelopes // DEVICES) * DEVICES
     messages = make_messages(total, args.per_message)

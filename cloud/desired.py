@@ -100,16 +100,27 @@ def set_desired_blocking(
     with write_transaction(engine) as conn:
         for store_id, device_id in sorted(set(targets)):
             where = (desired_config.c.store_id == store_id, desired_config.c.device_id == device_id)
-            seq = int(conn.execute(select(func.coalesce(func.max(desired_config.c.seq), 0)).where(*where)).scalar_one()) + 1
+            seq = (
+                int(
+                    conn.execute(
+                        select(func.coalesce(func.max(desired_config.c.seq), 0)).where(*where)
+                    ).scalar_one()
+                )
+                + 1
+            )
             request_id = str(uuid.uuid4())
             existing = {r.key for r in conn.execute(select(desired_config.c.key).where(*where))}
             for key, value in sorted(changes.items()):
                 values = {"desired": value, "set_at": now, "request_id": request_id, "seq": seq}
                 if key in existing:
-                    conn.execute(update(desired_config).where(*where, desired_config.c.key == key).values(**values))
+                    conn.execute(
+                        update(desired_config).where(*where, desired_config.c.key == key).values(**values)
+                    )
                 else:
                     conn.execute(
-                        desired_config.insert().values(store_id=store_id, device_id=device_id, key=key, **values)
+                        desired_config.insert().values(
+                            store_id=store_id, device_id=device_id, key=key, **values
+                        )
                     )
             conn.execute(  # every key now waits for the device's answer to this document
                 update(desired_config)
@@ -127,7 +138,11 @@ def set_desired_blocking(
 def desired_documents_blocking(engine: Engine) -> list[tuple[str, str, Envelope]]:
     """The current desired document of every device (to republish, e.g. after a broker loss)."""
     with engine.connect() as conn:
-        rows = list(conn.execute(select(desired_config).order_by(desired_config.c.store_id, desired_config.c.device_id)))
+        rows = list(
+            conn.execute(
+                select(desired_config).order_by(desired_config.c.store_id, desired_config.c.device_id)
+            )
+        )
     docs: dict[tuple[str, str], list[Any]] = {}
     for row in rows:
         docs.setdefault((row.store_id, row.device_id), []).append(row)
@@ -151,7 +166,10 @@ def desired_documents_blocking(engine: Engine) -> list[tuple[str, str, Envelope]
 
 
 def publish_config_blocking(
-    config: MQTTConfig, messages: Sequence[tuple[str, str, Envelope]], *, timeout_s: float = 10.0,
+    config: MQTTConfig,
+    messages: Sequence[tuple[str, str, Envelope]],
+    *,
+    timeout_s: float = 10.0,
     client_id: str | None = None,
 ) -> None:
     """Publish each document with QoS 1 + retain and wait for every PUBACK.
@@ -182,16 +200,22 @@ def publish_config_blocking(
         deadline = time.monotonic() + timeout_s
         while not client.is_connected():
             if time.monotonic() > deadline:
-                raise ConfigPublishError(f"the broker at {where} did not accept the connection in {timeout_s:.0f} s")
+                raise ConfigPublishError(
+                    f"the broker at {where} did not accept the connection in {timeout_s:.0f} s"
+                )
             time.sleep(0.02)
         infos = [
-            client.publish(down_topic(store, device, "config"), encode_message([envelope]), qos=1, retain=True)
+            client.publish(
+                down_topic(store, device, "config"), encode_message([envelope]), qos=1, retain=True
+            )
             for store, device, envelope in messages
         ]
         for info in infos:
             info.wait_for_publish(max(0.1, deadline - time.monotonic()))
             if not info.is_published():
-                raise ConfigPublishError(f"the broker at {where} did not acknowledge the config in {timeout_s:.0f} s")
+                raise ConfigPublishError(
+                    f"the broker at {where} did not acknowledge the config in {timeout_s:.0f} s"
+                )
     finally:
         client.disconnect()
         client.loop_stop()

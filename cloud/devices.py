@@ -134,7 +134,8 @@ def format_devices(rows: Sequence[DeviceRow], *, now: float, quarantined: int) -
     lines = [header, "-" * len(header)]
     for row in rows:
         last = ", ".join(
-            f"{stream}#{info['last_seq']} {_ago(now, info['last_ts'])}" for stream, info in sorted(row.streams.items())
+            f"{stream}#{info['last_seq']} {_ago(now, info['last_ts'])}"
+            for stream, info in sorted(row.streams.items())
         )
         flag = " BACKLOG" if row.backlogged else ""
         lines.append(

@@ -164,7 +164,9 @@ def parse_cloud_config(
     data: Mapping[str, Any], *, source: str = "<cloud config>", environ: Mapping[str, str] | None = None
 ) -> CloudConfig:
     """Validate parsed TOML (plus the two secret variables, which win over the file)."""
-    merged: dict[str, Any] = {key: dict(value) if isinstance(value, Mapping) else value for key, value in data.items()}
+    merged: dict[str, Any] = {
+        key: dict(value) if isinstance(value, Mapping) else value for key, value in data.items()
+    }
     for name, (section, key) in _ENV.items():
         value = (os.environ if environ is None else environ).get(name)
         if value is not None:

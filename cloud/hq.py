@@ -74,7 +74,12 @@ async def _login(request: web.Request) -> web.StreamResponse:
         return web.Response(text=_login_page("wrong token / 權杖錯誤"), content_type="text/html", status=401)
     response = web.HTTPSeeOther("/")
     response.set_cookie(
-        COOKIE, _session_value(token), httponly=True, samesite="Strict", secure=request.secure, max_age=12 * 3600
+        COOKIE,
+        _session_value(token),
+        httponly=True,
+        samesite="Strict",
+        secure=request.secure,
+        max_age=12 * 3600,
     )
     raise response
 
@@ -195,7 +200,7 @@ form.login{margin-top:60px} input{font-size:16px;padding:6px}
 def _login_page(error: str = "") -> str:
     note = f'<p class="error" style="color:#b00">{html.escape(error)}</p>' if error else ""
     return (
-        "<!doctype html><html lang=\"zh-Hant\"><head><meta charset=\"utf-8\"><title>ShopEdge HQ</title>"
+        '<!doctype html><html lang="zh-Hant"><head><meta charset="utf-8"><title>ShopEdge HQ</title>'
         f"<style>{_STYLE}</style></head><body><h1>ShopEdge 總部 HQ</h1>{note}"
         '<form class="login" method="post" action="/login"><label>權杖 Token '
         '<input type="password" name="token" autocomplete="current-password" autofocus></label> '
@@ -229,7 +234,7 @@ def _fleet_page(
         f'<span class="tag">{backlogged}</span> 積壓 backlogged · {quarantined} 隔離訊息 quarantined</p>'
     )
     body.append(
-        "<table id=\"fleet\"><tr><th>門市 Store</th><th>裝置 Device</th><th>狀態 Presence</th>"
+        '<table id="fleet"><tr><th>門市 Store</th><th>裝置 Device</th><th>狀態 Presence</th>'
         "<th>自 Since</th><th>最後 Last seen</th><th>版本 Version</th><th>待送 Outbox</th>"
         "<th>缺號 Missing seq</th><th>最後事件 Last events</th></tr>"
     )
@@ -250,8 +255,9 @@ def _fleet_page(
         )
     body.append("</table>")
     body.append(
-        "<table id=\"funnel\"><tr><th>門市 Store</th><th>付款 Payments</th><th>NT$</th><th>新好友 New friends</th>"
-        "<th>綁定 Bound</th><th>綁定率 Rate</th><th>兌換 Redeemed</th><th>每友成本 NT$/friend</th></tr>"
+        '<table id="funnel"><tr><th>門市 Store</th><th>付款 Payments</th><th>NT$</th>'
+        "<th>新好友 New friends</th><th>綁定 Bound</th><th>綁定率 Rate</th><th>兌換 Redeemed</th>"
+        "<th>每友成本 NT$/friend</th></tr>"
     )
     for row in rows:
         if row.scope == "day":
@@ -269,7 +275,7 @@ def _fleet_page(
     query = f"since={esc(since)}" + (f"&amp;store={esc(store)}" if store else "")
     body.append(f'<img id="chart" alt="funnel per store" src="/chart.png?{query}">')
     return (
-        "<!doctype html><html lang=\"zh-Hant\"><head><meta charset=\"utf-8\">"
+        '<!doctype html><html lang="zh-Hant"><head><meta charset="utf-8">'
         '<meta http-equiv="refresh" content="60"><title>ShopEdge HQ</title>'
         f"<style>{_STYLE}</style></head><body><h1>ShopEdge 總部 HQ · {esc(since)}</h1>"
         + "".join(body)

@@ -209,8 +209,14 @@ def build_report(
     return _rollup(days.values(), config, month_pushes or {})
 
 
-def _sum(items: Sequence[_DeviceDay], config: ReportConfig, scope: str, store: str, day: str | None,
-         extra: Mapping[str, Any] | None = None) -> FleetRow:
+def _sum(
+    items: Sequence[_DeviceDay],
+    config: ReportConfig,
+    scope: str,
+    store: str,
+    day: str | None,
+    extra: Mapping[str, Any] | None = None,
+) -> FleetRow:
     counts = {k: int(sum(item.counts.get(k, 0) for item in items)) for k in COUNTS}
     return FleetRow(
         scope=scope,
@@ -228,7 +234,9 @@ def _sum(items: Sequence[_DeviceDay], config: ReportConfig, scope: str, store: s
     )
 
 
-def _rollup(items: Iterable[_DeviceDay], config: ReportConfig, month_pushes: Mapping[str, int]) -> list[FleetRow]:
+def _rollup(
+    items: Iterable[_DeviceDay], config: ReportConfig, month_pushes: Mapping[str, int]
+) -> list[FleetRow]:
     by_store_day: dict[tuple[str, str], list[_DeviceDay]] = defaultdict(list)
     by_store: dict[str, list[_DeviceDay]] = defaultdict(list)
     everything: list[_DeviceDay] = []
@@ -267,7 +275,9 @@ def load_report_blocking(
     month_rows = build_report(facts, summaries, config=config, since_day=month_start)
     month_pushes = {r.store_id: r.counts["coupons_pushed"] for r in month_rows if r.scope == "store"}
     period_facts = [f for f in facts if f["at"] >= since or f["kind"] == "payment"]
-    rows = build_report(period_facts, summaries, config=config, since_day=since_day, month_pushes=month_pushes)
+    rows = build_report(
+        period_facts, summaries, config=config, since_day=since_day, month_pushes=month_pushes
+    )
     return [r for r in rows if r.scope == "fleet" or r.day is None or r.day >= since_day]
 
 
@@ -315,7 +325,8 @@ def format_report(rows: Sequence[FleetRow]) -> str:
         cost = fleet.cost_per_friend_twd
         lines.append(
             f"cost per friend NT${'-' if cost is None else f'{cost:.2f}'} (LINE ad: NT${low:.0f}-{high:.0f});"
-            f" messages spent {fleet.as_dict()['messages_spent']} (plan: {fleet.monthly_message_quota}/month per store)"
+            f" messages spent {fleet.as_dict()['messages_spent']}"
+            f" (plan: {fleet.monthly_message_quota}/month per store)"
         )
     return "\n".join(lines)
 
@@ -391,7 +402,9 @@ def render_fleet_chart(rows: Sequence[FleetRow], *, title: str) -> Image.Image:
             draw.rectangle((x, bottom - max(h, 1), x + bar_w, bottom), fill=_COLOURS[i])
             text = str(value)
             box = draw.textbbox((0, 0), text, font=tiny)
-            draw.text((x + (bar_w - (box[2] - box[0])) // 2, bottom - h - 20), text, font=tiny, fill="#111111")
+            draw.text(
+                (x + (bar_w - (box[2] - box[0])) // 2, bottom - h - 20), text, font=tiny, fill="#111111"
+            )
         draw.text((x0, bottom + 10), store.store_id, font=small, fill="#111111")
         rate = store.binding_rate
         cost = store.cost_per_friend_twd

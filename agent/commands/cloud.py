@@ -20,6 +20,8 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 if TYPE_CHECKING:
+    from sqlalchemy import Engine
+
     from cloud.fleet_config import CloudConfig
 
 DEFAULT_CLOUD_CONFIG = Path(os.environ.get("SHOPEDGE_CLOUD_CONFIG", "/etc/shopedge/cloud.toml"))
@@ -59,7 +61,10 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     _config_option(set_)
     set_.add_argument("--store", metavar="STORE", help="every device seen in this store")
     set_.add_argument(
-        "items", nargs="+", metavar="[STORE/DEVICE] KEY=VALUE", help="one device (or --store), then e.g. mqtt.batch_max=100"
+        "items",
+        nargs="+",
+        metavar="[STORE/DEVICE] KEY=VALUE",
+        help="one device (or --store), then e.g. mqtt.batch_max=100",
     )
     show = config_sub.add_parser("show", help="devices whose reported config differs from the desired")
     _config_option(show)
@@ -105,7 +110,7 @@ def _secrets(config: CloudConfig) -> list[str]:
     return [value for value in values if value]
 
 
-def _open_engine(config: CloudConfig):  # type: ignore[no-untyped-def]
+def _open_engine(config: CloudConfig) -> Engine:
     from sqlalchemy.exc import SQLAlchemyError
 
     from cloud.fleet_db import migrate_fleet, open_fleet_engine
@@ -264,8 +269,10 @@ def _config(config: CloudConfig, args: argparse.Namespace) -> int:
         print(f"shopedge cloud config set: desired config recorded but not published: {exc}", file=sys.stderr)
         return 1
     for store, device, envelope in messages:
-        print(f"{store}/{device}: published {json.dumps(dict(envelope.data['set']), ensure_ascii=False)} "
-              f"(request {envelope.id}, QoS 1, retained)")
+        print(
+            f"{store}/{device}: published {json.dumps(dict(envelope.data['set']), ensure_ascii=False)} "
+            f"(request {envelope.id}, QoS 1, retained)"
+        )
     return 0
 
 

@@ -8,6 +8,7 @@ error that stops the worker. `facts_of` reads the funnel facts out of one stored
 
 from __future__ import annotations
 
+import functools
 import json
 from collections.abc import Mapping
 from dataclasses import dataclass
@@ -85,7 +86,9 @@ def read_message(topic: str, payload: bytes) -> Read:
         try:
             return Read(status=_status(ref.store_id, ref.device_id, payload))
         except MalformedMessage as exc:
-            return Read(quarantined=Quarantined(topic=topic, payload=payload, reason=f"status: {exc}", **where))
+            return Read(
+                quarantined=Quarantined(topic=topic, payload=payload, reason=f"status: {exc}", **where)
+            )
     if ref.direction != "up" or ref.kind is None:
         return Read(
             quarantined=Quarantined(topic=topic, payload=payload, reason="not an uplink topic", **where)
@@ -190,7 +193,9 @@ def facts_of(envelope: StoredEnvelope) -> list[Fact]:
     Unknown shapes give no fact (the envelope itself is still stored).
     """
     data = envelope.data
-    base = {"store_id": envelope.store_id, "device_id": envelope.device_id, "envelope_id": envelope.id}
+    fact = functools.partial(
+        Fact, store_id=envelope.store_id, device_id=envelope.device_id, envelope_id=envelope.id
+    )
     if envelope.stream == "payment":
         if data.get("state") != "paid":
             return []
@@ -199,7 +204,7 @@ def facts_of(envelope: StoredEnvelope) -> list[Fact]:
         if order is None or amount is None or amount < 0:
             return []
         at = _number(data.get("created_at")) or envelope.ts
-        return [Fact(kind="payment", at=at, order_id=order, amount_twd=amount, **base)]
+        return [fact(kind="payment", at=at, order_id=order, amount_twd=amount)]
     if envelope.stream == "conversion":
         order = _str(data.get("order_id"))
         user = _str(data.get("line_user_id"))
@@ -208,11 +213,11 @@ def facts_of(envelope: StoredEnvelope) -> list[Fact]:
         at = _number(data.get("converted_at")) or envelope.ts
         amount = _int(data.get("amount_twd"))
         facts = [
-            Fact(kind="binding_message", at=at, order_id=order, line_user_id=user, **base),
-            Fact(kind="bound_member", at=at, order_id=order, line_user_id=user, amount_twd=amount, **base),
+            fact(kind="binding_message", at=at, order_id=order, line_user_id=user),
+            fact(kind="bound_member", at=at, order_id=order, line_user_id=user, amount_twd=amount),
         ]
         if data.get("is_new_follower") is True:
-            facts.append(Fact(kind="new_friend", at=at, order_id=order, line_user_id=user, **base))
+            facts.append(fact(kind="new_friend", at=at, order_id=order, line_user_id=user))
         return facts
     if envelope.stream == "coupon_push":
         kind = _COUPON_EVENTS.get(str(data.get("event")))
@@ -220,9 +225,7 @@ def facts_of(envelope: StoredEnvelope) -> list[Fact]:
         if kind is None or user is None:
             return []
         at = _number(data.get("at")) or envelope.ts
-        return [
-            Fact(kind=kind, at=at, line_user_id=user, campaign=_str(data.get("campaign")), **base)
-        ]
+        return [fact(kind=kind, at=at, line_user_id=user, campaign=_str(data.get("campaign")))]
     return []
 
 

@@ -107,7 +107,7 @@ class IngestSession:
         self.client.on_message = self._handle_message
         self._properties: Properties | None = None
         if v5:
-            props = Properties(PacketTypes.CONNECT)
+            props = Properties(PacketTypes.CONNECT)  # type: ignore[no-untyped-call]
             props.SessionExpiryInterval = config.session_expiry_s
             props.ReceiveMaximum = receive_max
             self._properties = props
@@ -133,7 +133,9 @@ class IngestSession:
             subscriptions = [(uplink_filter(self.group), 1), (status_filter(), 1)]
         client.subscribe(list(subscriptions))
         present = bool(getattr(flags, "session_present", False))
-        self._on_state(True, f"connected to {self.config.host}:{self.config.port} (session present: {present})")
+        self._on_state(
+            True, f"connected to {self.config.host}:{self.config.port} (session present: {present})"
+        )
 
     def _handle_disconnect(
         self, _client: paho.Client, _userdata: Any, _flags: Any, reason: ReasonCode, _props: Any
@@ -186,7 +188,9 @@ class IngestSession:
         self.client.loop_stop()
 
 
-def thread_safe(loop: asyncio.AbstractEventLoop, queue: asyncio.Queue[Received]) -> Callable[[Received], None]:
+def thread_safe(
+    loop: asyncio.AbstractEventLoop, queue: asyncio.Queue[Received]
+) -> Callable[[Received], None]:
     """A paho-thread callback that puts a message on an asyncio queue."""
 
     def put(message: Received) -> None:

@@ -114,7 +114,9 @@ def write_batch_blocking(engine: Engine, reads: Sequence[Read], received_at: flo
     )
 
 
-def _insert_envelopes(conn: Connection, ordered: Sequence[StoredEnvelope], now: float) -> list[StoredEnvelope]:
+def _insert_envelopes(
+    conn: Connection, ordered: Sequence[StoredEnvelope], now: float
+) -> list[StoredEnvelope]:
     if not ordered:
         return []
     if conn.dialect.name == "postgresql" and conn.dialect.driver == "psycopg":
@@ -284,10 +286,9 @@ def _apply_replies(conn: Connection, new: Iterable[StoredEnvelope], now: float) 
         request_id = data.get("request_id")
         if not isinstance(request_id, str):
             continue
-        result = data.get("result") if isinstance(data.get("result"), dict) else {}
-        assert isinstance(result, dict)
-        effective = result.get("effective") if isinstance(result.get("effective"), dict) else None
-        applied = result.get("set") if isinstance(result.get("set"), dict) else {}
+        result = _mapping(data.get("result"))
+        effective = _mapping(result.get("effective")) if "effective" in result else None
+        applied = _mapping(result.get("set"))
         version = result.get("agent_version")
         ok = data.get("ok") is True
         rows = conn.execute(
@@ -319,6 +320,10 @@ def _apply_replies(conn: Connection, new: Iterable[StoredEnvelope], now: float) 
             )
 
 
+def _mapping(value: Any) -> dict[str, Any]:
+    return dict(value) if isinstance(value, dict) else {}
+
+
 def _advance_positions(conn: Connection, new: Iterable[StoredEnvelope], now: float) -> None:
     by_stream: dict[StreamKey, list[StoredEnvelope]] = defaultdict(list)
     for envelope in new:
@@ -339,9 +344,7 @@ def _advance_positions(conn: Connection, new: Iterable[StoredEnvelope], now: flo
     current = {(r.store_id, r.device_id, r.stream): r for r in conn.execute(query)}
     gap_cols = tuple_(seq_gaps.c.store_id, seq_gaps.c.device_id, seq_gaps.c.stream)
     gaps: dict[StreamKey, list[tuple[int, int]]] = defaultdict(list)
-    for row in conn.execute(
-        select(seq_gaps).where(gap_cols.in_(keys)).order_by(seq_gaps.c.first_seq)
-    ):
+    for row in conn.execute(select(seq_gaps).where(gap_cols.in_(keys)).order_by(seq_gaps.c.first_seq)):
         gaps[(row.store_id, row.device_id, row.stream)].append((int(row.first_seq), int(row.last_seq)))
     updates = []
     changed_gaps: list[StreamKey] = []

@@ -98,6 +98,9 @@ class IngestWorker:
         self.stats.connected = up
         log.info("mqtt %s", detail)
 
+    def _state_threadsafe(self, loop: asyncio.AbstractEventLoop, up: bool, detail: str) -> None:
+        loop.call_soon_threadsafe(self._state, up, detail)
+
     async def run(self) -> None:
         loop = asyncio.get_running_loop()
         cloud = self.config.cloud
@@ -107,7 +110,7 @@ class IngestWorker:
             group=cloud.group,
             receive_max=cloud.receive_max,
             on_message=thread_safe(loop, self._queue),
-            on_state=lambda up, detail: loop.call_soon_threadsafe(self._state, up, detail),
+            on_state=lambda up, detail: self._state_threadsafe(loop, up, detail),
         )
         self.session.start()
         log.info(

@@ -75,7 +75,7 @@ def write_cloud_toml(
     path.write_text(
         f"""
 [cloud]
-state_dir = "{tmp_path / 'cloud-state'}"
+state_dir = "{tmp_path / "cloud-state"}"
 database_url = "{database_url}"
 group = "ingest"
 batch_max = {batch_max}
@@ -110,8 +110,19 @@ class Worker:
         with self.log.open("ab") as out:
             out.write(f"--- start {self.starts}\n".encode())
         self.proc = subprocess.Popen(
-            [sys.executable, "-m", "agent", "cloud", "ingest", "--config", str(self.config),
-             "--worker", self.name, "--log-level", "DEBUG"],
+            [
+                sys.executable,
+                "-m",
+                "agent",
+                "cloud",
+                "ingest",
+                "--config",
+                str(self.config),
+                "--worker",
+                self.name,
+                "--log-level",
+                "DEBUG",
+            ],
             cwd=REPO,
             env=env,
             stdout=subprocess.DEVNULL,
@@ -153,8 +164,9 @@ class Publisher:
     """A device-side QoS 1 publisher (paho, synchronous)."""
 
     def __init__(self, port: int, client_id: str = "test-device") -> None:
-        self.client = paho.Client(callback_api_version=CallbackAPIVersion.VERSION2, client_id=client_id,
-                                  protocol=paho.MQTTv5)
+        self.client = paho.Client(
+            callback_api_version=CallbackAPIVersion.VERSION2, client_id=client_id, protocol=paho.MQTTv5
+        )
         self.client.max_inflight_messages_set(200)
         self.client.connect("127.0.0.1", port)
         self.client.loop_start()

@@ -53,7 +53,9 @@ def test_postgres_url_goes_through_psycopg_and_env_wins() -> None:
     assert config.cloud.effective_database_url == "postgresql+psycopg://u:p@db/fleet"
     env = {"SHOPEDGE_CLOUD_DATABASE_URL": "postgresql://x@y/z", "SHOPEDGE_HQ_TOKEN": "t" * 20}
     config = parse_cloud_config({}, environ=env)
-    assert config.cloud.database_url == "postgresql://x@y/z" and config.hq.token.get_secret_value() == "t" * 20
+    assert (
+        config.cloud.database_url == "postgresql://x@y/z" and config.hq.token.get_secret_value() == "t" * 20
+    )
 
 
 @pytest.mark.parametrize(
@@ -86,7 +88,10 @@ def test_cli_prints_one_line_per_problem_and_exits_2(tmp_path: Path) -> None:
     path.write_text('[cloud]\ngroup = "a b"\nbatch_max = 0\n[mqtt]\nport = 70000\n', encoding="utf-8")
     done = subprocess.run(
         [sys.executable, "-m", "agent", "cloud", "devices", "--config", str(path)],
-        cwd=REPO, capture_output=True, text=True, timeout=60,
+        cwd=REPO,
+        capture_output=True,
+        text=True,
+        timeout=60,
     )
     assert done.returncode == 2
     lines = done.stderr.strip().splitlines()

@@ -43,12 +43,21 @@ def _seed(url: str) -> None:
         status("online", NOW, store="taipei", device="c1"),
         status("offline", NOW - 600, store="taichung", device="c2"),
         status("online", NOW, store="tainan", device="c3"),
-        message(envelope("payment", 1, payment("T-1", 300, NOW - 100), store="taipei", device="c1"),
-                store="taipei", device="c1"),
-        message(envelope("payment", 1, payment("N-1", 90, NOW - 100), store="tainan", device="c3"),
-                store="tainan", device="c3"),
-        message(envelope("health", 1, {"outbox_depth": 4000}, store="tainan", device="c3"),
-                store="tainan", device="c3"),
+        message(
+            envelope("payment", 1, payment("T-1", 300, NOW - 100), store="taipei", device="c1"),
+            store="taipei",
+            device="c1",
+        ),
+        message(
+            envelope("payment", 1, payment("N-1", 90, NOW - 100), store="tainan", device="c3"),
+            store="tainan",
+            device="c3",
+        ),
+        message(
+            envelope("health", 1, {"outbox_depth": 4000}, store="tainan", device="c3"),
+            store="tainan",
+            device="c3",
+        ),
     ]
     write_batch_blocking(engine, [read_message(t, p) for t, p in msgs], NOW)
     engine.dispose()
@@ -61,10 +70,15 @@ async def hq(tmp_path: Path) -> AsyncIterator[str]:
     port = _free_port()
     toml = tmp_path / "cloud.toml"
     toml.write_text(
-        f'[cloud]\ndatabase_url = "{url}"\n[hq]\nlisten = "127.0.0.1:{port}"\ntoken = "{TOKEN}"\n', encoding="utf-8"
+        f'[cloud]\ndatabase_url = "{url}"\n[hq]\nlisten = "127.0.0.1:{port}"\ntoken = "{TOKEN}"\n',
+        encoding="utf-8",
     )
-    proc = subprocess.Popen([sys.executable, "-m", "agent", "cloud", "serve", "--config", str(toml)], cwd=REPO,
-                            stdout=subprocess.DEVNULL, stderr=(tmp_path / "serve.log").open("wb"))
+    proc = subprocess.Popen(  # noqa: ASYNC220 (started before the test's loop has work)
+        [sys.executable, "-m", "agent", "cloud", "serve", "--config", str(toml)],
+        cwd=REPO,
+        stdout=subprocess.DEVNULL,
+        stderr=(tmp_path / "serve.log").open("wb"),
+    )
     base = f"http://127.0.0.1:{port}"
     try:
         async with aiohttp.ClientSession() as http:
@@ -100,7 +114,9 @@ async def test_token_is_required_for_every_page_and_api(hq: str) -> None:
         assert presence == {"c1": ("online", False), "c2": ("offline", False), "c3": ("online", True)}
         async with http.post(hq + "/login", data={"token": "nope"}, allow_redirects=False) as resp:
             assert resp.status == 401
-        async with http.get(hq + "/api/report?since=bogus", headers={"Authorization": f"Bearer {TOKEN}"}) as resp:
+        async with http.get(
+            hq + "/api/report?since=bogus", headers={"Authorization": f"Bearer {TOKEN}"}
+        ) as resp:
             assert resp.status == 400
 
 
@@ -128,7 +144,7 @@ class CDP:
 
     async def wait_for(self, expression: str, within_s: float = 20) -> None:
         async with asyncio.timeout(within_s):
-            while not await self.evaluate(expression):
+            while not await self.evaluate(expression):  # noqa: ASYNC110 (polling the page)
                 await asyncio.sleep(0.1)
 
 
@@ -137,10 +153,21 @@ async def test_chromium_logs_in_and_sees_the_fleet(hq: str, tmp_path: Path) -> N
         pytest.fail("chromium is not installed (deploy/system-deps.sh test installs it)")
     profile = tmp_path / "chromium-profile"
     proc = await asyncio.create_subprocess_exec(
-        CHROMIUM, "--headless", "--no-sandbox", "--disable-gpu", "--no-first-run", "--hide-scrollbars",
-        "--disable-background-networking", "--disable-component-update", "--disable-sync",
-        f"--user-data-dir={profile}", f"--window-size={SIZE[0]},{SIZE[1]}", "--remote-debugging-port=0",
-        "about:blank", stdout=asyncio.subprocess.DEVNULL, stderr=(tmp_path / "chromium.log").open("wb"),
+        CHROMIUM,
+        "--headless",
+        "--no-sandbox",
+        "--disable-gpu",
+        "--no-first-run",
+        "--hide-scrollbars",
+        "--disable-background-networking",
+        "--disable-component-update",
+        "--disable-sync",
+        f"--user-data-dir={profile}",
+        f"--window-size={SIZE[0]},{SIZE[1]}",
+        "--remote-debugging-port=0",
+        "about:blank",
+        stdout=asyncio.subprocess.DEVNULL,
+        stderr=(tmp_path / "chromium.log").open("wb"),
     )
     try:
         port_file = profile / "DevToolsActivePort"
@@ -154,8 +181,13 @@ async def test_chromium_logs_in_and_sees_the_fleet(hq: str, tmp_path: Path) -> N
                 page = next(t for t in await resp.json() if t["type"] == "page")
             async with http.ws_connect(page["webSocketDebuggerUrl"], max_msg_size=64 * 2**20) as ws:
                 cdp = CDP(ws)
-                await cdp.call("Emulation.setDeviceMetricsOverride", width=SIZE[0], height=SIZE[1],
-                               deviceScaleFactor=1, mobile=False)
+                await cdp.call(
+                    "Emulation.setDeviceMetricsOverride",
+                    width=SIZE[0],
+                    height=SIZE[1],
+                    deviceScaleFactor=1,
+                    mobile=False,
+                )
                 await cdp.call("Page.navigate", url=hq + "/")
                 await cdp.wait_for("document.querySelector('input[name=token]') !== null")
                 await cdp.evaluate(
@@ -163,8 +195,10 @@ async def test_chromium_logs_in_and_sees_the_fleet(hq: str, tmp_path: Path) -> N
                     "document.querySelector('form').submit(); true"
                 )
                 await cdp.wait_for("document.querySelector('#fleet') !== null")
-                await cdp.wait_for("document.querySelector('#chart').complete && "
-                                   "document.querySelector('#chart').naturalWidth > 0")
+                await cdp.wait_for(
+                    "document.querySelector('#chart').complete && "
+                    "document.querySelector('#chart').naturalWidth > 0"
+                )
                 classes = await cdp.evaluate(
                     "Array.from(document.querySelectorAll('#fleet tr[data-device]'))"
                     ".map(r => r.dataset.device + ':' + r.className)"

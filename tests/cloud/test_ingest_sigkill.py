@@ -31,8 +31,10 @@ def _traffic() -> tuple[list[tuple[str, bytes]], set[str]]:
         seq = 1
         while seq <= PER_DEVICE:
             size = 1 if seq % 3 else 5  # single events and backlog batches, as a device sends
-            batch = [envelope("payment", s, payment(f"{device}-{s}", 100, 1.0e9), device=device, store="s1")
-                     for s in range(seq, min(seq + size, PER_DEVICE + 1))]
+            batch = [
+                envelope("payment", s, payment(f"{device}-{s}", 100, 1.0e9), device=device, store="s1")
+                for s in range(seq, min(seq + size, PER_DEVICE + 1))
+            ]
             ids.update(e.id for e in batch)
             messages.append(message(*batch, store="s1", device=device))
             seq += size

@@ -38,7 +38,9 @@ def test_advance_opens_fills_and_counts_rewinds() -> None:
 def test_batch_is_idempotent_by_envelope_id(fleet_url: str) -> None:
     engine = _engine(fleet_url)
     batch = _reads(
-        message(envelope("payment", 1, payment("o-1", 120, T0)), envelope("payment", 2, payment("o-2", 80, T0))),
+        message(
+            envelope("payment", 1, payment("o-1", 120, T0)), envelope("payment", 2, payment("o-2", 80, T0))
+        ),
         message(envelope("conversion", 1, conversion("o-1", "U1", T0 + 10))),
     )
     first = write_batch_blocking(engine, batch, T0 + 20)
@@ -55,7 +57,9 @@ def test_batch_is_idempotent_by_envelope_id(fleet_url: str) -> None:
 
 def test_gaps_recorded_and_filled_across_batches(fleet_url: str) -> None:
     engine = _engine(fleet_url)
-    write_batch_blocking(engine, _reads(message(envelope("presence", 1, {}), envelope("presence", 4, {}))), T0)
+    write_batch_blocking(
+        engine, _reads(message(envelope("presence", 1, {}), envelope("presence", 4, {}))), T0
+    )
     with engine.connect() as conn:
         assert [(g.first_seq, g.last_seq) for g in conn.execute(select(seq_gaps))] == [(2, 3)]
     write_batch_blocking(engine, _reads(message(envelope("presence", 3, {}))), T0 + 1)
@@ -78,12 +82,18 @@ def test_status_newest_wins_and_will_sets_offline(fleet_url: str) -> None:
     ("topic", "payload", "reason"),
     [
         ("shopedge/v1/store-001/counter-1/up/payment", b"{not json", "not JSON"),
-        ("shopedge/v1/store-001/counter-1/up/payment", b'{"id":"x","kind":"payment","ts":"2026-01-01T00:00:00Z","seq":1,"data":{}}', "UUID"),
+        (
+            "shopedge/v1/store-001/counter-1/up/payment",
+            b'{"id":"x","kind":"payment","ts":"2026-01-01T00:00:00Z","seq":1,"data":{}}',
+            "UUID",
+        ),
         ("shopedge/v1/store-001/counter-1/up/payment", b"\xff\xfe", "UTF-8"),
         ("shopedge/v1/store-001/counter-1/status", b'{"state":"sleepy"}', "state"),
     ],
 )
-def test_malformed_goes_to_quarantine_with_reason(fleet_url: str, topic: str, payload: bytes, reason: str) -> None:
+def test_malformed_goes_to_quarantine_with_reason(
+    fleet_url: str, topic: str, payload: bytes, reason: str
+) -> None:
     engine = _engine(fleet_url)
     good = message(envelope("payment", 1, payment("o-1", 120, T0)))
     outcome = write_batch_blocking(engine, _reads((topic, payload), good), T0)

@@ -119,7 +119,9 @@ def test_database_down_acks_nothing_and_loses_nothing(tmp_path: Path, broker: in
             worker.wait_for_log("database write failed", within_s=30, after=mark)
             time.sleep(1.5)  # a few retries with backoff
             assert worker.proc is not None and worker.proc.poll() is None, "the worker keeps running"
-        wait_until(lambda: count_envelopes(fleet_url) == 50, 30, "the held batch stored after the database returned")
+        wait_until(
+            lambda: count_envelopes(fleet_url) == 50, 30, "the held batch stored after the database returned"
+        )
         # And it still acks: a restart brings nothing back to store (no redelivery of acked ones).
         worker.stop()
         worker.start()
@@ -169,7 +171,7 @@ def test_malformed_is_quarantined_and_the_worker_goes_on(tmp_path: Path, broker:
         worker.wait_for_log("mqtt connected")
         bad = [
             ("shopedge/v1/store-001/counter-1/up/payment", b"{oops"),
-            ("shopedge/v1/store-001/counter-1/up/payment", b'[]'),
+            ("shopedge/v1/store-001/counter-1/up/payment", b"[]"),
             # JSON that PostgreSQL's jsonb refuses (NUL): quarantined by the database's own reason.
             message(envelope("sale", 1, {"note": "a\u0000b"})),
         ]
