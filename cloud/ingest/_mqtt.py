@@ -78,6 +78,7 @@ class IngestSession:
         self._on_message_cb = on_message
         self._on_state = on_state
         self._lock = threading.Lock()
+        self.subscribed = threading.Event()  # set at the first SUBACK (tests and the demo wait on it)
         self._connection = 0
         self._up = False
         v5 = config.protocol != "3.1.1"
@@ -105,6 +106,7 @@ class IngestSession:
         self.client.on_connect = self._handle_connect
         self.client.on_disconnect = self._handle_disconnect
         self.client.on_message = self._handle_message
+        self.client.on_subscribe = self._handle_subscribe
         self._properties: Properties | None = None
         if v5:
             props = Properties(PacketTypes.CONNECT)  # type: ignore[no-untyped-call]
@@ -136,6 +138,14 @@ class IngestSession:
         self._on_state(
             True, f"connected to {self.config.host}:{self.config.port} (session present: {present})"
         )
+
+    def _handle_subscribe(
+        self, _client: paho.Client, _userdata: Any, _mid: int, codes: Any, _props: Any
+    ) -> None:
+        if all(not code.is_failure for code in codes):
+            self.subscribed.set()
+        else:
+            self._on_state(True, f"broker refused a subscription: {[str(c) for c in codes]}")
 
     def _handle_disconnect(
         self, _client: paho.Client, _userdata: Any, _flags: Any, reason: ReasonCode, _props: Any

@@ -19,6 +19,7 @@ from typing import Any
 from aiohttp import web
 
 from membership.context import MembershipContext
+from membership.coupons._events import offer_coupon_event
 from membership.coupons._funnel import Fact, FactKind, record_fact_blocking
 from membership.coupons._ledger import RedeemStatus, redeem_blocking
 from membership.coupons._policy import normalize_code
@@ -93,7 +94,8 @@ async def _redeem(request: web.Request) -> web.Response:
         line_user_id=row.line_user_id,
         campaign=row.campaign,
     )
-    await asyncio.to_thread(record_fact_blocking, ctx.engine, fact)
+    if await asyncio.to_thread(record_fact_blocking, ctx.engine, fact):
+        await offer_coupon_event(ctx.services.get("outbox"), fact)
     campaign = next((c for c in ctx.config.campaigns if c.name == row.campaign), None)
     return web.json_response(
         {
