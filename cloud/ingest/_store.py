@@ -17,6 +17,7 @@ from typing import Any
 
 from sqlalchemy import Connection, Engine, Table, bindparam, delete, func, select, tuple_, update
 from sqlalchemy.dialects import postgresql, sqlite
+from sqlalchemy.exc import DBAPIError
 from sqlalchemy.sql.dml import Insert
 
 from cloud.fleet_db import write_transaction
@@ -150,23 +151,34 @@ def _copy_envelopes_pg(conn: Connection, ordered: Sequence[StoredEnvelope], now:
     """COPY into a per-session staging table, then one INSERT ... SELECT ... ON CONFLICT DO
     NOTHING RETURNING id, in the batch's transaction: PostgreSQL's COPY has no ON CONFLICT
     itself, and this is about twice as fast as a multi-row INSERT (bench/ingest_bench.py)."""
+    import psycopg  # only with PostgreSQL: a SQLite-only install (the demo) needs no psycopg
+
     raw = conn.connection.driver_connection
     assert raw is not None
-    with raw.cursor() as cur:
-        cur.execute(
-            f"CREATE TEMP TABLE IF NOT EXISTS {_STAGE} "
-            "(LIKE envelopes INCLUDING DEFAULTS) ON COMMIT DELETE ROWS"
-        )
-        with cur.copy(f"COPY {_STAGE} ({_COLUMNS}) FROM STDIN") as copy:
-            for e in ordered:
-                copy.write_row(
-                    (e.id, e.store_id, e.device_id, e.stream, e.seq, e.ts, json.dumps(dict(e.data)), now)
-                )
-        cur.execute(
-            f"INSERT INTO envelopes ({_COLUMNS}) SELECT {_COLUMNS} FROM {_STAGE} ORDER BY id "
-            "ON CONFLICT (id) DO NOTHING RETURNING id"
-        )
-        inserted = {str(row[0]) for row in cur.fetchall()}
+    statement = f"COPY {_STAGE} ({_COLUMNS}) FROM STDIN"
+    try:
+        with raw.cursor() as cur:
+            cur.execute(
+                f"CREATE TEMP TABLE IF NOT EXISTS {_STAGE} "
+                "(LIKE envelopes INCLUDING DEFAULTS) ON COMMIT DELETE ROWS"
+            )
+            with cur.copy(statement) as copy:
+                for e in ordered:
+                    copy.write_row(
+                        (e.id, e.store_id, e.device_id, e.stream, e.seq, e.ts, json.dumps(dict(e.data)), now)
+                    )
+            cur.execute(
+                f"INSERT INTO envelopes ({_COLUMNS}) SELECT {_COLUMNS} FROM {_STAGE} ORDER BY id "
+                "ON CONFLICT (id) DO NOTHING RETURNING id"
+            )
+            inserted = {str(row[0]) for row in cur.fetchall()}
+    except psycopg.Error as exc:
+        # The same exception classes SQLAlchemy raises for its own statements (DataError for a
+        # row the database refuses, OperationalError for a lost connection), so the worker's
+        # retry-or-quarantine decision sees one vocabulary.
+        raise DBAPIError.instance(
+            statement, None, exc, psycopg.Error, connection_invalidated=bool(raw.closed)
+        ) from None
     return inserted
 
 
