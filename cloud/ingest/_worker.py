@@ -118,20 +118,25 @@ class IngestWorker:
             extra={"client_id": self.client_id, "group": cloud.group, "broker": self.config.mqtt.host},
         )
         next_stats = time.monotonic() + STATS_EVERY_S
+        pending: asyncio.Future[None] | None = None
         try:
             while True:
                 batch = await self._next_batch()
-                # A stop request waits for the commit and its acks, never half of one.
-                commit = asyncio.ensure_future(self._commit_and_ack(batch))
-                try:
-                    await asyncio.shield(commit)
-                except asyncio.CancelledError:
-                    self._stopping = True
-                    await commit
-                    raise
+                # Decoded while the previous batch is still committing (its database round
+                # trips release the GIL); commits, and so acks, stay in arrival order.
+                reads = [read_message(m.topic, m.payload) for m in batch]
+                if pending is not None:
+                    await asyncio.shield(pending)
+                pending = asyncio.ensure_future(self._commit_and_ack(batch, reads))
                 if time.monotonic() >= next_stats:
                     next_stats = time.monotonic() + STATS_EVERY_S
                     log.info("ingest stats", extra=self.stats.as_dict())
+        except asyncio.CancelledError:
+            # A stop request waits for the commit in flight and its acks, never half of one.
+            self._stopping = True
+            if pending is not None:
+                await pending
+            raise
         finally:
             self.session.stop()
             log.info("ingest worker stopped", extra=self.stats.as_dict())
@@ -159,8 +164,7 @@ class IngestWorker:
         log.debug("batch taken", extra={"messages": len(batch), "received": self.stats.received})
         return batch
 
-    async def _commit_and_ack(self, batch: Sequence[Received]) -> None:
-        reads = [read_message(m.topic, m.payload) for m in batch]
+    async def _commit_and_ack(self, batch: Sequence[Received], reads: Sequence[Read]) -> None:
         while True:
             try:
                 outcome = await asyncio.to_thread(self._write_blocking, batch, reads)
