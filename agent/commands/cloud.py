@@ -132,6 +132,12 @@ def _ingest(config: CloudConfig, args: argparse.Namespace) -> int:
     from agent.logs import setup_logging
     from cloud.ingest import IngestWorker
 
+    if not config.mqtt.enabled:
+        print(
+            f"config error: {args.config}: mqtt.enabled: false; the ingest worker needs the broker",
+            file=sys.stderr,
+        )
+        return 2
     setup_logging(args.log_level, secrets=_secrets(config))
     engine = _open_engine(config)
     worker = IngestWorker(config, engine, client_id=config.cloud.client_id(args.worker))
