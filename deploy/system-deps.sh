@@ -22,6 +22,7 @@ if [ "$profile" = "test" ]; then
     have_cmd dbus-daemon || need+=(dbus-daemon)   # private bus for the BlueZ adapter-control tests
     have_cmd shellcheck || need+=(shellcheck)
     have_cmd unshare || need+=(util-linux)
+    ls /usr/lib/postgresql/*/bin/initdb >/dev/null 2>&1 || need+=(postgresql)  # the cloud tests' database
 fi
 
 if [ "${#need[@]}" -eq 0 ]; then
