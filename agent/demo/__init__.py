@@ -110,6 +110,7 @@ name = "welcome"
 
 [relay]
 listen = "127.0.0.1:{ports["relay"]}"
+state_dir = "{state_dir / "relay"}"
 
 [relay.beacon_stores]
 "0a1b2c3d4e" = "demo-store/counter-1"

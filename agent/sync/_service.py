@@ -40,7 +40,7 @@ from agent.sync._uplink import OutboxPort, Uplink, UplinkSettings
 from base.backoff import Backoff
 from base.envelope import Envelope, format_ts
 from base.health import Level
-from base.topics import down_filter, status_topic
+from base.topics import down_filter, status_topic, store_down_filter
 from membership.conversion import LINE_INBOX_STREAM
 
 __all__ = ["DownlinkInbox", "LiveConfig", "SyncService", "status_payload"]
@@ -251,6 +251,8 @@ class SyncService:
                     await client.subscribe(
                         down_filter(device.store_id, device.device_id), qos=1, timeout=timeout
                     )
+                    # What concerns the whole store (a beacon mapped to the store only).
+                    await client.subscribe(store_down_filter(device.store_id), qos=1, timeout=timeout)
                     _raise_if_cancelled_since(cancels)
                     self.connected.set()
                     display = self.ctx.services.get("display")

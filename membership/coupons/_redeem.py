@@ -18,6 +18,7 @@ from typing import Any
 
 from aiohttp import web
 
+from base.jsonread import JsonInputError, read_json
 from membership.context import MembershipContext
 from membership.coupons._events import offer_coupon_event
 from membership.coupons._funnel import Fact, FactKind, record_fact_blocking
@@ -52,6 +53,9 @@ def add_coupon_routes(app: web.Application, ctx: MembershipContext) -> None:
     app.router.add_post(REDEEM_PATH, _redeem)
 
 
+MAX_REDEEM_BODY = 4096  # a code and an order id
+
+
 def _problem(status: int, error: str, message: str, **extra: Any) -> web.Response:
     return web.json_response({"error": error, "message": message, **extra}, status=status)
 
@@ -65,9 +69,9 @@ async def _redeem(request: web.Request) -> web.Response:
     if not hmac.compare_digest(given.encode(), f"Bearer {expected}".encode()):
         return _problem(401, "unauthorized", "missing or wrong POS bearer token")
     try:
-        body = await request.json()
-    except ValueError:
-        return _problem(400, "bad_request", "the body must be JSON")
+        body = read_json(await request.read(), max_bytes=MAX_REDEEM_BODY)
+    except JsonInputError as exc:
+        return _problem(400, "bad_request", f"the body must be JSON: {exc}")
     if not isinstance(body, dict) or not isinstance(body.get("code"), str):
         return _problem(400, "bad_request", 'the body must be {"code": "...", "order_id": "..."}')
     order_id = body.get("order_id")
