@@ -81,7 +81,7 @@ def _seen_blocking(engine: Engine, store_id: str, since: float) -> dict[str, int
 
 
 async def step_cloud_saw_visit(run: DemoRun) -> str:
-    """Waits (20 s at most) until the cloud has the payment, the conversion and a coupon."""
+    """Waits (30 s at most) until the cloud has the payment, the conversion and a coupon."""
     from agent.demo import DemoStepFailed
     from cloud.fleet_config import ReportConfig
     from cloud.report import format_report, load_report_blocking
@@ -92,7 +92,7 @@ async def step_cloud_saw_visit(run: DemoRun) -> str:
     store = run.config.device.store_id
     since = cloud.started - 300
     wanted = {"payment": "payment", "bound_member": "conversion", "coupon": "coupon"}
-    deadline = time.monotonic() + 20
+    deadline = time.monotonic() + 30
     while True:
         seen = await asyncio.to_thread(_seen_blocking, cloud.engine, store, since)
         coupons = sum(n for kind, n in seen.items() if kind.startswith("coupon_"))
