@@ -348,7 +348,8 @@ class SyncService:
         self.live.update(new, changes, version=version)
         self.down.config_applied += 1
         log.info("live config applied", extra={"keys": sorted(changes), "version": version})
-        await self._reply(envelope, "config", ok=True, detail="applied", result={"set": changes})
+        result = {"set": changes, "effective": effective_values(new, changes), "agent_version": __version__}
+        await self._reply(envelope, "config", ok=True, detail="applied", result=result)
 
     def _follow_batch_max(self, config: ShopEdgeConfig) -> None:
         if self.uplink is not None and self.uplink.settings.batch_max != config.mqtt.batch_max:
@@ -425,6 +426,16 @@ class SyncService:
         display = self.ctx.services.get("display")
         if display is not None:
             display.set_pending_sync(await self.outbox.depth())
+
+
+def effective_values(config: ShopEdgeConfig, keys: Any) -> dict[str, Any]:
+    """What the device now runs with for each `section.key` (the cloud's `reported` values)."""
+    out: dict[str, Any] = {}
+    for key in keys:
+        section, _, name = str(key).partition(".")
+        value = getattr(getattr(config, section, None), name, None)
+        out[str(key)] = value if isinstance(value, str | int | float | bool) or value is None else str(value)
+    return out
 
 
 def _cancel_requests() -> int:

@@ -20,6 +20,7 @@ from aiohttp import web
 
 from base.jsonread import JsonInputError, read_json
 from membership.context import MembershipContext
+from membership.coupons._events import offer_coupon_event
 from membership.coupons._funnel import Fact, FactKind, record_fact_blocking
 from membership.coupons._ledger import RedeemStatus, redeem_blocking
 from membership.coupons._policy import normalize_code
@@ -97,7 +98,8 @@ async def _redeem(request: web.Request) -> web.Response:
         line_user_id=row.line_user_id,
         campaign=row.campaign,
     )
-    await asyncio.to_thread(record_fact_blocking, ctx.engine, fact)
+    if await asyncio.to_thread(record_fact_blocking, ctx.engine, fact):
+        await offer_coupon_event(ctx.services.get("outbox"), fact)
     campaign = next((c for c in ctx.config.campaigns if c.name == row.campaign), None)
     return web.json_response(
         {
