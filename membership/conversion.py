@@ -39,6 +39,7 @@ from sqlalchemy import (
 
 from membership.binding import BindingClaims, BindingError, Rejection, find_token, phone_hash, verify_token
 from membership.context import MembershipContext
+from membership.event_time import epoch_seconds
 
 if TYPE_CHECKING:
     from membership.conversion_consumer import ConversionConsumer
@@ -189,11 +190,9 @@ def _parse(envelope_data: dict[str, Any]) -> _BindingMessage | None:
         return None
     relay = envelope_data.get("relay")
     relay = relay if isinstance(relay, dict) else {}
-    timestamp = event.get("timestamp")
-    sent_at = float(timestamp) / 1000 if isinstance(timestamp, int | float) else 0.0
-    received = relay.get("received_at")
+    sent_at = epoch_seconds(event.get("timestamp"), milliseconds=True) or 0.0
     # a reply token is only usable while fresh: without any time for it, it is dropped
-    received_at = float(received) if isinstance(received, int | float) else (sent_at or None)
+    received_at = epoch_seconds(relay.get("received_at")) or (sent_at or None)
     reply = event.get("replyToken")
     return _BindingMessage(
         token=token,
