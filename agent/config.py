@@ -15,8 +15,7 @@ reported instead of silently ignored.
 from __future__ import annotations
 
 import os
-import tomllib
-from collections.abc import Iterator, Mapping
+from collections.abc import Mapping
 from pathlib import Path
 from typing import Annotated, Any
 
@@ -30,7 +29,7 @@ from pydantic import (
     model_validator,
 )
 
-from base.config import Section, split_listen
+from base.config import ConfigError, Section, iter_problems, read_toml, split_listen
 from base.mqtt import MQTTConfig
 from base.topics import STORE_WIDE
 from cloud.config import RelayConfig
@@ -73,14 +72,6 @@ __all__ = [
 ]
 
 ENV_PREFIX = "SHOPEDGE_"
-
-
-class ConfigError(Exception):
-    """A configuration that cannot be used; `problems` holds one printable line per fault."""
-
-    def __init__(self, problems: list[str]) -> None:
-        super().__init__("\n".join(problems))
-        self.problems = problems
 
 
 class DeviceConfig(Section):
@@ -204,42 +195,6 @@ def _env_overrides(environ: Mapping[str, str]) -> dict[str, Any]:
     return out
 
 
-def _describe(error: Mapping[str, Any]) -> str:
-    kind = error["type"]
-    value = error.get("input")
-    if kind == "missing":
-        return "missing required key"
-    if kind == "extra_forbidden":
-        return "unknown key (check the spelling against config.example.toml)"
-    message = str(error["msg"]).removeprefix("Value error, ")
-    if kind == "value_error" or isinstance(value, dict):
-        return message
-    return f"{message[:1].lower()}{message[1:]}, got {value!r}"
-
-
-def _iter_problems(exc: ValidationError, source: str) -> Iterator[str]:
-    for error in exc.errors():
-        loc = ".".join(str(part) for part in error["loc"]) or "(top level)"
-        yield f"{source}: {loc}: {_describe(error)}"
-
-
-def _read_toml(path: Path, what: str) -> dict[str, Any]:
-    try:
-        text = path.read_bytes().decode("utf-8")
-    except FileNotFoundError:
-        raise ConfigError([f"{path}: {what} not found"]) from None
-    except PermissionError:
-        raise ConfigError([f"{path}: {what} is not readable (permission denied)"]) from None
-    except IsADirectoryError:
-        raise ConfigError([f"{path}: {what} is a directory, not a file"]) from None
-    except UnicodeDecodeError as exc:
-        raise ConfigError([f"{path}: {what} is not UTF-8 text ({exc.reason})"]) from None
-    try:
-        return tomllib.loads(text)
-    except tomllib.TOMLDecodeError as exc:
-        raise ConfigError([f"{path}: TOML syntax error: {exc}"]) from None
-
-
 def parse_config(
     data: Mapping[str, Any],
     *,
@@ -251,7 +206,7 @@ def parse_config(
     try:
         return ShopEdgeConfig.model_validate(merged)
     except ValidationError as exc:
-        raise ConfigError(list(_iter_problems(exc, source))) from None
+        raise ConfigError(list(iter_problems(exc, source))) from None
 
 
 def load_config(path: Path | str, *, environ: Mapping[str, str] | None = None) -> ShopEdgeConfig:
@@ -264,14 +219,14 @@ def load_config(path: Path | str, *, environ: Mapping[str, str] | None = None) -
         ConfigError: with one line per problem.
     """
     path = Path(path)
-    data = _read_toml(path, "config file")
+    data = read_toml(path, "config file")
     base = path.resolve().parent
     secrets_name = data.get("secrets_file")
     if secrets_name is not None:
         if not isinstance(secrets_name, str):
             raise ConfigError([f"{path}: secrets_file: must be a path string, got {secrets_name!r}"])
         secrets_path = base / secrets_name
-        secrets = _read_toml(secrets_path, "secrets file (secrets_file)")
+        secrets = read_toml(secrets_path, "secrets file (secrets_file)")
         if "secrets_file" in secrets:
             raise ConfigError([f"{secrets_path}: secrets_file: not allowed in a secrets file"])
         try:

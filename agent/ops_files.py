@@ -15,10 +15,11 @@ import uuid
 from pathlib import Path
 from typing import Any
 
-from agent.config import ConfigError, ShopEdgeConfig, _read_toml
+from agent.config import ConfigError, ShopEdgeConfig
 from agent.db import migrate, open_engine
 from agent.provisioning import SECRETS_NAME, Plan, ProvisionError
 from agent.state import get_setting, put_setting
+from base import config as base_config
 
 __all__ = ["IDENTITY_KEY", "read_existing", "read_toml", "setup_state", "write_files"]
 
@@ -28,7 +29,7 @@ SERVICE_USER = "shopedge"
 
 def read_toml(path: Path, what: str) -> dict[str, Any]:
     try:
-        return _read_toml(path, what)
+        return base_config.read_toml(path, what)
     except ConfigError as exc:
         raise ProvisionError(exc.problems) from None
 

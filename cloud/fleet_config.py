@@ -11,14 +11,13 @@ from __future__ import annotations
 
 import os
 import socket
-import tomllib
-from collections.abc import Iterator, Mapping
+from collections.abc import Mapping
 from pathlib import Path
 from typing import Annotated, Any
 
 from pydantic import Field, SecretStr, ValidationError, field_validator, model_validator
 
-from base.config import Section, check_listen
+from base.config import ConfigError, Section, check_listen, iter_problems, read_toml
 from base.mqtt import MQTTConfig
 
 __all__ = [
@@ -34,12 +33,8 @@ __all__ = [
 _NAME = r"^[A-Za-z0-9_-]{1,64}$"
 
 
-class CloudConfigError(Exception):
+class CloudConfigError(ConfigError):
     """A CLOUD.toml that cannot be used; `problems` holds one printable line per fault."""
-
-    def __init__(self, problems: list[str]) -> None:
-        super().__init__("\n".join(problems))
-        self.problems = problems
 
 
 class CloudSection(Section):
@@ -136,27 +131,6 @@ class CloudConfig(Section):
     report: ReportConfig = Field(default_factory=ReportConfig)
 
 
-def _describe(error: Mapping[str, Any]) -> str:
-    kind = error["type"]
-    value = error.get("input")
-    if kind == "missing":
-        return "missing required key"
-    if kind == "extra_forbidden":
-        return "unknown key (check the spelling against cloud.example.toml)"
-    message = str(error["msg"]).removeprefix("Value error, ")
-    if kind == "value_error" or isinstance(value, dict):
-        return message
-    if isinstance(value, SecretStr | str) and "password" in str(error["loc"]):
-        return message
-    return f"{message[:1].lower()}{message[1:]}, got {value!r}"
-
-
-def _iter_problems(exc: ValidationError, source: str) -> Iterator[str]:
-    for error in exc.errors():
-        loc = ".".join(str(part) for part in error["loc"]) or "(top level)"
-        yield f"{source}: {loc}: {_describe(error)}"
-
-
 _ENV = {"SHOPEDGE_CLOUD_DATABASE_URL": ("cloud", "database_url"), "SHOPEDGE_HQ_TOKEN": ("hq", "token")}
 
 
@@ -176,7 +150,7 @@ def parse_cloud_config(
     try:
         return CloudConfig.model_validate(merged)
     except ValidationError as exc:
-        raise CloudConfigError(list(_iter_problems(exc, source))) from None
+        raise CloudConfigError(list(iter_problems(exc, source, example="cloud.example.toml"))) from None
 
 
 def load_cloud_config(path: Path | str, *, environ: Mapping[str, str] | None = None) -> CloudConfig:
@@ -187,19 +161,9 @@ def load_cloud_config(path: Path | str, *, environ: Mapping[str, str] | None = N
     """
     path = Path(path)
     try:
-        text = path.read_bytes().decode("utf-8")
-    except FileNotFoundError:
-        raise CloudConfigError([f"{path}: cloud config file not found"]) from None
-    except PermissionError:
-        raise CloudConfigError([f"{path}: cloud config file is not readable (permission denied)"]) from None
-    except IsADirectoryError:
-        raise CloudConfigError([f"{path}: cloud config file is a directory, not a file"]) from None
-    except UnicodeDecodeError as exc:
-        raise CloudConfigError([f"{path}: cloud config file is not UTF-8 text ({exc.reason})"]) from None
-    try:
-        data = tomllib.loads(text)
-    except tomllib.TOMLDecodeError as exc:
-        raise CloudConfigError([f"{path}: TOML syntax error: {exc}"]) from None
+        data = read_toml(path, "cloud config file")
+    except ConfigError as exc:
+        raise CloudConfigError(exc.problems) from None
     config = parse_cloud_config(data, source=str(path), environ=environ)
     base = path.resolve().parent
 
