@@ -13,6 +13,7 @@ import signal
 import sys
 import tomllib
 from pathlib import Path
+from typing import Any
 from urllib.parse import urlsplit
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
@@ -21,8 +22,7 @@ from emulators.linepay import EmulatorServer
 from emulators.messaging.server import MessagingEmulator, serve
 
 
-async def main(config_path: Path) -> None:
-    config = tomllib.loads(config_path.read_text(encoding="utf-8"))
+async def main(config: dict[str, Any]) -> None:
     linepay, line = config["linepay"], config["line"]
     pay = EmulatorServer(
         channel_id=linepay["channel_id"],
@@ -43,4 +43,4 @@ async def main(config_path: Path) -> None:
 
 
 if __name__ == "__main__":
-    asyncio.run(main(Path(sys.argv[1])))
+    asyncio.run(main(tomllib.loads(Path(sys.argv[1]).read_text(encoding="utf-8"))))

@@ -52,10 +52,11 @@ from typing import Any
 import aiohttp
 import aiomqtt
 
-ROOT = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(ROOT))
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from agent.demo import demo_config_text, start_private_broker
+
+ROOT = Path(__file__).resolve().parents[1]
 
 TILLS = 8
 FIRST_MARK = 500
@@ -216,7 +217,7 @@ async def pos_to_display(till: Till, kiosk: Kiosk, prefix: str) -> list[float]:
     latencies: list[float] = []
     for i in range(LATENCY_SALES + 5):  # the first five warm up
         quiet_until = time.monotonic() + 3
-        while time.monotonic() - kiosk.last_event_at < 0.3 and time.monotonic() < quiet_until:
+        while time.monotonic() - kiosk.last_event_at < 0.3 and time.monotonic() < quiet_until:  # noqa: ASYNC110
             await asyncio.sleep(0.05)
         seen = len(kiosk.frames)
         began = time.monotonic()
@@ -244,7 +245,7 @@ class Uplink:
             await client.subscribe("shopedge/#", qos=1)
             self.ready.set()
             async for message in client.messages:
-                payload = json.loads(bytes(message.payload))  # type: ignore[arg-type]
+                payload = json.loads(bytes(message.payload))
                 for envelope in payload if isinstance(payload, list) else [payload]:
                     data = envelope.get("data") or {}
                     if envelope.get("kind") == "payment" and data.get("state") == "paid":
@@ -252,11 +253,15 @@ class Uplink:
 
 
 async def measure(
-    target: Target, http: aiohttp.ClientSession, sales: int, uplink: Uplink | None, journal: Callable[[], set[str]]
+    target: Target,
+    http: aiohttp.ClientSession,
+    sales: int,
+    uplink: Uplink | None,
+    journal: Callable[[], set[str]],
 ) -> dict[str, Any]:
     first = await start(target, http)
     await stop(target)
-    restarts = []
+    restarts: list[float] = []
     for _ in range(3):
         if restarts:
             await stop(target)
@@ -285,7 +290,7 @@ async def measure(
     rss_end = rss_mb(pid)
     if uplink is not None:
         deadline = time.monotonic() + 30
-        while not set(paid) <= uplink.paid and time.monotonic() < deadline:
+        while not set(paid) <= uplink.paid and time.monotonic() < deadline:  # noqa: ASYNC110
             await asyncio.sleep(0.2)
     kiosk_task.cancel()
     with contextlib.suppress(asyncio.CancelledError):
@@ -347,7 +352,7 @@ async def environment(tmp: Path) -> Any:
     config_path = state / "demo.toml"
     config_path.write_text(demo_config_text(state, ports), encoding="utf-8")
     config = tomllib.loads(config_path.read_text(encoding="utf-8"))
-    emulators = subprocess.Popen(
+    emulators = subprocess.Popen(  # noqa: ASYNC220 (started once, before anything is timed)
         [sys.executable, str(ROOT / "bench" / "_emulators.py"), str(config_path)],
         stdout=subprocess.PIPE,
     )
@@ -366,7 +371,9 @@ async def environment(tmp: Path) -> Any:
 def daemon_target(tmp: Path, config_path: Path, config: dict[str, Any]) -> Target:
     return Target(
         name="daemon",
-        spawn=_spawn([sys.executable, "-m", "agent", "run", "--config", str(config_path)], tmp / "daemon.log"),
+        spawn=_spawn(
+            [sys.executable, "-m", "agent", "run", "--config", str(config_path)], tmp / "daemon.log"
+        ),
         pos_url=f"http://{config['pos']['listen']}",
         display_url=f"http://{config['display']['listen']}/",
         token=config["pos"]["token"],
@@ -377,9 +384,10 @@ def daemon_target(tmp: Path, config_path: Path, config: dict[str, Any]) -> Targe
 async def footprint(sales: int) -> dict[str, Any]:
     with tempfile.TemporaryDirectory(prefix="footprint-") as name:
         tmp = Path(name)
-        async with environment(tmp) as (config_path, config, mqtt_port), aiohttp.ClientSession(
-            connector=aiohttp.TCPConnector(limit=64)
-        ) as http:
+        async with (
+            environment(tmp) as (config_path, config, mqtt_port),
+            aiohttp.ClientSession(connector=aiohttp.TCPConnector(limit=64)) as http,
+        ):
             uplink = Uplink(mqtt_port)
             uplink_task = asyncio.create_task(uplink.run())
             await asyncio.wait_for(uplink.ready.wait(), 10)
@@ -438,14 +446,16 @@ async def footprint(sales: int) -> dict[str, Any]:
         "bench": "footprint",
         "daemon": daemon_result,
         "floor": floor_result,
-        "ratio_to_floor": {k: round(daemon_result[k] / floor_result[k], 2) for k in ratio_keys if floor_result[k]},
+        "ratio_to_floor": {
+            k: round(daemon_result[k] / floor_result[k], 2) for k in ratio_keys if floor_result[k]
+        },
         "goals_met": goals,
         "machine": {
             "cpus": os.cpu_count(),
             "loadavg_at_end": [round(x, 2) for x in os.getloadavg()],
             "python": platform.python_version(),
         },
-        "config": "agent.demo config: display web (+ PNG support copy), ble replay x20, MQTT private mosquitto",
+        "config": "agent.demo config: display web + PNG support copy, ble replay x20, private mosquitto",
         "tills": TILLS,
     }
 
@@ -487,7 +497,9 @@ async def soak(minutes: int) -> dict[str, Any]:
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
     parser.add_argument("--sales", type=int, default=2000)
     parser.add_argument("--soak", action="store_true", help="one sale per second, RSS every minute")
     parser.add_argument("--soak-minutes", type=int, default=60)
