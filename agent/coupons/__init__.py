@@ -1,10 +1,10 @@
 """Welcome coupons and the counter funnel (issue #9).
 
-Pure policy (`_policy`), the ledger (`_ledger`), delivery through line-bot-sdk v3 (`_line`,
-`_service`), redemption at the till (`_redeem`, mounted with `add_coupon_routes`), tag rules
-(`_tags`), the funnel (`_funnel`, `_report`, and `_upstream` for the daily summary) and the demo
-steps (`demo_steps`). Other capabilities feed the funnel with `record_fact`; the binding flow
-calls `deliver_welcome`.
+Pure policy (`_policy`), the ledger (`_ledger`), delivery through a small typed Messaging API
+client (`_line_http`, `_service`), redemption at the till (`_redeem`, mounted with
+`add_coupon_routes`), tag rules (`_tags`), the funnel (`_funnel`, `_report`, and `_upstream`
+for the daily summary) and the demo steps (`demo_steps`). Other capabilities feed the funnel
+with `record_fact`; the binding flow calls `deliver_welcome`.
 """
 
 from agent.coupons._funnel import (
@@ -18,7 +18,7 @@ from agent.coupons._funnel import (
     record_fact_blocking,
 )
 from agent.coupons._ledger import LedgerRow, LedgerState, RedeemStatus
-from agent.coupons._line import CouponsError, LineRefused
+from agent.coupons._line_http import CouponsError, LineRefused
 from agent.coupons._policy import Answer, Outcome, classify, make_code, normalize_code
 from agent.coupons._redeem import REDEEM_PATH, add_coupon_routes
 from agent.coupons._service import (

@@ -39,7 +39,7 @@ from agent.coupons._ledger import (
     stop_campaign_blocking,
     transition_blocking,
 )
-from agent.coupons._line import CouponsError, LineMessaging, LineRefused, Quota, QuotaUnavailable
+from agent.coupons._line_http import CouponsError, LineMessaging, LineRefused, Quota, QuotaUnavailable
 from agent.coupons._policy import (
     PUSH_ACTIONS,
     RETRY_KEY_SAFE_S,
@@ -206,7 +206,7 @@ class CouponService:
         return await asyncio.to_thread(fn, self.ctx.engine, *args, **kwargs)
 
     async def line(self) -> LineMessaging:
-        """The SDK client, created on first use inside the running loop."""
+        """The Messaging API client, created on first use inside the running loop."""
         async with self._line_lock:
             if self._line is None:
                 line = LineMessaging(
