@@ -10,7 +10,7 @@ TEST_STAMP := $(VENV)/.installed-test-$(HASH)
 BENCH_STAMP := $(VENV)/.installed-bench-$(HASH)
 STAMP := $(TEST_STAMP)
 
-.PHONY: demo demo-once test lint typecheck pytest bench clean
+.PHONY: demo demo-once test lint typecheck imports pytest bench clean
 
 $(VENV)/bin/python:
 	$(PYTHON) -m venv $(VENV)
@@ -43,6 +43,9 @@ lint: $(STAMP)
 typecheck: $(STAMP)
 	$(PY) -m mypy
 
+imports: $(STAMP)
+	$(VENV)/bin/lint-imports
+
 pytest: $(STAMP)
 	$(PY) -m pytest -q
 
@@ -51,6 +54,7 @@ test: $(STAMP)
 	deploy/ensure-mosquitto.sh
 	$(PY) -m ruff check .
 	$(PY) -m mypy
+	$(VENV)/bin/lint-imports
 	$(PY) -m pytest -q -p no:cacheprovider
 
 bench: $(BENCH_STAMP)

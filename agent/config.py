@@ -5,30 +5,30 @@ Owns the schema of every key, its default and its validation. A bad file never p
 traceback: `load_config` raises `ConfigError` whose `problems` are one line each, naming the
 file, the dotted key and what is wrong ("linepay.channel_id: must be 10 digits, got 'abc'").
 
-Each section is its own model so that a capability's keys live together; every model forbids
-unknown keys so that a typo is reported instead of silently ignored.
+Each room owns the model of its own section (`pos_bridge.config`, `membership.config`,
+`drivers.ble.config`, `drivers.display.config`, `cloud.config`, `base.mqtt`); this module keeps
+the device's own sections (`[device]`, `[storage]`, `[timeouts]`), composes them all into
+`ShopEdgeConfig` and reports problems. Every model forbids unknown keys so that a typo is
+reported instead of silently ignored.
 """
 
 from __future__ import annotations
 
 import os
-import re
 import tomllib
 from collections.abc import Iterator, Mapping
-from datetime import date
 from pathlib import Path
-from typing import Annotated, Any, Literal
-from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
+from typing import Annotated, Any
 
-from pydantic import (
-    BaseModel,
-    ConfigDict,
-    Field,
-    SecretStr,
-    ValidationError,
-    field_validator,
-    model_validator,
-)
+from pydantic import BaseModel, ConfigDict, Field, SecretStr, ValidationError, field_validator
+
+from base.config import Section, split_listen
+from base.mqtt import MQTTConfig
+from cloud.config import RelayConfig
+from drivers.ble.config import BLEConfig, PresenceConfig
+from drivers.display.config import DisplayConfig
+from membership.config import BindingConfig, CampaignConfig, CouponsConfig, LineConfig, TagRuleConfig
+from pos_bridge.config import LinePayConfig, POSConfig
 
 __all__ = [
     "BLEConfig",
@@ -51,11 +51,10 @@ __all__ = [
     "load_config",
     "parse_config",
     "secret_values",
+    "split_listen",
 ]
 
 ENV_PREFIX = "SHOPEDGE_"
-_HOSTPORT = re.compile(r"^(?P<host>\[[0-9a-fA-F:]+\]|[A-Za-z0-9.\-]+):(?P<port>\d{1,5})$")
-_HWID = re.compile(r"^[0-9a-f]{10}$")
 
 
 class ConfigError(Exception):
@@ -66,24 +65,7 @@ class ConfigError(Exception):
         self.problems = problems
 
 
-class _Section(BaseModel):
-    model_config = ConfigDict(extra="forbid", frozen=True, str_strip_whitespace=True)
-
-
-def _check_listen(value: str) -> str:
-    match = _HOSTPORT.match(value)
-    if not match or not 0 < int(match["port"]) < 65536:
-        raise ValueError(f"must be HOST:PORT with a port from 1 to 65535, got {value!r}")
-    return value
-
-
-def split_listen(value: str) -> tuple[str, int]:
-    """Split a validated HOST:PORT into its parts (brackets removed from IPv6 hosts)."""
-    host, _, port = value.rpartition(":")
-    return host.strip("[]"), int(port)
-
-
-class DeviceConfig(_Section):
+class DeviceConfig(Section):
     """Who this device is: every record it sends is attributed to store and device."""
 
     store_id: Annotated[str, Field(pattern=r"^[A-Za-z0-9_-]{1,32}$")]
@@ -91,7 +73,7 @@ class DeviceConfig(_Section):
     name: Annotated[str, Field(min_length=1, max_length=64)] = "ShopEdge counter"
 
 
-class StorageConfig(_Section):
+class StorageConfig(Section):
     """Where state lives (the SQLite database) and how much disk it may take."""
 
     state_dir: Path = Path("/var/lib/shopedge")
@@ -99,278 +81,7 @@ class StorageConfig(_Section):
     outbox_max_attempts: Annotated[int, Field(ge=1, le=1000)] = 10
 
 
-class POSConfig(_Section):
-    """The local HTTP API the till talks to."""
-
-    listen: str = "127.0.0.1:8737"
-    token: SecretStr = SecretStr("")
-    max_amount_twd: Annotated[int, Field(gt=0)] = 200_000
-    scanner: Literal["none", "evdev", "replay"] = "none"
-    scanner_device: str = ""
-    scanner_replay_file: Path | None = None
-
-    _listen = field_validator("listen")(_check_listen)
-
-    @model_validator(mode="after")
-    def _scanner_source(self) -> POSConfig:
-        if self.scanner == "evdev" and not self.scanner_device:
-            raise ValueError('scanner_device: required with scanner = "evdev" (a /dev/input/by-id/ path)')
-        if self.scanner == "replay" and self.scanner_replay_file is None:
-            raise ValueError('scanner_replay_file: required with scanner = "replay"')
-        return self
-
-
-class LinePayConfig(_Section):
-    """LINE Pay merchant credentials (offline v4 and online v3 APIs)."""
-
-    mode: Literal["sandbox", "production"] = "sandbox"
-    api_base: Annotated[str, Field(pattern=r"^https?://[^\s/]+(:\d+)?/?$")] | None = None
-    channel_id: str = ""
-    channel_secret: SecretStr = SecretStr("")
-    merchant_device_profile_id: Annotated[str, Field(max_length=100)] = ""
-    merchant_device_type: Annotated[str, Field(max_length=100)] = "POS"
-    fee_rate: Annotated[float, Field(ge=0, lt=1)] = 0.022
-
-    @field_validator("channel_id")
-    @classmethod
-    def _channel_id(cls, value: str) -> str:
-        if value and not re.fullmatch(r"\d{10}", value):
-            raise ValueError(f"must be 10 digits, got {value!r}")
-        return value
-
-
-class LineConfig(_Section):
-    """LINE Official Account (Messaging API) credentials and identity."""
-
-    api_base: Annotated[str, Field(pattern=r"^https?://[^\s/]+(:\d+)?/?$")] | None = None
-    channel_access_token: SecretStr = SecretStr("")
-    channel_secret: SecretStr = SecretStr("")
-    oa_basic_id: Annotated[str, Field(pattern=r"^(@?[0-9a-z._-]{3,32})?$")] = ""
-    liff_id: Annotated[str, Field(pattern=r"^([0-9]{10}-[A-Za-z0-9]{8})?$")] = ""
-
-    @field_validator("oa_basic_id")
-    @classmethod
-    def _strip_at(cls, value: str) -> str:
-        return value.removeprefix("@")
-
-
-class MQTTConfig(_Section):
-    """The merchant's MQTT broker used for cloud sync."""
-
-    enabled: bool = True
-    host: Annotated[str, Field(min_length=1)] = "127.0.0.1"
-    port: Annotated[int, Field(gt=0, lt=65536)] = 1883
-    tls: bool = False
-    ca_file: Path | None = None
-    cert_file: Path | None = None
-    key_file: Path | None = None
-    username: str = ""
-    password: SecretStr = SecretStr("")
-    keepalive_s: Annotated[int, Field(ge=5, le=3600)] = 30
-    session_expiry_s: Annotated[int, Field(ge=0)] = 7 * 24 * 3600
-    max_inflight: Annotated[int, Field(ge=1, le=65535)] = 20
-    batch_max: Annotated[int, Field(ge=1, le=1000)] = 50
-    protocol: Literal["auto", "5", "3.1.1"] = "auto"
-    reconnect_min_s: Annotated[float, Field(gt=0, le=60)] = 1.0
-    reconnect_max_s: Annotated[float, Field(gt=0, le=3600)] = 60.0
-
-    @model_validator(mode="after")
-    def _cert_pair(self) -> MQTTConfig:
-        if (self.cert_file is None) != (self.key_file is None):
-            raise ValueError("cert_file and key_file must be given together")
-        if self.reconnect_max_s < self.reconnect_min_s:
-            raise ValueError("reconnect_max_s must be at least reconnect_min_s")
-        if (self.ca_file or self.cert_file) and not self.tls:
-            raise ValueError("ca_file/cert_file are set but tls = false (set tls = true)")
-        return self
-
-
-class BLEConfig(_Section):
-    """Bluetooth LE scanning."""
-
-    enabled: bool = True
-    driver: Literal["bleak", "replay"] = "bleak"
-    adapter: Annotated[str, Field(pattern=r"^hci\d{1,2}$")] = "hci0"
-    scanning_mode: Literal["active", "passive"] = "active"
-    replay_file: Path | None = None
-    replay_speed: Annotated[float, Field(gt=0, le=1000)] = 1.0
-    replay_loop: bool = True
-    store_beacon_hwids: list[str] = Field(default_factory=list)
-    beacon_silent_after_s: Annotated[float, Field(gt=0)] = 300.0
-
-    @field_validator("store_beacon_hwids")
-    @classmethod
-    def _hwids(cls, value: list[str]) -> list[str]:
-        out = []
-        for hwid in value:
-            hwid = hwid.lower()
-            if not _HWID.match(hwid):
-                raise ValueError(f"each HWID must be 10 hex digits, got {hwid!r}")
-            out.append(hwid)
-        return out
-
-
-class PresenceConfig(_Section):
-    """Presence engine thresholds (RSSI in dBm, times in seconds)."""
-
-    enter_rssi: Annotated[int, Field(ge=-127, le=0)] = -75
-    exit_rssi: Annotated[int, Field(ge=-127, le=0)] = -85
-    enter_sightings: Annotated[int, Field(ge=1, le=100)] = 3
-    away_after_s: Annotated[float, Field(gt=0)] = 30.0
-    stay_interval_s: Annotated[float, Field(gt=0)] = 60.0
-
-    @model_validator(mode="after")
-    def _hysteresis(self) -> PresenceConfig:
-        if self.exit_rssi > self.enter_rssi:
-            raise ValueError("exit_rssi must be at or below enter_rssi (hysteresis)")
-        return self
-
-
-class DisplayConfig(_Section):
-    """The customer-facing display."""
-
-    driver: Literal["web", "png", "framebuffer", "window"] = "web"
-    size: str = "800x480"
-    language: Literal["zh-TW", "en"] = "zh-TW"
-    listen: str = "127.0.0.1:8738"
-    png_path: Path | None = None
-    framebuffer: Annotated[str, Field(pattern=r"^fb\d{1,2}$")] = "fb0"
-    font_path: Path | None = None
-    fullscreen: bool = True
-
-    _listen = field_validator("listen")(_check_listen)
-
-    @field_validator("size")
-    @classmethod
-    def _size(cls, value: str) -> str:
-        match = re.fullmatch(r"(\d{3,4})x(\d{3,4})", value)
-        if not match or not (240 <= int(match[1]) <= 4096 and 240 <= int(match[2]) <= 4096):
-            raise ValueError(f"must be WIDTHxHEIGHT between 240 and 4096, got {value!r}")
-        return value
-
-    @property
-    def dimensions(self) -> tuple[int, int]:
-        width, height = self.size.split("x")
-        return int(width), int(height)
-
-
-class BindingConfig(_Section):
-    """Membership-binding tokens shown as a QR after payment."""
-
-    key: SecretStr = SecretStr("")
-    ttl_s: Annotated[int, Field(ge=60, le=7 * 24 * 3600)] = 1800
-    phone_salt: SecretStr = SecretStr("")
-    # When the display cannot say what it shows: "joined" only while the QR is this young.
-    joined_window_s: Annotated[float, Field(gt=0, le=3600)] = 120.0
-
-
-class RelayConfig(_Section):
-    """The cloud webhook relay (`shopedge relay`), which runs in the merchant's cloud."""
-
-    listen: str = "127.0.0.1:8740"
-    beacon_stores: dict[str, str] = Field(default_factory=dict)
-    fleet_topic: str = "shopedge/v1/fleet/line_event"
-    dedupe_window_s: Annotated[float, Field(ge=60, le=7 * 24 * 3600)] = 24 * 3600
-    dedupe_max_events: Annotated[int, Field(ge=1000, le=10_000_000)] = 200_000
-    follow_window_s: Annotated[float, Field(ge=0, le=24 * 3600)] = 600
-
-    _listen = field_validator("listen")(_check_listen)
-
-    @field_validator("beacon_stores")
-    @classmethod
-    def _beacon_stores(cls, value: dict[str, str]) -> dict[str, str]:
-        out = {}
-        for hwid, target in value.items():
-            if not _HWID.match(hwid.lower()):
-                raise ValueError(f"each HWID must be 10 hex digits, got {hwid!r}")
-            if not re.fullmatch(r"[A-Za-z0-9_-]{1,32}(/[A-Za-z0-9_-]{1,32})?", target):
-                raise ValueError(f"{hwid}: must be STORE_ID or STORE_ID/DEVICE_ID, got {target!r}")
-            out[hwid.lower()] = target
-        return out
-
-    @field_validator("fleet_topic")
-    @classmethod
-    def _fleet_topic(cls, value: str) -> str:
-        if not value or any(ch in value for ch in "#+\x00") or value.startswith("$"):
-            raise ValueError(f"must be an MQTT topic without wildcards, got {value!r}")
-        return value
-
-
-class CampaignConfig(_Section):
-    """A coupon campaign (the welcome coupon is the one every store has)."""
-
-    name: Annotated[str, Field(pattern=r"^[a-z0-9_-]{1,32}$")] = "welcome"
-    enabled: bool = True
-    coupon_id: str = ""
-    title: str = "歡迎禮 Welcome gift"
-    starts: str = ""
-    ends: str = ""
-    monthly_budget: Annotated[int, Field(ge=0)] = 200
-    message_cost_twd: Annotated[float, Field(ge=0)] = 0.2
-    offer: Annotated[str, Field(min_length=1, max_length=120)] = (
-        "下次消費折抵 NT$30 / NT$30 off your next visit"
-    )
-    valid_days: Annotated[int, Field(ge=1, le=366)] = 30
-    coupon_api: bool = False
-    discount_twd: Annotated[int, Field(ge=1, le=100_000)] = 30
-
-    @field_validator("starts", "ends")
-    @classmethod
-    def _date(cls, value: str) -> str:
-        if value:
-            try:
-                date.fromisoformat(value)
-            except ValueError:
-                raise ValueError(f"must be a date YYYY-MM-DD or empty, got {value!r}") from None
-            if not re.fullmatch(r"\d{4}-\d{2}-\d{2}", value):
-                raise ValueError(f"must be a date YYYY-MM-DD or empty, got {value!r}")
-        return value
-
-    @model_validator(mode="after")
-    def _order(self) -> CampaignConfig:
-        if self.starts and self.ends and self.ends < self.starts:
-            raise ValueError(f"ends ({self.ends}) is before starts ({self.starts})")
-        return self
-
-
-class TagRuleConfig(_Section):
-    """A member tag earned by buying in a category often enough (synced upstream; LINE has no tag API)."""
-
-    tag: Annotated[str, Field(min_length=1, max_length=40)]
-    category: Annotated[str, Field(min_length=1, max_length=40)]
-    min_purchases: Annotated[int, Field(ge=1, le=1000)] = 3
-    window_days: Annotated[int, Field(ge=1, le=366)] = 30
-
-
-class CouponsConfig(_Section):
-    """Welcome-coupon delivery, the funnel report and tag rules."""
-
-    timezone: str = "Asia/Taipei"
-    reply_token_ttl_s: Annotated[float, Field(gt=0, le=60)] = 20.0
-    quota_cache_s: Annotated[float, Field(ge=0, le=3600)] = 60.0
-    push_batch: Annotated[int, Field(ge=1, le=500)] = 20
-    plan_free_messages: Annotated[int, Field(ge=0)] = 200
-    barcode_url: str = ""
-    tag_rules: list[TagRuleConfig] = Field(default_factory=list)
-
-    @field_validator("timezone")
-    @classmethod
-    def _zone(cls, value: str) -> str:
-        try:
-            ZoneInfo(value)
-        except (ZoneInfoNotFoundError, ValueError):
-            raise ValueError(f"must be an IANA time zone such as 'Asia/Taipei', got {value!r}") from None
-        return value
-
-    @field_validator("barcode_url")
-    @classmethod
-    def _barcode(cls, value: str) -> str:
-        if value and (not value.startswith("https://") or "{code}" not in value):
-            raise ValueError(f"must be an https:// URL containing {{code}}, got {value!r}")
-        return value
-
-
-class TimeoutsConfig(_Section):
+class TimeoutsConfig(Section):
     """Every network call's timeout, in seconds, in one place (LINE's documented minimums)."""
 
     linepay_connect: Annotated[float, Field(gt=0)] = 5.0

@@ -10,7 +10,8 @@ from typing import Any
 from sqlalchemy import Engine
 
 from agent.config import ShopEdgeConfig
-from agent.health import HealthBoard
+from agent.state import StateSettings
+from base.health import HealthBoard
 
 __all__ = ["AgentContext"]
 
@@ -26,3 +27,6 @@ class AgentContext:
     wall_clock: Callable[[], float] = time.time
     # Services later capabilities register (outbox, display, payments...), by name.
     services: dict[str, Any] = field(default_factory=dict)
+
+    def __post_init__(self) -> None:
+        self.services.setdefault("settings", StateSettings(self.engine))

@@ -22,6 +22,7 @@ from agent.sdnotify import systemd_component
 from agent.state import finish_run, last_run_was_clean, start_run
 from agent.supervisor import Supervisor
 from agent.wiring import build_components
+from agent.wiring.health import OUTBOX_LEVELS
 from offline_queue import Outbox, OutboxError
 
 __all__ = ["run_agent"]
@@ -45,8 +46,7 @@ async def run_agent(
                 config.db_path,
                 disk_budget_bytes=config.storage.disk_budget_mb * 2**20,
                 max_attempts=config.storage.outbox_max_attempts,
-                create=False,
-                on_health=lambda level, detail: ctx.health.set("outbox", level, detail),
+                on_health=lambda state, detail: ctx.health.set("outbox", OUTBOX_LEVELS[state], detail),
             )
         except OutboxError as exc:
             log.error("cannot open the outbox; nothing can be recorded safely", extra={"error": str(exc)})

@@ -18,7 +18,7 @@ from alembic.runtime.migration import MigrationContext
 from alembic.script import ScriptDirectory
 from sqlalchemy import Engine, create_engine, event
 
-__all__ = ["current_heads", "migrate", "open_engine", "script_heads"]
+__all__ = ["current_heads", "migrate", "open_engine", "prepare_state_db", "script_heads"]
 
 MIGRATIONS = Path(__file__).with_name("migrations")
 
@@ -59,3 +59,12 @@ def current_heads(engine: Engine) -> set[str]:
 
 def script_heads() -> set[str]:
     return set(ScriptDirectory(str(MIGRATIONS)).get_heads())
+
+
+def prepare_state_db(path: Path) -> None:
+    """Create or upgrade the state DB at `path` (what `Outbox.open(prepare=...)` runs first)."""
+    engine = open_engine(path)
+    try:
+        migrate(engine)
+    finally:
+        engine.dispose()

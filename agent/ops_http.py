@@ -20,7 +20,7 @@ from aiohttp import web
 
 from agent import __version__
 from agent.context import AgentContext
-from agent.health import ComponentHealth, Level
+from base.health import ComponentHealth, Level
 
 __all__ = [
     "OpsFacts",

@@ -22,7 +22,7 @@ import time
 from collections.abc import Callable, Collection, Mapping
 from dataclasses import dataclass
 
-from agent.health import ComponentHealth, HealthBoard
+from base.health import ComponentHealth, HealthBoard
 
 __all__ = [
     "Notifier",

@@ -18,7 +18,7 @@ from sqlalchemy import (
     update,
 )
 
-__all__ = ["finish_run", "get_setting", "last_run_was_clean", "put_setting", "start_run"]
+__all__ = ["StateSettings", "finish_run", "get_setting", "last_run_was_clean", "put_setting", "start_run"]
 
 metadata = MetaData()
 
@@ -54,6 +54,19 @@ def put_setting(engine: Engine, key: str, value: str) -> None:
             else insert(settings).values(key=key, value=value, updated_at=time.time())
         )
         conn.execute(stmt)
+
+
+class StateSettings:
+    """The settings table as the other rooms' port (`ctx.services["settings"]`)."""
+
+    def __init__(self, engine: Engine) -> None:
+        self.engine = engine
+
+    def get_setting_blocking(self, key: str) -> str | None:
+        return get_setting(self.engine, key)
+
+    def put_setting_blocking(self, key: str, value: str) -> None:
+        put_setting(self.engine, key, value)
 
 
 def last_run_was_clean(engine: Engine) -> bool:

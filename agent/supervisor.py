@@ -14,8 +14,8 @@ import logging
 from collections.abc import Awaitable, Callable, Sequence
 from typing import Protocol
 
-from agent.backoff import Backoff
-from agent.health import HealthBoard, Level
+from base.backoff import Backoff
+from base.health import HealthBoard, Level
 
 __all__ = ["Component", "Supervisor"]
 

@@ -25,8 +25,8 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 import qrcode
 from qrcode.constants import ERROR_CORRECT_M, ERROR_CORRECT_Q
 
-from agent.binding import encode_token, issue_binding, verify_token
 from agent.config import parse_config
+from membership.binding import encode_token, issue_binding, verify_token
 
 SAMPLES = [
     ("demo-store", "counter-1", "A20261123-0042"),
@@ -75,7 +75,7 @@ def url_table() -> list[dict[str, object]]:
 
 
 def token_speed() -> tuple[float, float]:
-    from agent.binding import BindingClaims
+    from membership.binding import BindingClaims
 
     claims = BindingClaims(
         store_id="demo-store",

@@ -26,9 +26,9 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from agent.config import parse_config
 from agent.context import AgentContext
-from agent.coupons import CouponService, DeliveryStatus, WelcomeRequest, deliver_welcome
-from agent.db import migrate, open_engine
+from agent.db import migrate, open_engine, prepare_state_db
 from emulators.messaging import MessagingEmulator, running_emulator
+from membership.coupons import CouponService, DeliveryStatus, WelcomeRequest, deliver_welcome
 from offline_queue import Outbox
 
 
@@ -48,7 +48,7 @@ async def run(users: int, copies: int) -> dict[str, object]:
             )
             engine = open_engine(config.db_path)
             migrate(engine)
-            outbox = await Outbox.open(config.db_path)
+            outbox = await Outbox.open(config.db_path, prepare=prepare_state_db)
             ctx = AgentContext(config=config, engine=engine, services={"outbox": outbox})
             service = CouponService(ctx)
             requests = []

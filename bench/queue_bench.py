@@ -34,6 +34,7 @@ from typing import Any
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
+from agent.db import prepare_state_db
 from offline_queue import Outbox
 
 PAYLOAD: dict[str, Any] = {
@@ -62,7 +63,7 @@ def _fsync_ms(directory: Path) -> float:
 
 
 async def _ours_puts(db: Path, n: int, producers: int) -> float:
-    async with await Outbox.open(db, disk_budget_bytes=2**40) as box:
+    async with await Outbox.open(db, prepare=prepare_state_db, disk_budget_bytes=2**40) as box:
         per = n // producers
 
         async def producer() -> None:
@@ -82,7 +83,7 @@ async def _ours_fill(box: Outbox, n: int) -> None:
 
 
 async def _ours_drain(db: Path, n: int, batch: int) -> float:
-    async with await Outbox.open(db, disk_budget_bytes=2**40) as box:
+    async with await Outbox.open(db, prepare=prepare_state_db, disk_budget_bytes=2**40) as box:
         await _ours_fill(box, n)
         started = time.perf_counter()
         done = 0

@@ -88,7 +88,7 @@ async def drain(broker: Broker, workdir: Path, events: int, window: int, batch: 
     )
     engine = open_engine(config.db_path)
     migrate(engine)
-    outbox = await Outbox.open(config.db_path, create=False)
+    outbox = await Outbox.open(config.db_path)
     try:
         fill_s = await fill(outbox, events)
         ctx = AgentContext(config=config, engine=engine, services={"outbox": outbox})

@@ -1,10 +1,13 @@
 """The durable SQLite outbox: everything that must not be lost goes through it first.
 
-Public API (the shared contract): `Outbox`, `Durability`, `Record`, plus the errors and the
-inspection types. See `offline_queue._outbox` for delivery semantics and `offline_queue._policy`
-for the per-stream ordering rule.
+Public API (the shared contract): `Outbox`, `Durability`, `Record`, plus the errors, the
+inspection types, and the read-only inspection functions the CLI and the doctor use on their own
+short-lived connection (`connect_blocking`, `stats_blocking`, `dead_letters_blocking`,
+`retry_dead_blocking` and their table/JSON renderings). See `offline_queue._outbox` for
+delivery semantics and `offline_queue._policy` for the per-stream ordering rule.
 """
 
+from offline_queue._inspect import dead_letters_blocking, retry_dead_blocking, stats_blocking
 from offline_queue._model import (
     DeadLetter,
     Durability,
@@ -15,7 +18,9 @@ from offline_queue._model import (
     StreamStats,
     TelemetryRefusedError,
 )
-from offline_queue._outbox import HealthCallback, InvalidRecordError, Outbox
+from offline_queue._outbox import HealthCallback, InvalidRecordError, Outbox, OutboxCondition, PrepareDatabase
+from offline_queue._report import dead_letters_json, dead_letters_table, stats_json, stats_table
+from offline_queue._store import connect_blocking
 
 __all__ = [
     "DeadLetter",
@@ -24,9 +29,19 @@ __all__ = [
     "InvalidRecordError",
     "Outbox",
     "OutboxClosedError",
+    "OutboxCondition",
     "OutboxError",
     "OutboxWriteError",
+    "PrepareDatabase",
     "Record",
     "StreamStats",
     "TelemetryRefusedError",
+    "connect_blocking",
+    "dead_letters_blocking",
+    "dead_letters_json",
+    "dead_letters_table",
+    "retry_dead_blocking",
+    "stats_blocking",
+    "stats_json",
+    "stats_table",
 ]

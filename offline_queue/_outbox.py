@@ -16,11 +16,12 @@ import math
 import re
 import time
 from collections.abc import Callable, Iterable
+from enum import StrEnum
 from pathlib import Path
 from types import TracebackType
 from typing import Any
 
-from agent.health import Level
+from offline_queue._inspect import dead_letters_blocking, retry_dead_blocking, stats_blocking
 from offline_queue._model import (
     DeadLetter,
     Durability,
@@ -29,21 +30,26 @@ from offline_queue._model import (
     Record,
     StreamStats,
 )
-from offline_queue._store import (
-    BatchResult,
-    Store,
-    Writer,
-    connect_blocking,
-    dead_letters_blocking,
-    retry_dead_blocking,
-    stats_blocking,
-)
+from offline_queue._store import Store, connect_blocking
+from offline_queue._writer import BatchResult, Writer
 
-__all__ = ["HealthCallback", "InvalidRecordError", "Outbox"]
+__all__ = ["HealthCallback", "InvalidRecordError", "Outbox", "OutboxCondition", "PrepareDatabase"]
 
 log = logging.getLogger(__name__)
 
-HealthCallback = Callable[[Level, str], None]
+
+
+class OutboxCondition(StrEnum):
+    """The outbox's health as plain data; the agent maps it to its own levels."""
+
+    OK = "ok"
+    OVER_BUDGET = "over_budget"
+    WRITE_FAILED = "write_failed"
+
+
+HealthCallback = Callable[[OutboxCondition, str], None]
+# Brings the database file at a path to the schema the outbox needs (the agent's migrations).
+PrepareDatabase = Callable[[Path], None]
 
 _STREAM = re.compile(r"^[a-z0-9][a-z0-9_.-]{0,63}$")
 MAX_DEDUPE_KEY = 255
@@ -79,7 +85,7 @@ class Outbox:
         self._writer = writer
         self._clock = clock
         self._on_health = on_health
-        self._health: tuple[Level, str] | None = None
+        self._health: tuple[OutboxCondition, str] | None = None
         self._closing = False
 
     @classmethod
@@ -89,7 +95,7 @@ class Outbox:
         *,
         disk_budget_bytes: int = 200 * 2**20,
         max_attempts: int = 10,
-        create: bool = True,
+        prepare: PrepareDatabase | None = None,
         clock: Callable[[], float] = time.time,
         on_health: HealthCallback | None = None,
     ) -> Outbox:
@@ -100,13 +106,14 @@ class Outbox:
             disk_budget_bytes: beyond this, expired then oldest telemetry is shed and new
                 telemetry refused; critical records are still accepted.
             max_attempts: claims after which a failing record becomes a dead letter.
-            create: apply the DB migrations first (the daemon, which migrates itself, passes False).
+            prepare: called first (in a thread) to create or migrate the database; without it
+                the file must already hold the outbox tables (the daemon migrates itself).
             clock: wall clock for created_at, leases and retries (tests pass a fake one).
-            on_health: called on the loop with (level, detail) when the outbox's health changes:
-                red when a write fails, amber when over budget, green otherwise.
+            on_health: called on the loop with (condition, detail) when the outbox's health changes:
+                write_failed, over_budget or ok.
 
         Raises:
-            OutboxError: the file cannot be opened or has no outbox tables (with create=False).
+            OutboxError: the file cannot be opened or has no outbox tables (without `prepare`).
         """
         if disk_budget_bytes <= 0:
             raise InvalidRecordError(f"disk_budget_bytes must be positive, got {disk_budget_bytes}")
@@ -114,7 +121,7 @@ class Outbox:
             raise InvalidRecordError(f"max_attempts must be at least 1, got {max_attempts}")
         loop = asyncio.get_running_loop()
         store = await asyncio.to_thread(
-            _open_store_blocking, path, create, disk_budget_bytes, max_attempts, clock
+            _open_store_blocking, path, prepare, disk_budget_bytes, max_attempts, clock
         )
         outbox: Outbox
         writer = Writer(store, loop, lambda failure: outbox._after_batch(failure))
@@ -271,18 +278,20 @@ class Outbox:
     # --- health ------------------------------------------------------------------------------
 
     def _after_batch(self, result: BatchResult) -> None:
-        if result.failure is None and not result.wrote and self._health and self._health[0] is Level.RED:
+        failing = self._health is not None and self._health[0] is OutboxCondition.WRITE_FAILED
+        if result.failure is None and not result.wrote and failing:
             return  # a read that worked does not prove the disk takes writes again
         self._report_health(result.failure)
 
     def _report_health(self, failure: OutboxWriteError | None) -> None:
         store = self._writer.store
         if failure is not None:
-            state = (Level.RED, f"cannot write: {failure}")
+            state = (OutboxCondition.WRITE_FAILED, f"cannot write: {failure}")
         elif store.usage.total > store.budget:
-            state = (Level.AMBER, f"over disk budget: {store.usage.total} of {store.budget} bytes")
+            over = f"over disk budget: {store.usage.total} of {store.budget} bytes"
+            state = (OutboxCondition.OVER_BUDGET, over)
         else:
-            state = (Level.GREEN, "ok")
+            state = (OutboxCondition.OK, "ok")
         if state == self._health:
             return
         if failure is not None:
@@ -304,17 +313,11 @@ def _check_stream(stream: str) -> None:
 
 
 def _open_store_blocking(
-    path: Path, create: bool, budget: int, max_attempts: int, clock: Callable[[], float]
+    path: Path, prepare: PrepareDatabase | None, budget: int, max_attempts: int, clock: Callable[[], float]
 ) -> Store:
     path = Path(path)
-    if create:
-        from agent.db import migrate, open_engine
-
-        engine = open_engine(path)
-        try:
-            migrate(engine)
-        finally:
-            engine.dispose()
+    if prepare is not None:
+        prepare(path)
     elif not path.exists():
         raise OutboxError(f"{path}: no such state database")
     conn = connect_blocking(path)

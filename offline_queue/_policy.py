@@ -18,8 +18,6 @@ from collections.abc import Iterable
 from dataclasses import dataclass, field
 from enum import Enum
 
-from agent.backoff import Backoff
-
 __all__ = [
     "RETRY_BASE_S",
     "RETRY_CAP_S",
@@ -36,6 +34,8 @@ __all__ = [
 # up to five minutes"; a stream blocked longer than that behind one record hurts more than it helps.
 RETRY_BASE_S = 1.0
 RETRY_CAP_S = 300.0
+RETRY_JITTER = 0.5
+_RNG = random.Random()
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -90,11 +90,13 @@ def plan_claim(rows: Iterable[HeadRow], *, now: float, limit: int, max_attempts:
 
 
 def retry_delay(attempts: int, rng: random.Random | None = None) -> float:
-    """Seconds before retrying a record that failed on its `attempts`-th try (the agent's backoff)."""
-    backoff = Backoff(base=RETRY_BASE_S, cap=RETRY_CAP_S, attempts=max(0, attempts - 1))
-    if rng is not None:
-        backoff.rng = rng
-    return backoff.next_delay()
+    """Seconds before retrying a record that failed on its `attempts`-th try.
+
+    Capped exponential backoff with full jitter, the same policy as `base.backoff.Backoff`
+    (the outbox is a leaf library and imports no other project package).
+    """
+    raw = min(RETRY_CAP_S, RETRY_BASE_S * float(2 ** min(max(0, attempts - 1), 30)))
+    return raw * (1 - RETRY_JITTER * (rng or _RNG).random())
 
 
 def release_outcome(*, attempts: int, max_attempts: int, permanent: bool, error: str) -> tuple[bool, str]:

@@ -1,35 +1,23 @@
-"""Blocking SQLite side of the outbox: the SQL for each operation, and the one writer thread
-that runs them in group commits.
+"""Blocking SQLite side of the outbox: the connection and the SQL for each operation.
 
-Every function here blocks and ends in `_blocking`; only the writer thread (or the CLI, on its
-own short-lived connection) calls them. The writer takes whatever operations have queued up
-while the previous commit was being fsynced and runs them all in ONE transaction, so a burst of
-100 puts costs one fsync, not 100. If that transaction fails, each operation is retried alone so
-one bad operation cannot fail its neighbours.
+Every function here blocks and ends in `_blocking`; only the writer thread (`_writer`) or a
+read-only inspection (`_inspect`, the CLI and the doctor on their own short-lived connection)
+calls them.
 """
 
 from __future__ import annotations
 
-import asyncio
-import contextlib
 import json
 import logging
-import queue
 import sqlite3
-import threading
-from collections.abc import Callable, Iterable, Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
 
 from offline_queue._model import (
-    DeadLetter,
     Durability,
-    OutboxClosedError,
     OutboxError,
-    OutboxWriteError,
     Record,
-    StreamStats,
     TelemetryRefusedError,
 )
 from offline_queue._policy import (
@@ -42,18 +30,17 @@ from offline_queue._policy import (
 )
 
 __all__ = [
+    "HOUSEKEEPING_IDLE_S",
     "KEY_RETENTION_S",
+    "MAX_BATCH",
     "ROW_OVERHEAD",
-    "BatchResult",
     "Store",
-    "Writer",
+    "Usage",
     "connect_blocking",
-    "dead_letters_blocking",
-    "retry_dead_blocking",
-    "stats_blocking",
 ]
 
 log = logging.getLogger(__name__)
+
 
 # Bytes a row costs beyond its payload, stream and key text: rowid, 11 columns, two index entries.
 ROW_OVERHEAD = 64
@@ -372,266 +359,3 @@ class Store:
         return int(row[0])
 
 
-def stats_blocking(conn: sqlite3.Connection, now: float) -> list[StreamStats]:
-    """Per-stream depth, in-flight and waiting counts, oldest record and dead letters."""
-    live: dict[str, tuple[int, int, int, float | None, int]] = {}
-    for stream, depth, in_flight, waiting, oldest, nbytes in conn.execute(
-        "SELECT stream, COUNT(*), "
-        "COALESCE(SUM(lease_until IS NOT NULL AND lease_until > ?), 0), "
-        "COALESCE(SUM((lease_until IS NULL OR lease_until <= ?) AND not_before > ?), 0), "
-        "MIN(created_at), COALESCE(SUM(nbytes), 0) FROM outbox GROUP BY stream",
-        (now, now, now),
-    ):
-        live[stream] = (depth, in_flight, waiting, oldest, nbytes)
-    dead = dict(conn.execute("SELECT stream, COUNT(*) FROM outbox_dead GROUP BY stream").fetchall())
-    out = []
-    for stream in sorted(set(live) | set(dead)):
-        depth, in_flight, waiting, oldest, nbytes = live.get(stream, (0, 0, 0, None, 0))
-        out.append(
-            StreamStats(
-                stream=stream,
-                depth=depth,
-                in_flight=in_flight,
-                waiting_retry=waiting,
-                oldest_at=oldest,
-                dead=int(dead.get(stream, 0)),
-                nbytes=nbytes,
-            )
-        )
-    return out
-
-
-def dead_letters_blocking(
-    conn: sqlite3.Connection, stream: str | None = None, limit: int = 100
-) -> list[DeadLetter]:
-    """Dead letters, oldest first, optionally of one stream."""
-    sql = (
-        "SELECT id, stream, payload, dedupe_key, durability, attempts, created_at, failed_at, reason "
-        "FROM outbox_dead"
-    )
-    params: tuple[Any, ...] = ()
-    if stream is not None:
-        sql += " WHERE stream = ?"
-        params = (stream,)
-    sql += " ORDER BY id LIMIT ?"
-    return [
-        DeadLetter(
-            id=r[0],
-            stream=r[1],
-            payload=json.loads(r[2]),
-            dedupe_key=r[3],
-            durability=Durability(r[4]),
-            attempts=r[5],
-            created_at=r[6],
-            failed_at=r[7],
-            reason=r[8],
-        )
-        for r in conn.execute(sql, (*params, limit))
-    ]
-
-
-def retry_dead_blocking(conn: sqlite3.Connection, record_id: int) -> bool:
-    """Move one dead letter back to its stream with its old id (so it regains its place in line)
-    and its attempts reset; False if there is no such dead letter. Call inside a transaction."""
-    row = conn.execute(
-        "INSERT INTO outbox (id, stream, payload, dedupe_key, durability, attempts, created_at, expires_at, "
-        "not_before, lease_until, last_error, nbytes) "
-        "SELECT id, stream, payload, dedupe_key, durability, 0, created_at, expires_at, 0, NULL, "
-        "reason, nbytes FROM outbox_dead WHERE id = ? RETURNING id",
-        (record_id,),
-    ).fetchone()
-    conn.execute("DELETE FROM outbox_dead WHERE id = ?", (record_id,))
-    return row is not None
-
-
-# --- the writer thread ---------------------------------------------------------------------------
-
-
-@dataclass(slots=True)
-class _Op:
-    fn: Callable[[Store], Any]
-    full: bool
-    write: bool
-    future: asyncio.Future[Any]
-
-
-@dataclass(frozen=True, kw_only=True)
-class BatchResult:
-    """What one group commit tells the health report: the last write error, and if any write succeeded."""
-
-    failure: OutboxWriteError | None
-    wrote: bool
-
-
-class Writer(threading.Thread):
-    """The one thread that touches the outbox's connection; runs queued operations in group commits.
-
-    `full` operations (critical puts, acks, releases, retries) make their batch commit with
-    `synchronous=FULL` (the WAL is fsynced before the futures resolve); a batch of only telemetry
-    puts and claims commits with `synchronous=NORMAL`, which in WAL mode can lose the last commits
-    on power loss but never corrupts or reorders (and the next FULL commit syncs them too).
-    """
-
-    def __init__(
-        self,
-        store: Store,
-        loop: asyncio.AbstractEventLoop,
-        on_batch: Callable[[BatchResult], None],
-    ) -> None:
-        super().__init__(name="shopedge.outbox.writer", daemon=True)
-        self.store = store
-        self.loop = loop
-        self._on_batch = on_batch
-        self._queue: queue.SimpleQueue[_Op | None] = queue.SimpleQueue()
-        self._sync_full = True
-        self.closed = False
-        self.batches = 0
-        self.ops = 0
-
-    def submit(self, fn: Callable[[Store], Any], *, full: bool, write: bool = True) -> asyncio.Future[Any]:
-        """Queue one operation; the future resolves on the loop after its batch committed.
-
-        `full` asks for a `synchronous=FULL` commit; `write=False` marks a read, whose success
-        says nothing about whether the disk still takes writes (health stays as it was).
-        """
-        if self.closed:
-            raise OutboxClosedError("the outbox is closed")
-        future: asyncio.Future[Any] = self.loop.create_future()
-        self._queue.put(_Op(fn, full, write, future))
-        return future
-
-    def stop(self) -> None:
-        self.closed = True
-        self._queue.put(None)
-
-    def run(self) -> None:
-        try:
-            self._loop_blocking()
-        except BaseException as exc:  # the writer must never die silently: fail what is queued
-            log.exception("outbox writer crashed")
-            self.closed = True
-            self._fail_pending(OutboxWriteError(f"outbox writer crashed: {exc!r}"))
-            raise
-        finally:
-            with contextlib.suppress(sqlite3.Error):
-                self.store.conn.close()
-
-    def _loop_blocking(self) -> None:
-        while True:
-            try:
-                op = self._queue.get(timeout=HOUSEKEEPING_IDLE_S)
-            except queue.Empty:
-                self._housekeeping_blocking()
-                continue
-            if op is None:
-                return
-            batch = [op]
-            stop = False
-            while len(batch) < MAX_BATCH:
-                try:
-                    nxt = self._queue.get_nowait()
-                except queue.Empty:
-                    break
-                if nxt is None:
-                    stop = True
-                    break
-                batch.append(nxt)
-            self._run_batch_blocking(batch)
-            if stop:
-                return
-
-    def _housekeeping_blocking(self) -> None:
-        try:
-            self._transaction_blocking(full=True, ops=[lambda s: s.housekeeping_blocking()])
-        except sqlite3.Error as exc:
-            log.warning("outbox housekeeping failed", extra={"error": str(exc)})
-
-    def _transaction_blocking(self, *, full: bool | None, ops: Iterable[Callable[[Store], Any]]) -> list[Any]:
-        """Run `ops` in one transaction; `full` picks the commit's sync level (None: reads, keep it)."""
-        conn = self.store.conn
-        if full is not None and full != self._sync_full:
-            conn.execute(f"PRAGMA synchronous={'FULL' if full else 'NORMAL'}")
-            self._sync_full = full
-        saved = Usage(self.store.usage.total, self.store.usage.telemetry)
-        conn.execute("BEGIN IMMEDIATE")
-        try:
-            results = [fn(self.store) for fn in ops]
-            conn.execute("COMMIT")
-        except BaseException:
-            self.store.usage = saved
-            with contextlib.suppress(sqlite3.Error):
-                conn.execute("ROLLBACK")
-            raise
-        return results
-
-    def _run_batch_blocking(self, batch: list[_Op]) -> None:
-        outcomes: list[tuple[asyncio.Future[Any], Any, BaseException | None]] = []
-        failure: OutboxWriteError | None = None
-        wrote = False
-        try:
-            results = self._transaction_blocking(full=_sync_level(batch), ops=[op.fn for op in batch])
-            outcomes = [(op.future, result, None) for op, result in zip(batch, results, strict=True)]
-            wrote = any(op.write for op in batch)
-        except Exception as batch_exc:
-            if len(batch) > 1:
-                log.warning(
-                    "outbox batch failed; retrying its operations one by one", extra={"error": str(batch_exc)}
-                )
-            for op in batch:
-                try:
-                    (result,) = self._transaction_blocking(full=_sync_level([op]), ops=[op.fn])
-                    outcomes.append((op.future, result, None))
-                    wrote = wrote or op.write
-                except Exception as exc:
-                    failure = _write_error(exc)
-                    outcomes.append((op.future, None, failure))
-        self.batches += 1
-        self.ops += len(batch)
-        self._deliver(outcomes, BatchResult(failure=failure, wrote=wrote))
-
-    def _deliver(
-        self,
-        outcomes: list[tuple[asyncio.Future[Any], Any, BaseException | None]],
-        result: BatchResult,
-    ) -> None:
-        def resolve() -> None:
-            for future, value, exc in outcomes:
-                if future.done():
-                    continue
-                if exc is not None:
-                    future.set_exception(exc)
-                elif isinstance(value, OutboxError):
-                    future.set_exception(value)
-                else:
-                    future.set_result(value)
-            self._on_batch(result)
-
-        with contextlib.suppress(RuntimeError):  # the loop is closed: nobody is waiting any more
-            self.loop.call_soon_threadsafe(resolve)
-
-    def _fail_pending(self, exc: OutboxWriteError) -> None:
-        pending: list[tuple[asyncio.Future[Any], Any, BaseException | None]] = []
-        while True:
-            try:
-                op = self._queue.get_nowait()
-            except queue.Empty:
-                break
-            if op is not None:
-                pending.append((op.future, None, exc))
-        self._deliver(pending, BatchResult(failure=exc, wrote=False))
-
-
-def _sync_level(batch: Sequence[_Op]) -> bool | None:
-    """FULL if any operation asks for it, NORMAL for writes that do not, None for reads only."""
-    if any(op.full for op in batch):
-        return True
-    return False if any(op.write for op in batch) else None
-
-
-def _write_error(exc: Exception) -> OutboxWriteError:
-    if isinstance(exc, OutboxWriteError):
-        return exc
-    if isinstance(exc, sqlite3.Error):
-        code = getattr(exc, "sqlite_errorname", "")
-        return OutboxWriteError(f"SQLite could not write the outbox ({code or type(exc).__name__}): {exc}")
-    return OutboxWriteError(f"outbox operation failed: {exc!r}")

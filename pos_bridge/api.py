@@ -24,8 +24,8 @@ from aiohttp import web
 from pydantic import BaseModel, ConfigDict, Field, StrictInt, ValidationError, model_validator
 from pydantic.json_schema import models_json_schema
 
-from agent.config import ShopEdgeConfig
 from pos_bridge.payment_flow import Method, Payment, State
+from pos_bridge.ports import PaymentSettings
 from pos_bridge.service import STATUS_MESSAGES, NewPayment, PaymentService, TillError
 
 __all__ = [
@@ -186,7 +186,7 @@ class TillErrorNotFound(TillError):
 Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
 
 
-def create_pos_app(service: PaymentService, config: ShopEdgeConfig) -> web.Application:
+def create_pos_app(service: PaymentService, config: PaymentSettings) -> web.Application:
     """The POS API app. Other capabilities add routes to it (ops: `add_ops_routes(app, ctx)`)."""
     token = config.pos.token.get_secret_value()
     limit = config.pos.max_amount_twd
@@ -273,7 +273,7 @@ def create_pos_app(service: PaymentService, config: ShopEdgeConfig) -> web.Appli
     return app
 
 
-def openapi_document(config: ShopEdgeConfig) -> dict[str, Any]:
+def openapi_document(config: PaymentSettings) -> dict[str, Any]:
     """OpenAPI 3.1 for the POS API, schemas generated from the pydantic models above."""
     _, defs = models_json_schema(
         [(m, "validation") for m in (PaymentCreate, RefundCreate, PaymentView, ErrorBody)],

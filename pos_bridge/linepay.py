@@ -28,7 +28,8 @@ from urllib.parse import quote, urlencode
 
 import requests
 
-from agent.config import LinePayConfig, TimeoutsConfig
+from pos_bridge.config import LinePayConfig
+from pos_bridge.ports import LinePayTimeouts
 
 __all__ = [
     "HOSTS",
@@ -138,7 +139,7 @@ class LinePayClient:
     def __init__(
         self,
         config: LinePayConfig,
-        timeouts: TimeoutsConfig,
+        timeouts: LinePayTimeouts,
         *,
         session: requests.Session | None = None,
         nonce: Callable[[], str] = lambda: str(uuid.uuid4()),

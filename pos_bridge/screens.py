@@ -1,17 +1,13 @@
 """The customer-display screens a payment shows, mirroring the display contract field for field.
 
-The payment flow describes what to show with these frozen dataclasses; `as_contract_screen()`
-turns one into the display package's own class of the same name when that package is
-installed (`drivers.display.screens`), so the payment code never imports display code and
-still hands the running display exactly the contract type.
+The payment flow describes what to show with these frozen dataclasses; the agent
+(`agent.wiring.pos`) turns each into the display room's class of the same name, so the payment
+code never imports display code.
 """
 
 from __future__ import annotations
 
-import dataclasses
-import importlib
 from dataclasses import dataclass
-from typing import Any
 
 __all__ = [
     "FailedScreen",
@@ -20,7 +16,6 @@ __all__ = [
     "PayScreen",
     "Screen",
     "WaitingScreen",
-    "as_contract_screen",
 ]
 
 
@@ -56,15 +51,3 @@ class FailedScreen:
 
 
 Screen = IdleScreen | PayScreen | WaitingScreen | PaidScreen | FailedScreen
-
-
-def as_contract_screen(screen: Screen) -> Any:
-    """The display package's screen of the same name and fields, or `screen` itself without it."""
-    try:
-        module = importlib.import_module("drivers.display.screens")
-    except ImportError:
-        return screen
-    cls = getattr(module, type(screen).__name__, None)
-    if cls is None:
-        return screen
-    return cls(**{f.name: getattr(screen, f.name) for f in dataclasses.fields(screen)})

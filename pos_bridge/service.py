@@ -19,10 +19,7 @@ import logging
 import time
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, replace
-from typing import Any, Protocol
 
-from agent.binding import BindingError, phone_hash
-from agent.config import ShopEdgeConfig
 from pos_bridge.journal import DuplicateOrder, Journal
 from pos_bridge.linepay import LinePayClient, LinePayOutcomeUnknown, LinePayRejected
 from pos_bridge.payment_flow import (
@@ -55,7 +52,8 @@ from pos_bridge.payment_flow import (
     State,
     handle,
 )
-from pos_bridge.screens import IdleScreen, PaidScreen, Screen, as_contract_screen
+from pos_bridge.ports import BindingUrl, DisplayPort, PaymentSettings, PhoneHasher
+from pos_bridge.screens import IdleScreen, PaidScreen, Screen
 
 __all__ = [
     "DisplayPort",
@@ -70,12 +68,6 @@ __all__ = [
 ]
 
 log = logging.getLogger(__name__)
-
-
-class DisplayPort(Protocol):
-    """What the service needs from the customer display (the display contract's `show`)."""
-
-    async def show(self, screen: Any) -> None: ...
 
 
 class PaymentError(Exception):
@@ -154,11 +146,12 @@ class PaymentService:
     def __init__(
         self,
         *,
-        config: ShopEdgeConfig,
+        config: PaymentSettings,
         journal: Journal,
         client: LinePayClient,
         display: Callable[[], DisplayPort | None],
-        binding_url: Callable[[str], str | None] | None = None,
+        binding_url: BindingUrl | None = None,
+        phone_hash: PhoneHasher | None = None,
         on_paid: Callable[[Payment, str | None], Awaitable[None]] | None = None,
         wall_clock: Callable[[], float] = time.time,
         policy: Policy | None = None,
@@ -169,6 +162,7 @@ class PaymentService:
         self._client = client
         self._display = display
         self._binding_url = binding_url
+        self._phone_hasher = phone_hash
         self._on_paid = on_paid
         self._wall = wall_clock
         self._policy = policy or Policy(
@@ -336,17 +330,16 @@ class PaymentService:
         return payment
 
     def _phone_hash(self, phone: str | None) -> str | None:
-        """The member phone as the conversion records it (one hash scheme for the whole agent).
+        """The member phone as the conversion records it (the injected membership hash).
 
-        Without a configured salt the phone is not kept at all: an unsalted hash of a phone
-        number is as good as the number itself.
+        Without a hasher (no salt configured) the phone is not kept at all: an unsalted hash
+        of a phone number is as good as the number itself.
         """
-        salt = self._config.binding.phone_salt.get_secret_value()
-        if not phone or not salt:
+        if not phone or self._phone_hasher is None:
             return None
         try:
-            return phone_hash(phone, salt)
-        except BindingError as exc:
+            return self._phone_hasher(phone)
+        except ValueError as exc:
             raise TillError(f"member_phone: {exc}") from None
 
     async def _apply_till(
@@ -416,7 +409,7 @@ class PaymentService:
         if display is None:
             return None
         try:
-            await display.show(as_contract_screen(screen))
+            await display.show(screen)
         except Exception:
             # The display is for the shopper; a broken one must never change a payment.
             log.exception("display failed", extra={"screen": type(screen).__name__})

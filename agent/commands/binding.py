@@ -28,7 +28,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from agent.binding import (
+    from membership.binding import (
         MAX_QR_VERSION,
         BindingError,
         Rejection,

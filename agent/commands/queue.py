@@ -32,13 +32,16 @@ def run(args: argparse.Namespace) -> int:
     import sqlite3
     import time
 
-    from offline_queue import OutboxError
-    from offline_queue._report import dead_letters_json, dead_letters_table, stats_json, stats_table
-    from offline_queue._store import (
+    from offline_queue import (
+        OutboxError,
         connect_blocking,
         dead_letters_blocking,
+        dead_letters_json,
+        dead_letters_table,
         retry_dead_blocking,
         stats_blocking,
+        stats_json,
+        stats_table,
     )
 
     config = load_or_exit(args.config)

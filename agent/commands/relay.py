@@ -38,7 +38,7 @@ def run(args: argparse.Namespace) -> int:
 
 
 async def _serve(config: ShopEdgeConfig) -> int:
-    from agent.relay import run_relay
+    from cloud.relay import run_relay
 
     task = asyncio.current_task()
     assert task is not None

@@ -28,9 +28,9 @@ def run(args: argparse.Namespace) -> int:
     import time
 
     from agent.commands import load_or_exit
-    from agent.coupons import facts_since_blocking, funnel_rows, funnel_total
-    from agent.coupons._report import format_table, parse_since, render_chart, report_json
     from agent.db import migrate, open_engine
+    from membership.coupons import facts_since_blocking, funnel_rows, funnel_total
+    from membership.coupons._report import format_table, parse_since, render_chart, report_json
 
     config = load_or_exit(args.config)
     zone = config.coupons.timezone

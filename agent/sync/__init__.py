@@ -1,7 +1,14 @@
 """Cloud sync over MQTT: the v1 topic/envelope contract, the outbox uplink, downlink handlers
 and the session that reconnects (see docs/asyncapi.yaml)."""
 
-from agent.sync._envelope import (
+from agent.sync._service import (
+    DownlinkInbox,
+    LiveConfig,
+    SyncService,
+    accept_line_event,
+    status_payload,
+)
+from base.envelope import (
     MAX_MESSAGE_BYTES,
     Envelope,
     MalformedMessage,
@@ -10,15 +17,7 @@ from agent.sync._envelope import (
     format_ts,
     parse_ts,
 )
-from agent.sync._service import (
-    LINE_INBOX_STREAM,
-    DownlinkInbox,
-    LiveConfig,
-    SyncService,
-    accept_line_event,
-    status_payload,
-)
-from agent.sync._topics import (
+from base.topics import (
     DOWN_KINDS,
     PREFIX,
     UP_KINDS,
@@ -30,6 +29,7 @@ from agent.sync._topics import (
     status_topic,
     up_topic,
 )
+from membership.conversion import LINE_INBOX_STREAM
 
 __all__ = [
     "DOWN_KINDS",

@@ -25,7 +25,7 @@ from paho.mqtt.packettypes import PacketTypes
 from paho.mqtt.properties import Properties
 from paho.mqtt.reasoncodes import ReasonCode
 
-from agent.config import MQTTConfig
+from base.mqtt import MQTTConfig
 
 __all__ = [
     "AuthRefused",

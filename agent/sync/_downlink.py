@@ -20,8 +20,8 @@ from typing import Any, Literal
 from pydantic import BaseModel, ValidationError
 
 from agent.config import ShopEdgeConfig
-from agent.sync._envelope import Envelope, MalformedMessage, decode_message
-from agent.sync._topics import DOWN_KINDS, TopicError, parse_topic
+from base.envelope import Envelope, MalformedMessage, decode_message
+from base.topics import DOWN_KINDS, TopicError, parse_topic
 
 __all__ = [
     "COMMANDS",

@@ -22,10 +22,8 @@ from typing import Any, Literal
 import aiomqtt
 
 from agent import __version__
-from agent.backoff import Backoff
 from agent.config import ShopEdgeConfig
 from agent.context import AgentContext
-from agent.health import Level
 from agent.ops_http import ops_facts
 from agent.sync._client import (
     AuthRefused,
@@ -37,10 +35,13 @@ from agent.sync._client import (
     map_errors,
 )
 from agent.sync._downlink import Decision, SeenIds, apply_live_config, decide
-from agent.sync._envelope import Envelope, format_ts
 from agent.sync._store import last_seqs_blocking, load_live_config_blocking, save_live_config_blocking
-from agent.sync._topics import down_filter, status_topic
 from agent.sync._uplink import OutboxPort, Uplink, UplinkSettings
+from base.backoff import Backoff
+from base.envelope import Envelope, format_ts
+from base.health import Level
+from base.topics import down_filter, status_topic
+from membership.conversion import LINE_INBOX_STREAM
 
 __all__ = ["DownlinkInbox", "LiveConfig", "SyncService", "status_payload"]
 
@@ -73,10 +74,10 @@ class LiveConfig:
         self.overrides: dict[str, Any] = {}
 
 
-# Private outbox stream (never uplinked) holding every relayed LINE event until the conversion
-# consumer has handled it. aiomqtt 2 acknowledges a QoS 1 message as it arrives, so without this
-# a crash between the PUBACK and the conversion would lose the shopper's binding message.
-LINE_INBOX_STREAM = "line_inbox"
+# LINE_INBOX_STREAM (owned by its consumer, membership.conversion) is the private outbox stream
+# (never uplinked) holding every relayed LINE event until the conversion consumer has handled
+# it. aiomqtt 2 acknowledges a QoS 1 message as it arrives, so without it a crash between the
+# PUBACK and the conversion would lose the shopper's binding message.
 
 
 async def accept_line_event(outbox: OutboxPort, inbox: DownlinkInbox, envelope: Envelope) -> None:

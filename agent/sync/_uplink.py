@@ -31,9 +31,9 @@ from typing import Any, Protocol
 from sqlalchemy import Engine
 
 from agent.sync._client import PublishRefused, SyncClient
-from agent.sync._envelope import format_ts
 from agent.sync._store import assign_seqs_blocking, last_seqs_blocking, record_seqs_blocking
-from agent.sync._topics import UP_KINDS, up_topic
+from base.envelope import format_ts
+from base.topics import UP_KINDS, up_topic
 
 __all__ = ["OutboxPort", "RecordLike", "Uplink", "UplinkSettings", "event_id", "plan_messages"]
 

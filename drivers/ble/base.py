@@ -17,11 +17,11 @@ from pathlib import Path
 from types import TracebackType
 from typing import TYPE_CHECKING, Protocol, Self
 
-from agent.health import Level
+from drivers._status import Condition
 from drivers.ble.const import ADVERT_QUEUE_SIZE
 
 if TYPE_CHECKING:
-    from agent.config import BLEConfig
+    from drivers.ble.config import BLEConfig
 
 __all__ = ["Advert", "AdvertSource", "QueueSource", "RealTimer", "SourceStatus", "Timer", "open_source"]
 
@@ -39,7 +39,7 @@ class Advert:
 
 @dataclass(frozen=True, kw_only=True, slots=True)
 class SourceStatus:
-    level: Level
+    level: Condition
     detail: str
 
 

@@ -20,10 +20,13 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TextIO
 
-from agent.health import Level
+from drivers._status import Condition
 from drivers.ble.base import Advert, AdvertSource
 
 __all__ = ["RecordResult", "capture_line", "install_stop_on_sigint", "pseudonymize", "record"]
+
+# The technician reads the scanner's state in the same words as the device's health.
+_STATUS_WORDS = {Condition.OK: "green", Condition.DEGRADED: "amber", Condition.DOWN: "red"}
 
 
 def pseudonymize(address: str, key: bytes) -> str:
@@ -92,7 +95,7 @@ async def record(
                     devices.add(pseudonym)
                     count += 1
                 status = source.status
-                text = f"{status.level}: {status.detail}"
+                text = f"{_STATUS_WORDS[status.level]}: {status.detail}"
                 if text != last_status:
                     say(text)
                     last_status = text
@@ -102,7 +105,7 @@ async def record(
                     next_flush = source.now() + 1.0
             if buffer:
                 await asyncio.to_thread(_write_blocking, handle, buffer)
-            down = source.status.level is Level.RED
+            down = source.status.level is Condition.DOWN
     finally:
         await asyncio.to_thread(handle.close)
     return RecordResult(adverts=count, devices=len(devices), last_status=last_status, down=down)

@@ -24,13 +24,15 @@ again every 30 s), bluetoothd restarted (its objects return within 1.5 s, then a
 
 from __future__ import annotations
 
+import random
 import re
 from dataclasses import dataclass
 from enum import StrEnum
 
-from agent.health import Level
+from drivers._status import Condition
 from drivers.ble.const import (
     NO_ADAPTER_RETRY_S,
+    RECOVERY_BACKOFF_CAP_S,
     UNKNOWN_OBJECT_WAIT_S,
     WATCHDOG_SILENCE_S,
 )
@@ -39,6 +41,7 @@ __all__ = [
     "LADDER",
     "Fault",
     "Plan",
+    "RecoveryDelays",
     "Rung",
     "WatchdogAction",
     "classify",
@@ -85,7 +88,7 @@ class Plan:
     stop_discovery: bool
     power_cycle: bool
     delay_s: float
-    level: Level
+    level: Condition
     detail: str
 
 
@@ -147,7 +150,7 @@ def plan(fault: Fault, attempt: int, backoff_s: float) -> Plan:
             stop_discovery=False,
             power_cycle=False,
             delay_s=NO_ADAPTER_RETRY_S,
-            level=Level.RED,
+            level=Condition.DOWN,
             detail=f"no adapter; looking again every {NO_ADAPTER_RETRY_S:.0f} s",
         )
     if fault is Fault.BLUEZ_RESTARTED and attempt == 1:
@@ -155,7 +158,7 @@ def plan(fault: Fault, attempt: int, backoff_s: float) -> Plan:
             stop_discovery=False,
             power_cycle=False,
             delay_s=UNKNOWN_OBJECT_WAIT_S,
-            level=Level.RED,
+            level=Condition.DOWN,
             detail="bluetoothd restarted; new scanner shortly",
         )
     if fault is Fault.ADAPTER_GONE:
@@ -164,7 +167,7 @@ def plan(fault: Fault, attempt: int, backoff_s: float) -> Plan:
             stop_discovery=False,
             power_cycle=False,
             delay_s=backoff_s,
-            level=Level.RED,
+            level=Condition.DOWN,
             detail=f"adapter gone; retry in {backoff_s:.0f} s",
         )
     rung = LADDER[min(attempt, len(LADDER)) - 1]
@@ -178,7 +181,7 @@ def plan(fault: Fault, attempt: int, backoff_s: float) -> Plan:
         stop_discovery=rung.stop_discovery,
         power_cycle=rung.power_cycle,
         delay_s=delay,
-        level=Level.RED,
+        level=Condition.DOWN,
         detail=f"{fault.value} (attempt {attempt}): {', '.join(steps)}; retry in {delay:.0f} s",
     )
 
@@ -193,3 +196,24 @@ def watchdog_action(now: float, last_seen: float | None, scanning_since: float) 
     advert and the start of this scan (a fresh scan gets the full window)."""
     reference = scanning_since if last_seen is None else max(last_seen, scanning_since)
     return WatchdogAction.RESTART if now - reference >= WATCHDOG_SILENCE_S else WatchdogAction.OK
+
+
+class RecoveryDelays:
+    """Seconds to wait before each recovery attempt: doubling from 2 s up to
+    `RECOVERY_BACKOFF_CAP_S`, each cut by a random part of up to half so that the scanners of a
+    fleet that lost power together do not retry in step. (The same policy as the agent's
+    `base.backoff.Backoff`; drivers import no other project package, so the ladder keeps its own.)
+    """
+
+    def __init__(self, rng: random.Random | None = None) -> None:
+        self._failures = 0
+        self._rng = rng or random.Random()
+
+    def next_delay(self) -> float:
+        delay = min(RECOVERY_BACKOFF_CAP_S, 2.0 * 2.0 ** min(self._failures, 30))
+        self._failures += 1
+        return delay * (1 - 0.5 * self._rng.random())
+
+    def reset(self) -> None:
+        self._failures = 0
+

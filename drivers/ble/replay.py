@@ -27,7 +27,7 @@ from pathlib import Path
 from types import TracebackType
 from typing import IO, Any, Self
 
-from agent.health import Level
+from drivers._status import Condition
 from drivers.ble.base import Advert, QueueSource, RealTimer, SourceStatus, Timer
 
 __all__ = ["DEMO_CAPTURE", "CaptureLine", "ReplaySource", "parse_capture_line"]
@@ -125,7 +125,7 @@ class ReplaySource(QueueSource):
         self._real_start = 0.0
         self._failed = False
         self._error: str | None = None
-        self._status = SourceStatus(level=Level.AMBER, detail=f"replay of {path.name} starting")
+        self._status = SourceStatus(level=Condition.DEGRADED, detail=f"replay of {path.name} starting")
 
     @property
     def status(self) -> SourceStatus:
@@ -157,7 +157,7 @@ class ReplaySource(QueueSource):
         self._lineno = 0
         self._eof = False
         self._status = SourceStatus(
-            level=Level.GREEN, detail=f"replaying {self.path.name} at {self.speed:g}x"
+            level=Condition.OK, detail=f"replaying {self.path.name} at {self.speed:g}x"
         )
 
     def _read_chunk_blocking(self) -> list[CaptureLine]:
@@ -187,7 +187,7 @@ class ReplaySource(QueueSource):
 
     def _fail(self, message: str) -> None:
         self._failed = True
-        self._status = SourceStatus(level=Level.RED, detail=message)
+        self._status = SourceStatus(level=Condition.DOWN, detail=message)
         log.error("BLE replay stopped", extra={"problem": message})
 
     async def _peek(self) -> CaptureLine | None:
@@ -197,9 +197,9 @@ class ReplaySource(QueueSource):
                 break
             if self._file is None or self._eof:
                 if self._first_ts is None or not self.loop:
-                    if self._status.level is Level.GREEN:
+                    if self._status.level is Condition.OK:
                         self._status = SourceStatus(
-                            level=Level.AMBER, detail=f"replay of {self.path.name} finished"
+                            level=Condition.DEGRADED, detail=f"replay of {self.path.name} finished"
                         )
                     return None
                 # Next round: the virtual clock goes on, 1 s after the last line of this round.

@@ -21,18 +21,24 @@ from collections.abc import Callable
 from types import TracebackType
 from typing import Any, Literal, Protocol, Self
 
-from agent.backoff import Backoff
-from agent.health import Level
+from drivers._status import Condition
 from drivers.ble.base import Advert, QueueSource, RealTimer, SourceStatus, Timer
 from drivers.ble.const import (
     DBUS_CALL_TIMEOUT_S,
     POWER_CYCLE_OFF_S,
-    RECOVERY_BACKOFF_CAP_S,
     START_TIMEOUT_S,
     STOP_TIMEOUT_S,
     WATCHDOG_INTERVAL_S,
 )
-from drivers.ble.recovery import Fault, WatchdogAction, classify, plan, scrub_addresses, watchdog_action
+from drivers.ble.recovery import (
+    Fault,
+    RecoveryDelays,
+    WatchdogAction,
+    classify,
+    plan,
+    scrub_addresses,
+    watchdog_action,
+)
 
 __all__ = ["AdapterControl", "BleakSource", "BlueZAdapterControl", "ScannerLike"]
 
@@ -151,7 +157,7 @@ class BleakSource(QueueSource):
         timer: Timer | None = None,
         scanner_factory: ScannerFactory | None = None,
         control: AdapterControl | None = None,
-        backoff: Backoff | None = None,
+        backoff: RecoveryDelays | None = None,
     ) -> None:
         timer = timer or RealTimer()
         super().__init__(timer)
@@ -159,7 +165,7 @@ class BleakSource(QueueSource):
         self.scanning_mode = scanning_mode
         self._factory = scanner_factory or _bleak_factory(adapter, scanning_mode)
         self._control = control or BlueZAdapterControl(adapter, timer.sleep)
-        self._backoff = backoff or Backoff(base=2.0, cap=RECOVERY_BACKOFF_CAP_S)
+        self._backoff = backoff or RecoveryDelays()
         self._scanner: ScannerLike | None = None
         self._scanning_since = 0.0
         self._next_watchdog = 0.0
@@ -168,7 +174,9 @@ class BleakSource(QueueSource):
         self._failures = 0
         self.restarts = 0
         self.faults: list[Fault] = []
-        self._status = SourceStatus(level=Level.AMBER, detail=f"starting {scanning_mode} scan on {adapter}")
+        self._status = SourceStatus(
+            level=Condition.DEGRADED, detail=f"starting {scanning_mode} scan on {adapter}"
+        )
 
     @property
     def status(self) -> SourceStatus:
@@ -210,9 +218,9 @@ class BleakSource(QueueSource):
                 await self._restart_silent(now)
                 return None
         advert = await self._pop(within)
-        if advert is not None and self._status.level is not Level.GREEN:
+        if advert is not None and self._status.level is not Condition.OK:
             self._status = SourceStatus(
-                level=Level.GREEN, detail=f"scanning ({self.scanning_mode}) on {self.adapter}"
+                level=Condition.OK, detail=f"scanning ({self.scanning_mode}) on {self.adapter}"
             )
         return advert
 
@@ -243,11 +251,13 @@ class BleakSource(QueueSource):
             )
         self._failures = 0
         self._backoff.reset()
-        if self._status.level is Level.RED:
-            self._status = SourceStatus(level=Level.AMBER, detail="scanning again; waiting for adverts")
-        elif self._status.level is not Level.GREEN:
+        if self._status.level is Condition.DOWN:
             self._status = SourceStatus(
-                level=Level.AMBER, detail=f"scanning ({self.scanning_mode}); no adverts yet"
+                level=Condition.DEGRADED, detail="scanning again; waiting for adverts"
+            )
+        elif self._status.level is not Condition.OK:
+            self._status = SourceStatus(
+                level=Condition.DEGRADED, detail=f"scanning ({self.scanning_mode}); no adverts yet"
             )
 
     async def _failed(self, exc: BaseException, scanner: ScannerLike | None) -> None:
@@ -276,7 +286,8 @@ class BleakSource(QueueSource):
         self._pending = (True, False)  # BlueZ may still think a discovery runs (bluez/bluez#343)
         self._retry_at = now
         self._status = SourceStatus(
-            level=Level.AMBER, detail=f"restarting: no adverts for {silence:.0f} s (restart {self.restarts})"
+            level=Condition.DEGRADED,
+            detail=f"restarting: no adverts for {silence:.0f} s (restart {self.restarts})",
         )
 
     async def _stop_scanner(self) -> None:

@@ -21,7 +21,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import TYPE_CHECKING, Final
 
-from agent.health import HealthBoard, Level
+from drivers._status import Condition, StatusSink
 from drivers.display.base import DisplayDriver
 from drivers.display.fonts import FontSet, find_fonts
 from drivers.display.layout import render
@@ -29,7 +29,6 @@ from drivers.display.png import PngDriver
 from drivers.display.screens import (
     SCREEN_NAMES,
     DisplayError,
-    IdleScreen,
     PayScreen,
     Screen,
     ScreenError,
@@ -37,8 +36,7 @@ from drivers.display.screens import (
 )
 
 if TYPE_CHECKING:
-    from agent.config import DisplayConfig, ShopEdgeConfig
-    from agent.context import AgentContext
+    from drivers.display.config import DisplayConfig
 
 __all__ = ["DisplayService", "friend_url", "open_display"]
 
@@ -54,7 +52,7 @@ def open_display(config: DisplayConfig, *, state_dir: Path) -> DisplayDriver:
     if config.driver == "png":
         return PngDriver(config.png_path or state_dir / "screen.png", config.dimensions)
     if config.driver == "web":
-        from agent.config import split_listen
+        from drivers._config import split_listen
         from drivers.display.web import WebDriver
 
         host, port = split_listen(config.listen)
@@ -86,7 +84,8 @@ def seconds_to_next_tick(screen: Screen, now: float) -> float | None:
 
 
 class DisplayService:
-    """The `display` component and service (`ctx.services["display"]`)."""
+    """The `display` component and service (`ctx.services["display"]`); built by
+    `agent.wiring.display`, which reports its condition on the agent's health board."""
 
     name = "display"
 
@@ -94,7 +93,7 @@ class DisplayService:
         self,
         *,
         config: DisplayConfig,
-        health: HealthBoard,
+        health: StatusSink,
         initial: Screen,
         driver_factory: Callable[[], DisplayDriver],
         mirror_path: Path | None = None,
@@ -111,24 +110,6 @@ class DisplayService:
         self._fonts_loader = fonts_loader
         self._changed = asyncio.Event()
         self.frames_presented = 0
-
-    @classmethod
-    def from_context(cls, ctx: AgentContext) -> DisplayService:
-        """Build the service from the agent's config and register it as `ctx.services["display"]`."""
-        config: ShopEdgeConfig = ctx.config
-        display = config.display
-        state_dir = config.storage.state_dir
-        mirror = display.png_path if display.driver != "png" else None
-        service = cls(
-            config=display,
-            health=ctx.health,
-            initial=IdleScreen(config.device.name, friend_url(config.line.oa_basic_id)),
-            driver_factory=lambda: open_display(display, state_dir=state_dir),
-            mirror_path=mirror,
-            wall_clock=ctx.wall_clock,
-        )
-        ctx.services["display"] = service
-        return service
 
     @property
     def screen(self) -> Screen:
@@ -163,7 +144,7 @@ class DisplayService:
         try:
             fonts = await asyncio.to_thread(self._fonts_loader, self.config.font_path)
         except DisplayError as exc:
-            self.health.set(self.name, Level.RED, str(exc))
+            self.health.set(self.name, Condition.DOWN, str(exc))
             raise
         driver = self._driver_factory()
         async with contextlib.AsyncExitStack() as stack:
@@ -172,7 +153,7 @@ class DisplayService:
             if self._mirror_path is not None:
                 mirror = await stack.enter_async_context(PngDriver(self._mirror_path, driver.size))
             width, height = driver.size
-            self.health.set(self.name, Level.GREEN, f"{driver.name} {width}x{height}")
+            self.health.set(self.name, Condition.OK, f"{driver.name} {width}x{height}")
             while True:
                 self._changed.clear()
                 screen, pending, now = self._screen, self._pending, self._wall_clock()
@@ -190,14 +171,15 @@ class DisplayService:
                     log.error(
                         "screen cannot be drawn", extra={"screen": screen_name(screen), "error": str(exc)}
                     )
-                    self.health.set(self.name, Level.AMBER, f"cannot draw {screen_name(screen)}: {exc}")
+                    detail = f"cannot draw {screen_name(screen)}: {exc}"
+                    self.health.set(self.name, Condition.DEGRADED, detail)
                 else:
                     if mirror is None:
                         await driver.present(frame.image)
                     else:  # side by side: the support copy never delays the shopper's screen
                         await asyncio.gather(driver.present(frame.image), mirror.present(frame.image))
                     self.frames_presented += 1
-                    self.health.set(self.name, Level.GREEN, f"{driver.name} {width}x{height}")
+                    self.health.set(self.name, Condition.OK, f"{driver.name} {width}x{height}")
                 if self._changed.is_set():  # changes arrived while drawing: cap the frame rate
                     await asyncio.sleep(MIN_FRAME_INTERVAL_S)
                     continue

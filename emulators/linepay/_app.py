@@ -9,6 +9,7 @@ shopper (issue a My Code key, approve a QR payment), inject faults and read the 
 from __future__ import annotations
 
 import asyncio
+import base64
 import hmac
 import json
 import threading
@@ -21,12 +22,19 @@ from urllib.parse import parse_qs, unquote
 from aiohttp import web
 
 from emulators.linepay._state import Fault, LedgerError, LinePayState
-from pos_bridge.linepay import signature
 
 __all__ = ["EmulatorServer", "ThreadedEmulator", "create_emulator_app"]
 
 STATE_KEY = web.AppKey("linepay_state", LinePayState)
 T = TypeVar("T")
+
+
+def documented_signature(channel_secret: str, path: str, payload: str, nonce: str) -> str:
+    """X-LINE-Authorization as LINE Pay's API documents it, computed here on its own so that a
+    mistake in the production client cannot hide in its stand-in:
+    Base64(HMAC-SHA256(key=channelSecret, channelSecret + URI + (body | query string) + nonce))."""
+    mac = hmac.new(channel_secret.encode(), f"{channel_secret}{path}{payload}{nonce}".encode(), "sha256")
+    return base64.b64encode(mac.digest()).decode()
 
 
 def _answer(code: str = "0000", message: str = "Success.", info: Any = None) -> web.Response:
@@ -59,7 +67,7 @@ def create_emulator_app(
         if not nonce or not given:
             raise LedgerError("1106", "header information error: authorization headers missing")
         path = request.raw_path.split("?", 1)[0]
-        expected = signature(channel_secret, path, payload, nonce)
+        expected = documented_signature(channel_secret, path, payload, nonce)
         if not hmac.compare_digest(expected, given):
             raise LedgerError("1106", "header information error: signature mismatch")
         # Nonce reuse is refused (UNCONFIRMED that LINE does; the safe assumption for a client).

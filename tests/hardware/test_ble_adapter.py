@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from agent.health import Level
+from base.health import Level
 from drivers.ble.frames import decode_advert
 from drivers.ble.scanner import BleakSource
 

@@ -19,7 +19,7 @@ from offline_queue import Durability, Outbox
 
 
 async def main(db: Path, tag: str) -> None:
-    box = await Outbox.open(db, create=False, max_attempts=3)
+    box = await Outbox.open(db, max_attempts=3)
     out = sys.stdout
     out.write("ready\n")
     out.flush()

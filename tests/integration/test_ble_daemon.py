@@ -72,7 +72,7 @@ def _forms(address: str) -> list[bytes]:
 
 async def _all_records(db: Path) -> list[tuple[str, dict[str, object]]]:
     out: list[tuple[str, dict[str, object]]] = []
-    async with await Outbox.open(db, create=False) as outbox:
+    async with await Outbox.open(db) as outbox:
         for stream in ("presence", "beacon_health"):
             while batch := await outbox.claim(stream, limit=500):
                 out += [(stream, record.payload) for record in batch]

@@ -13,19 +13,21 @@ from typing import Any
 import pytest
 from sqlalchemy import Engine, func, inspect, select
 
-from agent.binding import URL_PROMPT, BindingClaims, encode_token, issue_binding
 from agent.config import ShopEdgeConfig, parse_config
 from agent.context import AgentContext
-from agent.conversion import (
+from agent.db import current_heads, migrate, open_engine, script_heads
+from agent.wiring.membership import JournalSaleLookup
+from emulators.messaging.webhooks import account_link_event, follow_event, new_user_id, text_message_event
+from membership.binding import URL_PROMPT, BindingClaims, encode_token, issue_binding
+from membership.conversion import (
     ConversionConsumer,
     ConversionStatus,
+    JoinedScreen,
     SaleFacts,
     conversions,
     handle_line_event,
     rejection_counts_blocking,
 )
-from agent.db import current_heads, migrate, open_engine, script_heads
-from emulators.messaging.webhooks import account_link_event, follow_event, new_user_id, text_message_event
 from offline_queue import Outbox, Record
 
 KEY = "s" * 32
@@ -62,7 +64,7 @@ def engine(tmp_path: Path) -> Iterator[Engine]:
 @pytest.fixture
 async def ctx(engine: Engine, tmp_path: Path) -> AsyncIterator[AgentContext]:
     ctx = AgentContext(config=make_config(), engine=engine, wall_clock=lambda: NOW + 60)
-    outbox = await Outbox.open(tmp_path / "state.db", create=False)
+    outbox = await Outbox.open(tmp_path / "state.db")
     ctx.services["outbox"] = outbox
     ctx.services["sale_lookup"] = Sales({"A-1": SaleFacts(amount_twd=350, member_phone="0912-345-678")})
     yield ctx
@@ -245,15 +247,15 @@ async def test_joined_screen_only_while_that_sale_is_on_screen(ctx: AgentContext
     tok, url = issue_binding(ctx.config, "A-1", NOW)
     other_url = issue_binding(ctx.config, "B-2", NOW)[1]
     display = Display(screen=screens.PaidScreen(amount_twd=350, binding_url=other_url))
-    ctx.services["display"] = display
+    ctx.services["screens"] = display
     event = text_message_event(new_user_id(), URL_PROMPT + token("B-2"))
     assert (await handle_line_event(ctx, envelope_data(event))).status is ConversionStatus.RECORDED
-    assert display.shown == [screens.JoinedScreen(amount_twd=None)]
+    assert display.shown == [JoinedScreen(amount_twd=None)]
     display.screen = screens.PaidScreen(amount_twd=350, binding_url=url)
     display.shown.clear()
     event = text_message_event(new_user_id(), URL_PROMPT + tok)
     assert (await handle_line_event(ctx, envelope_data(event))).status is ConversionStatus.RECORDED
-    assert display.shown == [screens.JoinedScreen(amount_twd=350)]
+    assert display.shown == [JoinedScreen(amount_twd=350)]
     display.screen = screens.IdleScreen(store_name="x")
     display.shown.clear()
     event = text_message_event(new_user_id(), URL_PROMPT + token("C-3"))
@@ -262,9 +264,8 @@ async def test_joined_screen_only_while_that_sale_is_on_screen(ctx: AgentContext
 
 
 async def test_joined_screen_by_age_when_the_display_cannot_tell(ctx: AgentContext) -> None:
-    screens = pytest.importorskip("drivers.display.screens")
     display = BlindDisplay()
-    ctx.services["display"] = display
+    ctx.services["screens"] = display
     young = issue_binding(ctx.config, "A-1", NOW + 60 - 100)[0]
     old = issue_binding(ctx.config, "D-4", NOW + 60 - 121)[0]
     for tok in (young, old):
@@ -272,7 +273,7 @@ async def test_joined_screen_by_age_when_the_display_cannot_tell(ctx: AgentConte
             ctx, envelope_data(text_message_event(new_user_id(), URL_PROMPT + tok))
         )
         assert result.status is ConversionStatus.RECORDED
-    assert display.shown == [screens.JoinedScreen(amount_twd=350)]
+    assert display.shown == [JoinedScreen(amount_twd=350)]
 
 
 class Inbox:
@@ -344,17 +345,18 @@ async def test_reply_token_age_falls_back_to_the_event_time(ctx: AgentContext) -
 
 
 async def test_joined_on_the_real_display_service(ctx: AgentContext) -> None:
-    from drivers.display.screens import IdleScreen, JoinedScreen, PaidScreen
-    from drivers.display.service import DisplayService
+    from agent.wiring.display import build_display
+    from drivers.display import screens as display_screens
+    from drivers.display.screens import IdleScreen, PaidScreen
 
-    service = DisplayService.from_context(ctx)  # registers ctx.services["display"]
+    service = build_display(ctx)  # registers ctx.services["display"] and its screen port
     assert ctx.services["display"] is service and isinstance(service.screen, IdleScreen)
     tok, url = issue_binding(ctx.config, "A-1", NOW)
     await service.show(PaidScreen(amount_twd=350, binding_url=url))
     result = await handle_line_event(ctx, envelope_data(text_message_event(new_user_id(), URL_PROMPT + tok)))
     assert result.status is ConversionStatus.RECORDED
     shown: object = service.screen
-    assert shown == JoinedScreen(amount_twd=350)
+    assert shown == display_screens.JoinedScreen(amount_twd=350)
 
 
 async def test_sale_facts_come_from_the_payment_journal(engine: Engine, tmp_path: Path) -> None:
@@ -362,9 +364,9 @@ async def test_sale_facts_come_from_the_payment_journal(engine: Engine, tmp_path
     from pos_bridge.payment_flow import Method, Payment, State
 
     ctx = AgentContext(config=make_config(), engine=engine, wall_clock=lambda: NOW + 60)
-    outbox = await Outbox.open(tmp_path / "state.db", create=False)
+    outbox = await Outbox.open(tmp_path / "state.db")
     ctx.services["outbox"] = outbox
-    ConversionConsumer(ctx)  # registers the journal-backed sale lookup
+    ctx.services["sale_lookup"] = JournalSaleLookup(engine)  # what the agent's wiring registers
     journal = Journal(engine, outbox=lambda: outbox, clock=lambda: NOW)
     payment = Payment(
         order_id="A-1",

@@ -14,12 +14,12 @@ import pytest
 
 from agent.config import ShopEdgeConfig, parse_config
 from agent.context import AgentContext
-from agent.conversion import ConversionConsumer
-from agent.conversion_demo import step_shopper_joins
 from agent.db import migrate, open_engine
 from agent.demo import DemoRun, DemoStepFailed
-from agent.relay import device_topic, rfc3339
+from agent.demo.conversion import step_shopper_joins
 from agent.supervisor import Supervisor
+from cloud.relay import device_topic, rfc3339
+from membership.conversion import ConversionConsumer
 from offline_queue import Outbox
 from tests.integration._broker import free_port, mosquitto
 from tests.integration.test_conversion import Inbox
@@ -76,7 +76,7 @@ async def _run_step(tmp_path: Path, *, with_sync: bool) -> str:
         engine = open_engine(config.db_path)
         await asyncio.to_thread(migrate, engine)
         ctx = AgentContext(config=config, engine=engine)
-        ctx.services["outbox"] = await Outbox.open(config.db_path, create=False)
+        ctx.services["outbox"] = await Outbox.open(config.db_path)
         inbox = Inbox()
         ctx.services["downlink"] = inbox
         run = DemoRun(
@@ -106,7 +106,7 @@ async def test_step_records_and_sees_the_conversion_upstream(tmp_path: Path) -> 
 async def test_step_fails_clearly_without_the_downlink(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    monkeypatch.setattr("agent.conversion_demo.WAIT_S", 1.0)
+    monkeypatch.setattr("agent.demo.conversion.WAIT_S", 1.0)
     with pytest.raises(DemoStepFailed, match="no conversion for DEMO-0001"):
         await _run_step(tmp_path, with_sync=False)
 

@@ -14,11 +14,9 @@ from urllib.parse import unquote
 import aiomqtt
 from sqlalchemy import select
 
-from agent.binding import issue_binding
 from agent.context import AgentContext
-from agent.conversion import ConversionResult, ConversionStatus, conversions, handle_line_event
 from agent.db import migrate, open_engine
-from agent.relay import device_topic
+from cloud.relay import device_topic
 from emulators.messaging.webhooks import (
     follow_event,
     new_user_id,
@@ -26,6 +24,8 @@ from emulators.messaging.webhooks import (
     redelivered,
     text_message_event,
 )
+from membership.binding import issue_binding
+from membership.conversion import ConversionResult, ConversionStatus, conversions, handle_line_event
 from offline_queue import Outbox
 from tests.integration._broker import mosquitto
 from tests.integration.test_conversion import KEY, make_config
@@ -37,7 +37,7 @@ async def test_shopper_message_becomes_one_conversion(tmp_path: Path) -> None:
     engine = open_engine(tmp_path / "state.db")
     await asyncio.to_thread(migrate, engine)
     ctx = AgentContext(config=device, engine=engine)
-    outbox = await Outbox.open(tmp_path / "state.db", create=False)
+    outbox = await Outbox.open(tmp_path / "state.db")
     ctx.services["outbox"] = outbox
     results: list[ConversionResult] = []
     handled = asyncio.Event()

@@ -7,14 +7,14 @@ from __future__ import annotations
 import time
 from pathlib import Path
 
-from agent.binding import URL_PROMPT, issue_binding
 from agent.config import parse_config
 from agent.context import AgentContext
-from agent.conversion import ConversionConsumer, ConversionStatus
-from agent.coupons import CouponService, facts_since_blocking
 from agent.db import migrate, open_engine
 from emulators.messaging import MessagingEmulator, running_emulator
 from emulators.messaging.webhooks import new_user_id, text_message_event
+from membership.binding import URL_PROMPT, issue_binding
+from membership.conversion import ConversionConsumer, ConversionStatus
+from membership.coupons import CouponService, facts_since_blocking
 from offline_queue import Outbox
 
 
@@ -33,7 +33,7 @@ async def test_conversion_feeds_the_funnel_and_replies_with_the_coupon(tmp_path:
         )
         engine = open_engine(config.db_path)
         migrate(engine)
-        outbox = await Outbox.open(config.db_path, create=False)
+        outbox = await Outbox.open(config.db_path)
         ctx = AgentContext(config=config, engine=engine)
         ctx.services["outbox"] = outbox
         coupons = CouponService(ctx, outbox=outbox)

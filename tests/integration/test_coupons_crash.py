@@ -13,10 +13,10 @@ import pytest
 
 from agent.config import load_config
 from agent.context import AgentContext
-from agent.coupons import CouponService, LedgerState
-from agent.coupons._ledger import get_blocking
-from agent.db import migrate, open_engine
+from agent.db import migrate, open_engine, prepare_state_db
 from emulators.messaging import MessagingEmulator, running_emulator
+from membership.coupons import CouponService, LedgerState
+from membership.coupons._ledger import get_blocking
 from offline_queue import Outbox
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -26,11 +26,12 @@ USER = "U" + "c" * 32
 # tries to record the send, exactly as a power cut would.
 CHILD = """
 import asyncio, os, sys
-import agent.coupons._service as svc
+import membership.coupons._push_jobs as push_jobs
+import membership.coupons._service as svc
 from agent.config import load_config
 from agent.context import AgentContext
-from agent.coupons import CouponService, WelcomeRequest, deliver_welcome
-from agent.db import open_engine
+from membership.coupons import CouponService, WelcomeRequest, deliver_welcome
+from agent.db import open_engine, prepare_state_db
 from offline_queue import Outbox
 
 real = svc.transition_blocking
@@ -40,12 +41,13 @@ def die_on_sent(engine, *args, **kwargs):
         os._exit(137)
     return real(engine, *args, **kwargs)
 
-svc.transition_blocking = die_on_sent
+svc.transition_blocking = die_on_sent  # the reply path
+push_jobs.transition_blocking = die_on_sent  # the push path
 
 async def main():
     config = load_config(sys.argv[1])
     engine = open_engine(config.db_path)
-    outbox = await Outbox.open(config.db_path)
+    outbox = await Outbox.open(config.db_path, prepare=prepare_state_db)
     ctx = AgentContext(config=config, engine=engine, services={"outbox": outbox})
     service = CouponService(ctx)
     token = sys.argv[3] or None
@@ -95,7 +97,7 @@ async def test_killed_between_send_and_record_no_second_coupon(tmp_path: Path, r
         assert [d.via for d in emulator.deliveries] == ["reply" if reply else "push"]
 
         engine = open_engine(config.db_path)
-        outbox = await Outbox.open(config.db_path, clock=lambda: time.time() + 120)  # lease ran out
+        outbox = await Outbox.open(config.db_path, prepare=prepare_state_db, clock=lambda: time.time() + 120)  # lease ran out
         ctx = AgentContext(config=config, engine=engine, services={"outbox": outbox})
         service = CouponService(ctx)
         try:

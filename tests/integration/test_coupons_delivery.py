@@ -19,7 +19,10 @@ from sqlalchemy import Engine
 
 from agent.config import ShopEdgeConfig, parse_config
 from agent.context import AgentContext
-from agent.coupons import (
+from agent.db import migrate, open_engine, prepare_state_db
+from base.health import HealthBoard, Level
+from emulators.messaging import Fault, MessagingEmulator, running_emulator
+from membership.coupons import (
     PUSH_STREAM,
     CouponService,
     DeliveryStatus,
@@ -28,11 +31,8 @@ from agent.coupons import (
     deliver_welcome,
     facts_since_blocking,
 )
-from agent.coupons._ledger import campaign_stop_blocking, get_blocking
-from agent.coupons._policy import local_month
-from agent.db import migrate, open_engine
-from agent.health import HealthBoard, Level
-from emulators.messaging import Fault, MessagingEmulator, running_emulator
+from membership.coupons._ledger import campaign_stop_blocking, get_blocking
+from membership.coupons._policy import local_month
 from offline_queue import Outbox
 
 T0 = 1_790_000_000.0  # 2026-09-21, a Monday, Asia/Taipei
@@ -140,7 +140,7 @@ async def rig(tmp_path: Path, request: pytest.FixtureRequest) -> AsyncIterator[R
         path = tmp_path / "shopedge.db"
         engine = open_engine(path)
         migrate(engine)
-        outbox = await Outbox.open(path, clock=clock)
+        outbox = await Outbox.open(path, prepare=prepare_state_db, clock=clock)
         ctx = AgentContext(config=config, engine=engine, clock=monotonic, wall_clock=clock)
         service = CouponService(ctx, outbox=outbox, sleep=_no_sleep)
         rig = Rig(emulator, base_url, clock, monotonic, engine, outbox, path, ctx, service)

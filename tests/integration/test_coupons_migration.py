@@ -6,9 +6,9 @@ from pathlib import Path
 
 from sqlalchemy import inspect
 
-from agent.coupons import Fact, FactKind, facts_since_blocking, record_fact_blocking
 from agent.db import current_heads, migrate, open_engine
 from agent.state import get_setting, put_setting
+from membership.coupons import Fact, FactKind, facts_since_blocking, record_fact_blocking
 
 TABLES = {"coupon_ledger", "coupon_campaign_stops", "funnel_facts", "member_tags"}
 

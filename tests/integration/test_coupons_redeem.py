@@ -14,10 +14,10 @@ from pydantic import SecretStr
 
 from agent.config import parse_config
 from agent.context import AgentContext
-from agent.coupons import FactKind, LedgerState, facts_since_blocking, make_code
-from agent.coupons._ledger import claim_blocking, transition_blocking
-from agent.coupons._redeem import add_coupon_routes
 from agent.db import migrate, open_engine
+from membership.coupons import FactKind, LedgerState, facts_since_blocking, make_code
+from membership.coupons._ledger import claim_blocking, transition_blocking
+from membership.coupons._redeem import add_coupon_routes
 
 NOW = 1_790_000_000.0
 TOKEN = "pos-secret"

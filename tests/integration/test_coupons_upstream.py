@@ -6,10 +6,10 @@ from pathlib import Path
 
 from agent.config import parse_config
 from agent.context import AgentContext
-from agent.coupons import Fact, FactKind, record_fact_blocking
-from agent.coupons._tags import tags_blocking
-from agent.coupons._upstream import FunnelUpstream
-from agent.db import migrate, open_engine
+from agent.db import migrate, open_engine, prepare_state_db
+from membership.coupons import Fact, FactKind, record_fact_blocking
+from membership.coupons._tags import tags_blocking
+from membership.coupons._upstream import FunnelUpstream
 from offline_queue import Outbox
 
 NOW = 1_790_000_000.0  # 2026-09-21 22:13 Asia/Taipei
@@ -54,7 +54,7 @@ async def test_summaries_and_tags_go_upstream_once(tmp_path: Path) -> None:
                 line_user_id=A,
             ),
         )
-    outbox = await Outbox.open(path, clock=lambda: NOW)
+    outbox = await Outbox.open(path, prepare=prepare_state_db, clock=lambda: NOW)
     ctx = AgentContext(config=config, engine=engine, wall_clock=lambda: NOW, services={"outbox": outbox})
     upstream = FunnelUpstream(ctx)
     try:

@@ -21,7 +21,7 @@ async def test_outbox_row_counts_queue_and_dead_letters_without_taking_leases(tm
     engine = open_engine(config.db_path)
     migrate(engine)
     engine.dispose()
-    outbox = await Outbox.open(config.db_path, create=False)
+    outbox = await Outbox.open(config.db_path)
     try:
         await outbox.put("payment", {"n": 1})
         await outbox.put("payment", {"n": 2})
@@ -41,7 +41,7 @@ async def test_outbox_row_counts_queue_and_dead_letters_without_taking_leases(tm
         assert await outbox.claim("payment", limit=2) == []
     finally:
         await outbox.close()
-    reopened = await Outbox.open(config.db_path, create=False)
+    reopened = await Outbox.open(config.db_path)
     try:
         assert [r.payload for r in await reopened.claim("payment", limit=1)] == [{"n": 1}]
     finally:

@@ -22,10 +22,10 @@ from typing import Any
 import pytest
 from aiohttp import web
 
-from agent.config import CampaignConfig
-from agent.coupons._line_http import LineMessaging, LineRefused, QuotaUnavailable
-from agent.coupons._policy import Outcome, classify, coupon_create_request, coupon_messages, make_code
 from emulators.messaging.server import Fault, MessagingEmulator
+from membership.config import CampaignConfig
+from membership.coupons._line_http import LineMessaging, LineRefused, QuotaUnavailable
+from membership.coupons._policy import Outcome, classify, coupon_create_request, coupon_messages, make_code
 from tests.contracts.line_schema import ContractError, check_exchange
 
 TOKEN = "contract-test-token"
@@ -234,7 +234,7 @@ def test_the_contract_catches_drift() -> None:
 
 def test_the_daemon_s_path_never_imports_line_bot_sdk() -> None:
     code = (
-        "import sys, agent.daemon, agent.wiring, agent.coupons, agent.conversion, agent.sync;"
+        "import sys, agent.daemon, agent.wiring, membership.coupons, membership.conversion, agent.sync;"
         "print(sorted(m for m in sys.modules if m.split('.')[0] in ('linebot', 'alembic')))"
     )
     out = subprocess.run([sys.executable, "-c", code], cwd=ROOT, capture_output=True, text=True, check=True)

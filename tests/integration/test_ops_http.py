@@ -15,8 +15,8 @@ from agent import __version__
 from agent.config import parse_config
 from agent.context import AgentContext
 from agent.db import open_engine
-from agent.health import Level
 from agent.ops_http import add_ops_routes, ops_facts
+from base.health import Level
 
 NOW = 1_800_000_000.0
 

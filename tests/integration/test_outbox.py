@@ -8,13 +8,13 @@ from pathlib import Path
 
 import pytest
 
-from agent.db import current_heads, migrate, open_engine, script_heads
-from agent.health import Level
+from agent.db import current_heads, migrate, open_engine, prepare_state_db, script_heads
 from offline_queue import (
     Durability,
     InvalidRecordError,
     Outbox,
     OutboxClosedError,
+    OutboxCondition,
     OutboxError,
     Record,
 )
@@ -39,7 +39,7 @@ def db(tmp_path: Path) -> Path:
 
 
 async def test_put_claim_ack_in_order(db: Path, clock: FakeClock) -> None:
-    async with await Outbox.open(db, clock=clock) as box:
+    async with await Outbox.open(db, prepare=prepare_state_db, clock=clock) as box:
         ids = [await box.put("sale", {"n": i}) for i in range(5)]
         assert ids == sorted(ids)
         await box.put("presence", {"beacon": "x"}, durability=Durability.TELEMETRY)
@@ -68,7 +68,7 @@ async def test_put_claim_ack_in_order(db: Path, clock: FakeClock) -> None:
 
 
 async def test_dedupe_key_returns_existing_id_even_after_ack(db: Path, clock: FakeClock) -> None:
-    async with await Outbox.open(db, clock=clock) as box:
+    async with await Outbox.open(db, prepare=prepare_state_db, clock=clock) as box:
         first, second = await asyncio.gather(
             box.put("payment", {"op": "confirm"}, dedupe_key="order-1:confirm"),
             box.put("payment", {"op": "confirm", "again": True}, dedupe_key="order-1:confirm"),
@@ -86,7 +86,7 @@ async def test_dedupe_key_returns_existing_id_even_after_ack(db: Path, clock: Fa
 
 
 async def test_release_keeps_place_and_blocks_until_retry(db: Path, clock: FakeClock) -> None:
-    async with await Outbox.open(db, clock=clock) as box:
+    async with await Outbox.open(db, prepare=prepare_state_db, clock=clock) as box:
         a = await box.put("conversion", {"n": 1})
         await box.put("conversion", {"n": 2})
         (rec,) = await box.claim("conversion", limit=1)
@@ -100,7 +100,7 @@ async def test_release_keeps_place_and_blocks_until_retry(db: Path, clock: FakeC
 
 
 async def test_default_retry_uses_backoff(db: Path, clock: FakeClock) -> None:
-    async with await Outbox.open(db, clock=clock) as box:
+    async with await Outbox.open(db, prepare=prepare_state_db, clock=clock) as box:
         rid = await box.put("sale", {})
         await box.claim("sale")
         await box.release(rid, "timeout")
@@ -112,7 +112,7 @@ async def test_default_retry_uses_backoff(db: Path, clock: FakeClock) -> None:
 
 
 async def test_lease_expiry_redelivers_then_dead_letters(db: Path, clock: FakeClock) -> None:
-    async with await Outbox.open(db, clock=clock, max_attempts=3) as box:
+    async with await Outbox.open(db, prepare=prepare_state_db, clock=clock, max_attempts=3) as box:
         rid = await box.put("coupon_push", {"user": "U1"})
         nxt = await box.put("coupon_push", {"user": "U2"})
         for attempt in (1, 2, 3):
@@ -129,7 +129,7 @@ async def test_lease_expiry_redelivers_then_dead_letters(db: Path, clock: FakeCl
 
 
 async def test_release_after_max_attempts_and_permanent_errors(db: Path, clock: FakeClock) -> None:
-    async with await Outbox.open(db, clock=clock, max_attempts=2) as box:
+    async with await Outbox.open(db, prepare=prepare_state_db, clock=clock, max_attempts=2) as box:
         a = await box.put("coupon_push", {"n": 1})
         b = await box.put("coupon_push", {"n": 2})
         await box.claim("coupon_push", limit=1)
@@ -152,7 +152,7 @@ async def test_release_after_max_attempts_and_permanent_errors(db: Path, clock: 
 
 
 async def test_expired_telemetry_is_never_handed_out(db: Path, clock: FakeClock) -> None:
-    async with await Outbox.open(db, clock=clock) as box:
+    async with await Outbox.open(db, prepare=prepare_state_db, clock=clock) as box:
         await box.put("presence", {"n": 1}, durability=Durability.TELEMETRY, expires_at=clock.now + 5)
         keep = await box.put("presence", {"n": 2}, durability=Durability.TELEMETRY, expires_at=clock.now + 60)
         clock.now += 6
@@ -161,7 +161,7 @@ async def test_expired_telemetry_is_never_handed_out(db: Path, clock: FakeClock)
 
 
 async def test_bad_input_is_refused_and_nothing_is_lost(db: Path, clock: FakeClock) -> None:
-    async with await Outbox.open(db, clock=clock) as box:
+    async with await Outbox.open(db, prepare=prepare_state_db, clock=clock) as box:
         with pytest.raises(InvalidRecordError, match="critical records never expire"):
             await box.put("payment", {}, expires_at=clock.now + 1)
         with pytest.raises(InvalidRecordError, match="not JSON-serialisable"):
@@ -182,7 +182,7 @@ async def test_bad_input_is_refused_and_nothing_is_lost(db: Path, clock: FakeClo
 
 
 async def test_group_commit_shares_transactions(db: Path, clock: FakeClock) -> None:
-    async with await Outbox.open(db, clock=clock) as box:
+    async with await Outbox.open(db, prepare=prepare_state_db, clock=clock) as box:
         writer = box._writer
         before = writer.batches
         ids = await asyncio.gather(*(box.put("sale", {"n": i}) for i in range(500)))
@@ -197,7 +197,7 @@ async def test_group_commit_shares_transactions(db: Path, clock: FakeClock) -> N
 
 
 async def test_commit_sync_level_follows_durability(db: Path, clock: FakeClock) -> None:
-    async with await Outbox.open(db, clock=clock) as box:
+    async with await Outbox.open(db, prepare=prepare_state_db, clock=clock) as box:
         await box.put("presence", {}, durability=Durability.TELEMETRY, expires_at=clock.now + 60)
         assert box._writer._sync_full is False  # telemetry alone: synchronous=NORMAL
         await box.put("payment", {})
@@ -207,32 +207,32 @@ async def test_commit_sync_level_follows_durability(db: Path, clock: FakeClock) 
 
 
 async def test_closed_outbox_refuses_and_records_persist(db: Path, clock: FakeClock) -> None:
-    box = await Outbox.open(db, clock=clock)
+    box = await Outbox.open(db, prepare=prepare_state_db, clock=clock)
     rid = await box.put("sale", {"n": 1})
     await box.claim("sale")  # leased by this process...
     await box.close()
     await box.close()
     with pytest.raises(OutboxClosedError):
         await box.put("sale", {"n": 2})
-    async with await Outbox.open(db, clock=clock, create=False) as again:
+    async with await Outbox.open(db, clock=clock) as again:
         # ...and the next process ends that lease at open instead of waiting it out.
         assert [r.id for r in await again.claim("sale")] == [rid]
 
 
 async def test_open_without_tables_is_a_clear_error(tmp_path: Path) -> None:
     with pytest.raises(OutboxError, match="no such state database"):
-        await Outbox.open(tmp_path / "missing.db", create=False)
+        await Outbox.open(tmp_path / "missing.db")
     plain = tmp_path / "plain.db"
     sqlite3.connect(plain).close()
     with pytest.raises(OutboxError, match="no outbox tables"):
-        await Outbox.open(plain, create=False)
+        await Outbox.open(plain)
 
 
 async def test_health_callback_reports_green(db: Path) -> None:
-    seen: list[tuple[Level, str]] = []
-    async with await Outbox.open(db, on_health=lambda level, detail: seen.append((level, detail))) as box:
+    seen: list[tuple[OutboxCondition, str]] = []
+    async with await Outbox.open(db, prepare=prepare_state_db, on_health=lambda level, detail: seen.append((level, detail))) as box:
         await box.put("sale", {})
-    assert seen == [(Level.GREEN, "ok")]
+    assert seen == [(OutboxCondition.OK, "ok")]
 
 
 def test_migration_on_empty_db_and_from_0002(tmp_path: Path) -> None:
@@ -275,7 +275,7 @@ async def test_daemon_opens_outbox_and_closes_it_after_components(config_file: P
 async def test_maintain_forgets_old_dedupe_keys_and_drops_expired(db: Path, clock: FakeClock) -> None:
     from offline_queue._store import KEY_RETENTION_S
 
-    async with await Outbox.open(db, clock=clock) as box:
+    async with await Outbox.open(db, prepare=prepare_state_db, clock=clock) as box:
         acked = await box.put("payment", {"n": 1}, dedupe_key="k-acked")
         kept = await box.put("payment", {"n": 2}, dedupe_key="k-live")
         await box.put("presence", {}, durability=Durability.TELEMETRY, expires_at=clock.now + 1)
@@ -294,7 +294,7 @@ async def test_maintain_forgets_old_dedupe_keys_and_drops_expired(db: Path, cloc
 async def test_maintain_drops_week_old_telemetry_dead_letters_only(db: Path, clock: FakeClock) -> None:
     from offline_queue._store import KEY_RETENTION_S
 
-    async with await Outbox.open(db, clock=clock) as box:
+    async with await Outbox.open(db, prepare=prepare_state_db, clock=clock) as box:
         tel = await box.put("presence", {}, durability=Durability.TELEMETRY)
         crit = await box.put("payment", {})
         await box.release(tel, "bad", permanent=True)
@@ -311,7 +311,7 @@ async def test_components_can_still_put_while_they_stop(
     from agent.commands import load_or_exit
     from agent.context import AgentContext
     from agent.daemon import run_agent
-    from agent.health import Level as HealthLevel
+    from base.health import Level as HealthLevel
 
     class Finisher:
         """A component whose `finally` records one last sale when it is cancelled at shutdown."""
@@ -335,5 +335,5 @@ async def test_components_can_still_put_while_they_stop(
         asyncio.get_running_loop().call_later(0.2, supervisor.stop)  # type: ignore[attr-defined]
 
     assert await run_agent(config, on_started=started) == 0
-    async with await Outbox.open(config.db_path, create=False) as box:
+    async with await Outbox.open(config.db_path) as box:
         assert [r.payload for r in await box.claim("sale")] == [{"last": True}]

@@ -15,9 +15,8 @@ from pathlib import Path
 
 import pytest
 
-from agent.db import migrate, open_engine
-from agent.health import Level
-from offline_queue import Durability, Outbox, TelemetryRefusedError
+from agent.db import migrate, open_engine, prepare_state_db
+from offline_queue import Durability, Outbox, OutboxCondition, TelemetryRefusedError
 
 ROOT = Path(__file__).resolve().parents[2]
 BUDGET = 40_000
@@ -36,9 +35,10 @@ async def test_telemetry_fills_budget_and_critical_is_still_accepted(
     tmp_path: Path, caplog: pytest.LogCaptureFixture
 ) -> None:
     clock = Clock()
-    health: list[tuple[Level, str]] = []
+    health: list[tuple[OutboxCondition, str]] = []
     async with await Outbox.open(
         tmp_path / "s.db",
+        prepare=prepare_state_db,
         disk_budget_bytes=BUDGET,
         clock=clock,
         on_health=lambda lv, d: health.append((lv, d)),
@@ -65,15 +65,15 @@ async def test_telemetry_fills_budget_and_critical_is_still_accepted(
         assert await box.depth("payment") == 150
         assert await box.depth("presence") == 0  # all telemetry was shed, oldest first...
         # ...and then the budget is exceeded by critical records alone: accepted, health amber.
-        assert health[-1][0] is Level.AMBER and "over disk budget" in health[-1][1]
+        assert health[-1][0] is OutboxCondition.OVER_BUDGET and "over disk budget" in health[-1][1]
         got = await box.claim("payment", limit=1000)
         assert [r.payload["order"] for r in got] == list(range(150))
         await box.ack(r.id for r in got)
-        assert health[-1] == (Level.GREEN, "ok")
+        assert health[-1] == (OutboxCondition.OK, "ok")
 
 
 async def test_oldest_telemetry_is_shed_first_for_critical(tmp_path: Path) -> None:
-    async with await Outbox.open(tmp_path / "s.db", disk_budget_bytes=BUDGET) as box:
+    async with await Outbox.open(tmp_path / "s.db", prepare=prepare_state_db, disk_budget_bytes=BUDGET) as box:
         ids = []
         try:
             while True:
@@ -88,7 +88,7 @@ async def test_oldest_telemetry_is_shed_first_for_critical(tmp_path: Path) -> No
 
 async def test_expired_telemetry_is_shed_before_new_telemetry_is_refused(tmp_path: Path) -> None:
     clock = Clock()
-    async with await Outbox.open(tmp_path / "s.db", disk_budget_bytes=BUDGET, clock=clock) as box:
+    async with await Outbox.open(tmp_path / "s.db", prepare=prepare_state_db, disk_budget_bytes=BUDGET, clock=clock) as box:
         n = 0
         try:
             while True:
@@ -110,7 +110,7 @@ from offline_queue import Outbox, OutboxWriteError
 
 async def main(db):
     health = []
-    box = await Outbox.open(Path(db), create=False, on_health=lambda lv, d: health.append([str(lv), d]))
+    box = await Outbox.open(Path(db), on_health=lambda lv, d: health.append([str(lv), d]))
     ok = [await box.put("payment", {"before": i}) for i in range(3)]
     signal.signal(signal.SIGXFSZ, signal.SIG_IGN)  # writes past the limit fail with EFBIG instead
     limit = Path(db).stat().st_size + Path(db + "-wal").stat().st_size + 64 * 1024
@@ -141,8 +141,8 @@ def test_critical_put_that_cannot_be_written_raises_and_reports_red(tmp_path: Pa
     assert proc.returncode == 0, proc.stderr
     result = json.loads(proc.stdout)
     assert result["error"] is not None and "SQLite could not write" in result["error"]
-    assert result["health"][0] == ["green", "ok"]
-    assert result["health"][-1][0] == "red" and "cannot write" in result["health"][-1][1]
+    assert result["health"][0] == ["ok", "ok"]
+    assert result["health"][-1][0] == "write_failed" and "cannot write" in result["health"][-1][1]
     # What was durable before the disk filled is still there, and nothing half-written appeared.
     async_check = subprocess.run(
         [

@@ -92,7 +92,7 @@ async def test_sigkill_never_loses_a_durable_record(tmp_path: Path) -> None:
     assert total_kills_with_work >= ITERATIONS // 2, "the child rarely got to write before the kill"
     # The killed file still opens as an outbox, and hands out every record in order.
     claimed: list[int] = []
-    async with await Outbox.open(db, create=False) as box:
+    async with await Outbox.open(db) as box:
         while batch := await box.claim("crit", limit=5_000):
             claimed += [r.id for r in batch]
             await box.ack(claimed[-len(batch) :])

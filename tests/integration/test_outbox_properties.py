@@ -149,7 +149,7 @@ async def _play(db: Path, ops: list[Op]) -> None:
     clock = Clock()
     model = Model()
     counter = 0
-    async with await Outbox.open(db, create=False, max_attempts=MAX_ATTEMPTS, clock=clock) as box:
+    async with await Outbox.open(db, max_attempts=MAX_ATTEMPTS, clock=clock) as box:
         for op in ops:
             now = clock.now
             if isinstance(op, Put):

@@ -8,6 +8,7 @@ import sys
 from pathlib import Path
 
 from agent.commands import load_or_exit
+from agent.db import prepare_state_db
 from offline_queue import Durability, Outbox
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -24,7 +25,7 @@ def _cli(config: Path, *args: str) -> subprocess.CompletedProcess[str]:
 
 
 async def _seed(db: Path) -> tuple[int, int]:
-    async with await Outbox.open(db, max_attempts=1) as box:
+    async with await Outbox.open(db, prepare=prepare_state_db, max_attempts=1) as box:
         await box.put("sale", {"n": 1})
         await box.put("sale", {"n": 2})
         await box.put("presence", {"b": 1}, durability=Durability.TELEMETRY)
@@ -70,7 +71,7 @@ async def test_stats_dead_letters_and_retry(config_file: Path) -> None:
     again = _cli(config_file, "retry", str(doomed))
     assert again.returncode == 1 and f"no dead letter with id {doomed}" in again.stderr
 
-    async with await Outbox.open(config.db_path, create=False) as box:
+    async with await Outbox.open(config.db_path) as box:
         (rec,) = await box.claim("coupon_push")
         assert (rec.id, rec.attempts) == (doomed, 1)
 
@@ -87,7 +88,7 @@ def test_empty_outbox(config_file: Path) -> None:
     config = load_or_exit(config_file)
 
     async def create() -> None:
-        async with await Outbox.open(config.db_path):
+        async with await Outbox.open(config.db_path, prepare=prepare_state_db):
             pass
 
     asyncio.run(create())
@@ -100,7 +101,7 @@ async def test_retry_while_the_agent_holds_the_outbox_open(config_file: Path) ->
     import asyncio
 
     config = load_or_exit(config_file)
-    async with await Outbox.open(config.db_path) as box:
+    async with await Outbox.open(config.db_path, prepare=prepare_state_db) as box:
         rid = await box.put("coupon_push", {"user": "U9"})
         await box.put("coupon_push", {"user": "U10"})
         await box.claim("coupon_push", limit=1)

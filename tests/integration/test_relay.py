@@ -14,9 +14,8 @@ from pathlib import Path
 import aiohttp
 import pytest
 
-from agent.binding import URL_PROMPT, BindingClaims, encode_token
 from agent.config import ShopEdgeConfig, parse_config
-from agent.relay import ENVELOPE_NAMESPACE, run_relay
+from cloud.relay import ENVELOPE_NAMESPACE, run_relay
 from emulators.messaging.webhooks import (
     account_link_event,
     beacon_event,
@@ -29,6 +28,7 @@ from emulators.messaging.webhooks import (
     unfollow_event,
     webhook_body,
 )
+from membership.binding import URL_PROMPT, BindingClaims, encode_token
 from tests.integration._broker import Collector, collecting, free_port, mosquitto
 
 SECRET = "c0ffee" * 5 + "ab"

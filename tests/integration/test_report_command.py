@@ -9,8 +9,8 @@ from pathlib import Path
 
 from PIL import Image
 
-from agent.coupons import REPORT_KEYS, record_fact_blocking
 from agent.db import migrate, open_engine
+from membership.coupons import REPORT_KEYS, record_fact_blocking
 from tests.unit.test_coupons_funnel import EVENTS
 
 ROOT = Path(__file__).resolve().parents[2]

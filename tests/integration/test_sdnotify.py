@@ -22,8 +22,8 @@ from pathlib import Path
 
 import pytest
 
-from agent.health import HealthBoard, Level
 from agent.sdnotify import Notifier, SystemdNotifier
+from base.health import HealthBoard, Level
 
 ROOT = Path(__file__).resolve().parents[2]
 

@@ -13,9 +13,9 @@ import pytest
 
 from agent.context import AgentContext
 from agent.db import migrate, open_engine
-from agent.health import Level
 from agent.sync import SyncService, down_filter, down_topic, status_topic, up_topic
 from agent.sync._client import PublishRefused, SyncClient, Will, client_options
+from base.health import Level
 from offline_queue import Outbox
 from tests.integration.sync_brokers import ACL_EXAMPLE, Broker, make_mosquitto
 from tests.integration.sync_support import cloud_consumer, device_config
@@ -107,7 +107,7 @@ async def test_refused_credentials_turn_sync_health_red(acl_broker: Broker, tmp_
     config = device_config(acl_broker, tmp_path, username="store-001", password="wrong")
     engine = open_engine(config.db_path)
     migrate(engine)
-    outbox = await Outbox.open(config.db_path, create=False)
+    outbox = await Outbox.open(config.db_path)
     service = SyncService(AgentContext(config=config, engine=engine, services={"outbox": outbox}))
     task = asyncio.create_task(service.run())
     try:

@@ -14,8 +14,8 @@ from pathlib import Path
 
 from agent.context import AgentContext
 from agent.db import migrate, open_engine
-from agent.health import Level
 from agent.sync import SyncService, down_topic, format_ts
+from base.health import Level
 from offline_queue import Outbox
 from tests.integration.sync_brokers import Broker, broker_fixture  # noqa: F401
 from tests.integration.sync_support import cloud_consumer, device_config, publish_down
@@ -39,7 +39,7 @@ async def device(brk: Broker, tmp_path: Path, **mqtt: object) -> AsyncIterator[t
     config = device_config(brk, tmp_path, **mqtt)
     engine = open_engine(config.db_path)
     migrate(engine)
-    outbox = await Outbox.open(config.db_path, create=False)
+    outbox = await Outbox.open(config.db_path)
     try:
         yield SyncService(AgentContext(config=config, engine=engine, services={"outbox": outbox})), outbox
     finally:

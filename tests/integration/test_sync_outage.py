@@ -19,8 +19,8 @@ import pytest
 
 from agent.context import AgentContext
 from agent.db import migrate, open_engine
-from agent.health import Level
 from agent.sync import SyncService, decode_message
+from base.health import Level
 from offline_queue import Outbox
 from tests.integration.sync_brokers import Broker, make_mosquitto
 from tests.integration.sync_support import device_config
@@ -66,7 +66,7 @@ async def test_sixty_second_outage_loses_nothing(mosquitto_broker: Broker, tmp_p
     config = device_config(mosquitto_broker, tmp_path, reconnect_max_s=5.0)
     engine = open_engine(config.db_path)
     migrate(engine)
-    outbox = await Outbox.open(config.db_path, create=False)
+    outbox = await Outbox.open(config.db_path)
     ctx = AgentContext(config=config, engine=engine, services={"outbox": outbox})
     service = SyncService(ctx)
     received: list[tuple[str, dict[str, object]]] = []

@@ -14,8 +14,8 @@ import pytest
 
 from agent.context import AgentContext
 from agent.db import migrate, open_engine
-from agent.health import Level
 from agent.sync import SyncService
+from base.health import Level
 from offline_queue import Outbox
 from tests.integration.sync_brokers import ACL_EXAMPLE, Broker, make_mosquitto
 from tests.integration.sync_support import device_config
@@ -66,7 +66,7 @@ async def sync_over(broker: Broker, tmp_path: Path, **mqtt: object):  # type: ig
     config = device_config(broker, tmp_path, tls=True, **mqtt)
     engine = open_engine(config.db_path)
     migrate(engine)
-    outbox = await Outbox.open(config.db_path, create=False)
+    outbox = await Outbox.open(config.db_path)
     service = SyncService(AgentContext(config=config, engine=engine, services={"outbox": outbox}))
     task = asyncio.create_task(service.run())
     try:

@@ -8,7 +8,8 @@ import pytest
 from hypothesis import assume, given, settings
 from hypothesis import strategies as st
 
-from agent.binding import (
+from agent.config import parse_config
+from membership.binding import (
     MAX_QR_VERSION,
     URL_PROMPT,
     BindingClaims,
@@ -27,7 +28,6 @@ from agent.binding import (
     route_of,
     verify_token,
 )
-from agent.config import parse_config
 
 KEY = b"k" * 32
 NOW = 1_795_000_000

@@ -9,8 +9,8 @@ import pytest
 import zxingcpp
 from PIL import Image, ImageDraw
 
-from agent.coupons._barcode import QUIET_MODULES, barcode_box, code128_modules
-from agent.coupons._policy import CODE_ALPHABET, make_code
+from membership.coupons._barcode import QUIET_MODULES, barcode_box, code128_modules
+from membership.coupons._policy import CODE_ALPHABET, make_code
 
 # Every character of the code alphabet, in 10-character codes (as the till sees them).
 CODES = [CODE_ALPHABET[i : i + 10] for i in range(0, len(CODE_ALPHABET), 10)] + ["0" * 10]

@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import pytest
 
-from agent.coupons import REPORT_KEYS, Fact, FactKind, funnel_rows, funnel_total
-from agent.coupons._report import format_table, parse_since, render_chart, report_json
+from membership.coupons import REPORT_KEYS, Fact, FactKind, funnel_rows, funnel_total
+from membership.coupons._report import format_table, parse_since, render_chart, report_json
 
 DAY1 = 1_789_956_000.0  # 2026-09-21 10:00 Asia/Taipei
 DAY2_EARLY = 1_790_008_200.0  # 2026-09-22 00:30 Asia/Taipei = 2026-09-21 16:30 UTC

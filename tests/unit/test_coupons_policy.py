@@ -10,9 +10,9 @@ from pathlib import Path
 import pytest
 from linebot.v3.messaging import Message
 
-import agent.coupons as coupons
+import membership.coupons as coupons
 from agent.config import CampaignConfig, ConfigError, parse_config
-from agent.coupons._policy import (
+from membership.coupons._policy import (
     CODE_ALPHABET,
     PUSH_ACTIONS,
     Answer,
@@ -250,7 +250,7 @@ def test_coupon_create_request_is_a_valid_sdk_request() -> None:
     ],
 )
 def test_welcome_request_rejects_bad_input(fields: dict[str, str], needle: str) -> None:
-    from agent.coupons import WelcomeRequest
+    from membership.coupons import WelcomeRequest
 
     base = {"line_user_id": "U" + "a" * 32, "store_id": "s", "device_id": "d"}
     with pytest.raises(ValueError, match=needle):

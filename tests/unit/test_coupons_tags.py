@@ -5,8 +5,8 @@ from __future__ import annotations
 import pytest
 
 from agent.config import TagRuleConfig
-from agent.coupons import Fact, FactKind
-from agent.coupons._tags import MemberTag, Purchase, earned_tags, member_purchases
+from membership.coupons import Fact, FactKind
+from membership.coupons._tags import MemberTag, Purchase, earned_tags, member_purchases
 
 DAY = 86400.0
 NOW = 1_790_000_000.0

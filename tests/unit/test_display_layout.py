@@ -270,8 +270,8 @@ def test_any_valid_pay_screen_lays_out(
 
 def test_real_binding_url_stays_at_version_6_on_the_paid_screen(fonts: FontSet) -> None:
     """The binding URL the agent issues (signed token, bilingual prompt) as the display draws it."""
-    from agent.binding import issue_binding
     from agent.config import parse_config
+    from membership.binding import issue_binding
 
     config = parse_config(
         {

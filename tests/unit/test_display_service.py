@@ -11,7 +11,8 @@ from PIL import Image
 
 from agent.config import DisplayConfig, parse_config
 from agent.context import AgentContext
-from agent.health import HealthBoard, Level
+from agent.wiring.health import DriverHealth
+from base.health import HealthBoard, Level
 from drivers.display.fake import MemoryDriver
 from drivers.display.fonts import FontNotFoundError, FontSet
 from drivers.display.layout import AMBER, OK_GREEN
@@ -35,7 +36,7 @@ async def running() -> AsyncIterator[tuple[DisplayService, MemoryDriver, HealthB
     health = HealthBoard()
     service = DisplayService(
         config=DisplayConfig(size="480x320"),
-        health=health,
+        health=DriverHealth(health),
         initial=IdleScreen("Store"),
         driver_factory=lambda: driver,
         wall_clock=Clock(NOW),
@@ -107,7 +108,7 @@ async def test_missing_font_marks_red_and_raises() -> None:
 
     service = DisplayService(
         config=DisplayConfig(),
-        health=health,
+        health=DriverHealth(health),
         initial=IdleScreen("Store"),
         driver_factory=lambda: MemoryDriver(),
         fonts_loader=no_fonts,
@@ -122,7 +123,7 @@ async def test_png_mirror_gets_the_same_frame(tmp_path: Path) -> None:
     driver = MemoryDriver((480, 320))
     service = DisplayService(
         config=DisplayConfig(size="480x320"),
-        health=HealthBoard(),
+        health=DriverHealth(HealthBoard()),
         initial=IdleScreen("Store"),
         driver_factory=lambda: driver,
         mirror_path=tmp_path / "screen.png",

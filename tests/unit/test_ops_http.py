@@ -2,8 +2,8 @@
 
 from __future__ import annotations
 
-from agent.health import ComponentHealth, Level
 from agent.ops_http import OpsSnapshot, beacon_states, render_metrics, render_status_html
+from base.health import ComponentHealth, Level
 
 HWIDS = ["0123456789", "abcdefabcd"]
 

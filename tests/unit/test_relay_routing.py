@@ -6,9 +6,8 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from agent.binding import URL_PROMPT, BindingClaims, encode_token
 from agent.config import ConfigError, RelayConfig, parse_config
-from agent.relay import EventMemory, envelope, route_event
+from cloud.relay import EventMemory, envelope, route_event
 from emulators.messaging.webhooks import (
     account_link_event,
     beacon_event,
@@ -17,6 +16,7 @@ from emulators.messaging.webhooks import (
     text_message_event,
     unfollow_event,
 )
+from membership.binding import URL_PROMPT, BindingClaims, encode_token
 
 ID_CHARS = "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-_"
 RELAY = RelayConfig(beacon_stores={"0123456789": "store-b", "abcdef0123": "store-c/till-9"})

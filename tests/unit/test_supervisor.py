@@ -4,9 +4,9 @@ from __future__ import annotations
 
 import asyncio
 
-from agent.backoff import Backoff
-from agent.health import HealthBoard, Level
 from agent.supervisor import Supervisor
+from base.backoff import Backoff
+from base.health import HealthBoard, Level
 
 
 class Flaky:

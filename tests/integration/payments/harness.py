@@ -14,6 +14,7 @@ from sqlalchemy import Engine
 
 from agent.config import ShopEdgeConfig, parse_config
 from agent.db import migrate, open_engine
+from membership.binding import phone_hasher
 from offline_queue import Outbox
 from pos_bridge.api import create_pos_app
 from pos_bridge.journal import Journal
@@ -152,7 +153,7 @@ async def running(
     await asyncio.to_thread(migrate, engine)
     display, outbox = RecordingDisplay(), RecordingOutbox()
     paid: list[tuple[str, int, str | None]] = []
-    durable: Outbox | None = await Outbox.open(config.db_path, create=False) if real_outbox else None
+    durable: Outbox | None = await Outbox.open(config.db_path) if real_outbox else None
     client = LinePayClient(config.linepay, config.timeouts)
     journal = Journal(engine, outbox=lambda: durable or outbox, clock=__import__("time").time)
     service = PaymentService(
@@ -161,6 +162,7 @@ async def running(
         client=client,
         display=lambda: display,
         binding_url=lambda order_id: f"https://bind.example/{order_id}",
+        phone_hash=phone_hasher(config.binding.phone_salt.get_secret_value()),
         on_paid=lambda payment, url: _record(paid, payment, url),
         sleep=fast_sleep,
     )

@@ -10,8 +10,8 @@ from sqlalchemy import text
 from agent.context import AgentContext
 from agent.daemon import run_agent
 from agent.demo import DemoRun, _write_demo_config
+from agent.demo.payments import STEPS
 from agent.supervisor import Supervisor
-from pos_bridge.demo_steps import STEPS
 
 
 async def test_one_payment_by_each_method(tmp_path: Path) -> None:

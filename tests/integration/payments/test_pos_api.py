@@ -310,7 +310,7 @@ async def test_member_phone_is_kept_only_as_the_agent_wide_salted_hash(
 ) -> None:
     from sqlalchemy import text
 
-    from agent.binding import phone_hash
+    from membership.binding import phone_hash
     from tests.integration.payments.harness import PHONE_SALT
 
     async with running(tmp_path, emulator.url) as h:

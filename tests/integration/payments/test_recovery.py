@@ -11,8 +11,8 @@ from typing import Any
 
 from agent.context import AgentContext
 from agent.db import migrate, open_engine
+from agent.wiring.pos import ScannerFeed
 from emulators.linepay import EmulatorServer, Fault
-from pos_bridge.component import ScannerFeed
 from pos_bridge.journal import Journal
 from pos_bridge.payment_flow import Method, Payment, State
 from tests.integration.payments.harness import make_config, running
@@ -126,7 +126,7 @@ async def test_every_journal_entry_reaches_the_real_outbox(tmp_path: Path, emula
         }
         await h.post("/v1/payments", body)
         paid = await h.until("OB1", "paid")
-    outbox = await Outbox.open(h.config.db_path, create=False)
+    outbox = await Outbox.open(h.config.db_path)
     try:
         records = await outbox.claim("payment", limit=10)
         assert [r.payload["state"] for r in records] == ["created", "authorizing", "paid"]

@@ -6,8 +6,8 @@ from pathlib import Path
 
 import pytest
 
-from agent.config import POSConfig
 from drivers.scanner import ReplayScanner, WedgeDecoder, open_scanner
+from pos_bridge.config import POSConfig
 
 KEY = "123456789012345678"
 
@@ -53,11 +53,11 @@ async def test_replay_yields_valid_keys_then_pushed_ones(tmp_path: Path) -> None
 def test_open_scanner_picks_the_driver(tmp_path: Path) -> None:
     path = tmp_path / "scans.txt"
     path.write_text(KEY, encoding="utf-8")
-    assert isinstance(open_scanner(POSConfig(scanner="replay", scanner_replay_file=path)), ReplayScanner)
-    evdev = open_scanner(POSConfig(scanner="evdev", scanner_device="/dev/input/event7"))
+    assert isinstance(open_scanner("replay", replay_file=path), ReplayScanner)
+    evdev = open_scanner("evdev", device="/dev/input/event7")
     assert type(evdev).__name__ == "EvdevScanner"  # evdev itself is imported only on enter
     with pytest.raises(ValueError, match="no scanner"):
-        open_scanner(POSConfig())
+        open_scanner("none")
 
 
 def test_config_requires_the_scanner_source() -> None:

@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 
 from agent.config import ConfigError, parse_config
-from drivers.ble.component import settings_from_config
+from agent.wiring.ble import settings_from_config
 
 DEVICE = {"device": {"store_id": "s", "device_id": "d"}}
 

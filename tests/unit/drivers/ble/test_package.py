@@ -48,7 +48,7 @@ def test_core_modules_do_no_io(name: str) -> None:
 def test_importing_the_package_and_the_replay_path_never_imports_bleak() -> None:
     code = (
         "import sys\n"
-        "import drivers.ble, drivers.ble.component, drivers.ble.replay\n"
+        "import drivers.ble, agent.wiring.ble, drivers.ble.replay\n"
         "from agent.config import BLEConfig\n"
         "from drivers.ble.base import open_source\n"
         "open_source(BLEConfig(driver='replay'))\n"

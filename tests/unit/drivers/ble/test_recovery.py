@@ -13,7 +13,7 @@ from bleak.exc import (
     BleakError,
 )
 
-from agent.health import Level
+from drivers._status import Condition
 from drivers.ble import recovery
 from drivers.ble.const import WATCHDOG_INTERVAL_S, WATCHDOG_SILENCE_S
 from drivers.ble.recovery import (
@@ -80,7 +80,7 @@ def test_plan_walks_the_ladder_and_stays_on_the_last_rung(fault: Fault) -> None:
         (True, True),
     ]
     assert [p.delay_s for p in plans] == [0.0, 0.0, 5.0, 42.0, 42.0, 42.0, 42.0]
-    assert all(p.level is Level.RED for p in plans)
+    assert all(p.level is Condition.DOWN for p in plans)
 
 
 def test_plan_special_paths() -> None:

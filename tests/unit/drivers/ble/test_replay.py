@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 
-from agent.health import Level
+from drivers._status import Condition
 from drivers.ble.const import LINE_BEACON_UUID
 from drivers.ble.frames import LineSimpleBeacon, decode_advert
 from drivers.ble.replay import DEMO_CAPTURE, ReplaySource, parse_capture_line
@@ -77,7 +77,7 @@ async def test_replay_keeps_the_capture_timing_at_any_speed(tmp_path: Path) -> N
                 got.append(advert.at)
         assert got == pytest.approx([0.0, 0.5, 10.0])
         assert 2.5 <= timer.t <= 3.0  # under 30 virtual seconds took under 3 real ones at 10x
-        assert source.status.level is Level.AMBER
+        assert source.status.level is Condition.DEGRADED
         assert "finished" in source.status.detail
 
 
@@ -99,14 +99,14 @@ async def test_a_bad_line_stops_the_replay_red_with_file_and_line(tmp_path: Path
         for _ in range(10):
             await source.next_advert(1.0)
         assert source.received == 2  # the lines before the bad one played; nothing after it
-        assert source.status.level is Level.RED
+        assert source.status.level is Condition.DOWN
         assert f"{path}:3: rssi" in source.status.detail
 
 
 async def test_a_missing_capture_is_red_not_a_crash(tmp_path: Path) -> None:
     async with ReplaySource(tmp_path / "nope.jsonl", timer=FakeTimer()) as source:
         assert await source.next_advert(1.0) is None
-        assert source.status.level is Level.RED
+        assert source.status.level is Condition.DOWN
         assert "cannot open capture" in source.status.detail
 
 
@@ -136,5 +136,5 @@ async def test_a_capture_that_is_not_utf8_is_red(tmp_path: Path) -> None:
     async with ReplaySource(path, timer=FakeTimer()) as source:
         for _ in range(5):
             await source.next_advert(1.0)
-        assert source.status.level is Level.RED
+        assert source.status.level is Condition.DOWN
         assert "not UTF-8" in source.status.detail

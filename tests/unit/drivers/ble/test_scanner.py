@@ -12,8 +12,8 @@ from bleak.exc import (
     BleakError,
 )
 
-from agent.backoff import Backoff
-from agent.health import Level
+from base.backoff import Backoff
+from drivers._status import Condition
 from drivers.ble.recovery import Fault
 from drivers.ble.scanner import BleakSource, _bleak_factory
 from tests.unit.drivers.ble.fakes import FakeBleak, FakeControl, FakeTimer
@@ -53,7 +53,7 @@ def failed() -> BleakDBusError:
 
 async def test_starts_lazily_and_goes_green_on_the_first_advert() -> None:
     source, bleak, _ = make()
-    assert source.status.level is Level.AMBER
+    assert source.status.level is Condition.DEGRADED
     await poll(source)
     assert bleak.log == ["start"]
     assert source.scanning
@@ -62,20 +62,20 @@ async def test_starts_lazily_and_goes_green_on_the_first_advert() -> None:
     advert = await source.next_advert(1.0)
     assert advert is not None
     assert advert.rssi == -60
-    assert source.status.level is Level.GREEN
+    assert source.status.level is Condition.OK
     assert "scanning (active) on hci0" in source.status.detail
 
 
 async def test_in_progress_stops_discovery_then_retries_with_a_new_scanner() -> None:
     source, bleak, _ = make(in_progress())
     await poll(source)
-    assert source.status.level is Level.RED
+    assert source.status.level is Condition.DOWN
     assert "in_progress (attempt 1)" in source.status.detail
     await poll(source)
     assert bleak.log == ["start", "stop", "stop_discovery", "start"]
     assert bleak.made == 2
     assert source.scanning
-    assert source.status.level is Level.AMBER  # up again, waiting for the first advert
+    assert source.status.level is Condition.DEGRADED  # up again, waiting for the first advert
 
 
 async def test_the_full_ladder_then_backoff_forever() -> None:
@@ -116,7 +116,7 @@ async def test_the_full_ladder_then_backoff_forever() -> None:
         Fault.IN_PROGRESS,
         Fault.NOT_READY,
     ]
-    assert all(level is Level.RED for level in levels[:-1])  # red the whole time it was down
+    assert all(level is Condition.DOWN for level in levels[:-1])  # red the whole time it was down
     assert timer.t >= 5 + 32 + 60
 
 
@@ -126,7 +126,7 @@ async def test_no_adapter_reports_red_and_looks_again_every_30_s_without_crashin
     )
     source, bleak, timer = make(missing, missing, missing, None)
     await poll(source)
-    assert source.status.level is Level.RED
+    assert source.status.level is Condition.DOWN
     assert "no adapter" in source.status.detail
     for _ in range(100):
         await poll(source)
@@ -148,7 +148,7 @@ async def test_no_adapter_reports_red_and_looks_again_every_30_s_without_crashin
 async def test_no_dbus_system_bus_is_reported_as_no_adapter() -> None:
     source, _, _ = make(FileNotFoundError(2, "No such file or directory"))
     await poll(source)
-    assert source.status.level is Level.RED
+    assert source.status.level is Condition.DOWN
     assert source.status.detail.startswith("no adapter")
     assert "D-Bus" in source.status.detail
 
@@ -184,7 +184,7 @@ async def test_a_start_that_hangs_is_a_timeout_fault() -> None:
     source, _, _ = make(TimeoutError())
     await poll(source)
     assert source.faults == [Fault.TIMEOUT]
-    assert source.status.level is Level.RED
+    assert source.status.level is Condition.DOWN
 
 
 async def test_watchdog_restarts_after_90_s_of_silence() -> None:
@@ -203,11 +203,11 @@ async def test_watchdog_restarts_after_90_s_of_silence() -> None:
     assert source.restarts == 1
     assert 90 <= timer.t <= 90 + 30 + 2  # noticed at the next 30 s watchdog check
     assert bleak.log[-3:] == ["stop", "stop_discovery", "start"]
-    assert source.status.level is Level.AMBER
+    assert source.status.level is Condition.DEGRADED
     assert bleak.current is not None and bleak.current is not first
     bleak.current.advert()
     assert await source.next_advert(1.0) is not None
-    assert source.status.level is Level.GREEN
+    assert source.status.level is Condition.OK
 
 
 async def test_a_stop_that_raises_in_progress_does_not_break_the_restart() -> None:
@@ -255,7 +255,7 @@ async def test_every_error_is_red_never_raised_and_never_logs_an_address(
     caplog.set_level(logging.DEBUG)
     source, _, _ = make(error)
     await poll(source)
-    assert source.status.level is Level.RED
+    assert source.status.level is Condition.DOWN
     assert not source.scanning
     assert caplog.records
     for record in caplog.records:
@@ -290,7 +290,7 @@ async def test_a_scanner_that_cannot_even_be_built_takes_the_ladder() -> None:
 
     source = BleakSource(timer=FakeTimer(), scanner_factory=factory, control=FakeControl(bleak.log))  # type: ignore[arg-type]
     await poll(source)
-    assert source.status.level is Level.RED
+    assert source.status.level is Condition.DOWN
     assert source.faults == [Fault.OTHER]
     await poll(source)
     assert source.scanning

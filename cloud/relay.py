@@ -1,0 +1,369 @@
+"""The LINE webhook relay (`shopedge relay`): runs in the merchant's cloud, not on the Pi.
+
+Owns receiving LINE webhooks (`POST /line/webhook`), checking `X-Line-Signature` with
+line-bot-sdk's WebhookParser, dropping redeliveries by `webhookEventId`, and publishing each
+event on its own (QoS 1) to the MQTT topic of the one store/device it concerns:
+
+- a text message carrying a binding token, or an account-link result whose nonce is one, goes
+  to `shopedge/v1/{store}/{device}/down/line_event` of the token's clear routing part (the
+  device holds the key and verifies the signature, so a forged token only reaches a device with
+  the forger's own message, which the device rejects and counts);
+- a beacon event goes to the store mapped from its HWID (`relay.beacon_stores`);
+- follow, unfollow and anything unroutable go to `relay.fleet_topic` (the merchant's CRM).
+
+Routing is a pure function (`route_event`); the HTTP handler and the MQTT publisher are thin.
+Stateless apart from two bounded memories (event ids recently published, recent follows), so
+any number can run behind a load balancer: the envelope id is derived from `webhookEventId`,
+so a device dedupes what two relays both published.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import json
+import logging
+import ssl
+import time
+import uuid
+from collections import OrderedDict
+from collections.abc import Callable
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from typing import Any
+
+import aiomqtt
+from aiohttp import web
+
+from base.backoff import Backoff
+from base.config import split_listen
+from cloud.config import RelayConfig, RelaySettings
+from membership.binding import find_token, route_of
+
+__all__ = [
+    "ENVELOPE_NAMESPACE",
+    "STATS",
+    "EventMemory",
+    "MqttPublisher",
+    "PublishFailed",
+    "RelayStats",
+    "RouteDecision",
+    "create_relay_app",
+    "device_topic",
+    "envelope",
+    "rfc3339",
+    "route_event",
+    "run_relay",
+]
+
+log = logging.getLogger(__name__)
+
+# uuid5(ENVELOPE_NAMESPACE, webhookEventId) is the envelope id: equal across relay instances.
+ENVELOPE_NAMESPACE = uuid.UUID("6f1d3c0e-5a4b-4b59-9f1e-2d7c1a0b8e44")
+STORE_WIDE_DEVICE = "_store"
+WEBHOOK_PATH = "/line/webhook"
+
+
+@dataclass(frozen=True, kw_only=True)
+class RouteDecision:
+    """Where one event goes and why (the reason is logged and counted)."""
+
+    topic: str
+    reason: str
+
+
+def device_topic(store_id: str, device_id: str, kind: str = "line_event") -> str:
+    return f"shopedge/v1/{store_id}/{device_id}/down/{kind}"
+
+
+def route_event(event: dict[str, Any], relay: RelayConfig) -> RouteDecision:
+    """The topic for one LINE webhook event (pure)."""
+    kind = event.get("type")
+    if kind == "message":
+        message = event.get("message")
+        if isinstance(message, dict) and message.get("type") == "text":
+            token = find_token(str(message.get("text", "")))
+            route = route_of(token) if token else None
+            if route is not None:
+                return RouteDecision(topic=device_topic(route.store_id, route.device_id), reason="binding")
+        return RouteDecision(topic=relay.fleet_topic, reason="message_without_token")
+    if kind == "accountLink":
+        link = event.get("link")
+        nonce = str(link.get("nonce", "")) if isinstance(link, dict) else ""
+        route = route_of(nonce) if nonce else None
+        if route is not None:
+            return RouteDecision(topic=device_topic(route.store_id, route.device_id), reason="account_link")
+        return RouteDecision(topic=relay.fleet_topic, reason="account_link_unrouted")
+    if kind == "beacon":
+        beacon = event.get("beacon")
+        hwid = str(beacon.get("hwid", "")).lower() if isinstance(beacon, dict) else ""
+        target = relay.beacon_stores.get(hwid)
+        if target is None:
+            return RouteDecision(topic=relay.fleet_topic, reason="beacon_unknown_hwid")
+        store, _, device = target.partition("/")
+        return RouteDecision(topic=device_topic(store, device or STORE_WIDE_DEVICE), reason="beacon")
+    if kind in {"follow", "unfollow"}:
+        return RouteDecision(topic=relay.fleet_topic, reason=str(kind))
+    return RouteDecision(topic=relay.fleet_topic, reason="other")
+
+
+def rfc3339(epoch: float) -> str:
+    """The envelope's `ts`: RFC 3339 UTC with milliseconds, e.g. `2026-11-23T04:41:04.123Z`."""
+    moment = datetime.fromtimestamp(epoch, tz=UTC)
+    return moment.strftime("%Y-%m-%dT%H:%M:%S.") + f"{moment.microsecond // 1000:03d}Z"
+
+
+def envelope(event: dict[str, Any], *, destination: str, now: float, extra: dict[str, Any]) -> dict[str, Any]:
+    """The downlink envelope of one event (sync contract v1: id, kind, ts, seq, data).
+
+    `seq` is LINE's event timestamp (ms): a stateless relay has no counter of its own.
+    """
+    event_id = str(event.get("webhookEventId") or "")
+    return {
+        "id": str(uuid.uuid5(ENVELOPE_NAMESPACE, event_id)) if event_id else str(uuid.uuid4()),
+        "kind": "line_event",
+        "ts": rfc3339(now),
+        "seq": int(event.get("timestamp") or 0),
+        "data": {"destination": destination, "event": event, "relay": extra},
+    }
+
+
+def _field(event: dict[str, Any], outer: str, inner: str) -> str:
+    """`event[outer][inner]` as a string, "" when either level is missing or not an object."""
+    part = event.get(outer)
+    return str(part.get(inner, "")) if isinstance(part, dict) else ""
+
+
+class EventMemory:
+    """Recently seen keys with an expiry and a size cap (oldest forgotten first)."""
+
+    def __init__(self, window_s: float, max_items: int, clock: Callable[[], float] = time.monotonic) -> None:
+        self.window_s = window_s
+        self.max_items = max_items
+        self._clock = clock
+        self._items: OrderedDict[str, tuple[float, Any]] = OrderedDict()
+
+    def _expire(self) -> None:
+        now = self._clock()
+        while self._items:
+            key, (at, _) = next(iter(self._items.items()))
+            if now - at < self.window_s and len(self._items) <= self.max_items:
+                break
+            del self._items[key]
+
+    def get(self, key: str) -> Any:
+        self._expire()
+        item = self._items.get(key)
+        return None if item is None else item[1]
+
+    def __contains__(self, key: str) -> bool:
+        self._expire()
+        return key in self._items
+
+    def add(self, key: str, value: Any = True) -> None:
+        self._items.pop(key, None)
+        self._items[key] = (self._clock(), value)
+        self._expire()
+
+    def __len__(self) -> int:
+        return len(self._items)
+
+
+class PublishFailed(Exception):
+    """The broker did not acknowledge in time (or the relay is not connected)."""
+
+
+def _retrieve_disconnect(client: aiomqtt.Client) -> None:
+    """Mark a lost connection's error as seen: aiomqtt 2.5 leaves it unretrieved when the wait is
+    cancelled at the moment the broker goes away, and asyncio then logs it at shutdown."""
+    disconnected: asyncio.Future[None] = client._disconnected
+    if disconnected.done() and not disconnected.cancelled():
+        disconnected.exception()
+
+
+class MqttPublisher:
+    """One MQTT connection kept open (reconnecting with backoff); `publish` waits for PUBACK."""
+
+    def __init__(self, config: RelaySettings, *, client_id: str | None = None) -> None:
+        self.config = config
+        self.client_id = client_id or f"shopedge-relay-{uuid.uuid4().hex[:12]}"
+        self._client: aiomqtt.Client | None = None
+        self.connected = asyncio.Event()
+
+    def _make_client(self) -> aiomqtt.Client:
+        mqtt = self.config.mqtt
+        tls: ssl.SSLContext | None = None
+        if mqtt.tls:
+            tls = ssl.create_default_context(cafile=str(mqtt.ca_file) if mqtt.ca_file else None)
+            if mqtt.cert_file and mqtt.key_file:
+                tls.load_cert_chain(str(mqtt.cert_file), str(mqtt.key_file))
+        return aiomqtt.Client(
+            mqtt.host,
+            mqtt.port,
+            identifier=self.client_id,
+            username=mqtt.username or None,
+            password=mqtt.password.get_secret_value() or None,
+            keepalive=mqtt.keepalive_s,
+            timeout=self.config.timeouts.mqtt_connect,
+            tls_context=tls,
+            max_inflight_messages=mqtt.max_inflight,
+        )
+
+    async def run(self) -> None:
+        """Stay connected until cancelled."""
+        backoff = Backoff(base=0.5, cap=30.0)
+        while True:
+            try:
+                async with self._make_client() as client:
+                    self._client = client
+                    self.connected.set()
+                    backoff.reset()
+                    log.info("relay connected to MQTT", extra={"host": self.config.mqtt.host})
+                    try:
+                        async for _ in client.messages:  # no subscriptions: this only ends on disconnect
+                            pass
+                    finally:
+                        _retrieve_disconnect(client)
+            except aiomqtt.MqttError as exc:
+                log.warning("relay MQTT connection lost", extra={"error": str(exc)})
+            finally:
+                self._client = None
+                self.connected.clear()
+            await asyncio.sleep(backoff.next_delay())
+
+    async def publish(self, topic: str, payload: bytes, *, timeout_s: float) -> None:
+        client = self._client
+        if client is None:
+            raise PublishFailed("not connected to the MQTT broker")
+        try:
+            await client.publish(topic, payload, qos=1, timeout=timeout_s)
+        except aiomqtt.MqttError as exc:
+            raise PublishFailed(str(exc)) from exc
+
+
+@dataclass
+class RelayStats:
+    """Counters shown on `/healthz`."""
+
+    received: int = 0
+    published: int = 0
+    duplicates: int = 0
+    bad_signatures: int = 0
+
+
+STATS = web.AppKey("stats", RelayStats)
+
+
+def create_relay_app(
+    config: RelaySettings,
+    publisher: MqttPublisher,
+    *,
+    clock: Callable[[], float] = time.monotonic,
+    wall_clock: Callable[[], float] = time.time,
+) -> web.Application:
+    """The relay's aiohttp app: `POST /line/webhook` and `GET /healthz`."""
+    from linebot.v3.exceptions import InvalidSignatureError
+    from linebot.v3.webhook import WebhookParser
+
+    relay = config.relay
+    parser = WebhookParser(config.line.channel_secret.get_secret_value())
+    seen = EventMemory(relay.dedupe_window_s, relay.dedupe_max_events, clock)
+    follows = EventMemory(max(relay.follow_window_s, 1.0), relay.dedupe_max_events, clock)
+    stats = RelayStats()
+    timeout = config.timeouts.relay_publish
+
+    async def webhook(request: web.Request) -> web.Response:
+        raw = await request.read()
+        signature = request.headers.get("X-Line-Signature", "")
+        try:
+            body = raw.decode("utf-8")
+            parser.parse(body, signature)  # verifies the signature (compare_digest), validates events
+        except (InvalidSignatureError, UnicodeDecodeError):
+            stats.bad_signatures += 1
+            log.warning("webhook with a bad signature refused", extra={"remote": request.remote})
+            return web.Response(status=401, text="bad signature")
+        except Exception as exc:  # the SDK's model validation: signed by LINE but not understood
+            log.warning("signed webhook the SDK could not parse", extra={"error": str(exc)[:200]})
+        try:
+            payload = json.loads(body)
+            events = payload["events"]
+            destination = str(payload.get("destination", ""))
+            if not isinstance(events, list):
+                raise TypeError("events is not a list")
+        except (ValueError, KeyError, TypeError) as exc:
+            return web.Response(status=400, text=f"malformed webhook body: {exc}")
+        pending: list[tuple[str, dict[str, Any], RouteDecision]] = []
+        for event in events:
+            if not isinstance(event, dict):
+                continue
+            stats.received += 1
+            event_id = str(event.get("webhookEventId") or "")
+            if event_id and event_id in seen:
+                stats.duplicates += 1
+                continue
+            if event.get("type") == "follow":
+                user = _field(event, "source", "userId")
+                follow_info = event.get("follow")
+                unblocked = isinstance(follow_info, dict) and follow_info.get("isUnblocked") is True
+                if user:
+                    follows.add(user, (int(event.get("timestamp") or 0), unblocked))
+            pending.append((event_id, event, route_event(event, relay)))
+        if not pending:
+            return web.Response(text="OK")
+        now = wall_clock()
+
+        async def one(event_id: str, event: dict[str, Any], decision: RouteDecision) -> None:
+            user = _field(event, "source", "userId")
+            follow = follows.get(user) if user else None
+            extra: dict[str, Any] = {"received_at": now, "route": decision.reason}
+            if decision.reason in {"binding", "account_link"}:
+                extra["followed_at_ms"] = follow[0] if follow else None
+                extra["new_follower"] = bool(follow and not follow[1])
+            message = envelope(event, destination=destination, now=now, extra=extra)
+            data = json.dumps(message, ensure_ascii=False, separators=(",", ":")).encode()
+            await publisher.publish(decision.topic, data, timeout_s=timeout)
+            if event_id:
+                seen.add(event_id)
+            stats.published += 1
+            log.info("line event relayed", extra={"topic": decision.topic, "route": decision.reason})
+
+        results = await asyncio.gather(*(one(*item) for item in pending), return_exceptions=True)
+        failed = [r for r in results if isinstance(r, BaseException)]
+        if failed:
+            log.warning("relay could not publish", extra={"failed": len(failed), "error": str(failed[0])})
+            return web.Response(status=503, text="broker unavailable, redeliver")
+        return web.Response(text="OK")
+
+    async def healthz(request: web.Request) -> web.Response:
+        ok = publisher.connected.is_set()
+        return web.json_response(
+            {"mqtt": "connected" if ok else "disconnected", **stats.__dict__}, status=200 if ok else 503
+        )
+
+    app = web.Application(client_max_size=1024 * 1024)
+    app.router.add_post(WEBHOOK_PATH, webhook)
+    app.router.add_get("/healthz", healthz)
+    app[STATS] = stats
+    return app
+
+
+async def run_relay(config: RelaySettings, *, started: asyncio.Event | None = None) -> None:
+    """Serve the relay on `relay.listen` until cancelled."""
+    if not config.line.channel_secret.get_secret_value():
+        raise ValueError("line.channel_secret is empty: the relay cannot verify LINE's signatures")
+    publisher = MqttPublisher(config)
+    app = create_relay_app(config, publisher)
+    runner = web.AppRunner(app, access_log=None)
+    await runner.setup()
+    host, port = split_listen(config.relay.listen)
+    site = web.TCPSite(runner, host, port)
+    try:
+        async with asyncio.TaskGroup() as group:
+            group.create_task(publisher.run(), name="shopedge.relay.mqtt")
+            await site.start()
+            log.info("relay listening", extra={"listen": config.relay.listen, "path": WEBHOOK_PATH})
+            if started is not None:
+                started.set()
+    finally:
+        with contextlib.suppress(Exception):
+            await runner.cleanup()

@@ -1,0 +1,120 @@
+"""The membership room's config sections: `[line]`, `[binding]`, `[[campaigns]]`, `[coupons]`.
+"""
+
+from __future__ import annotations
+
+import re
+from datetime import date
+from typing import Annotated
+from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
+
+from pydantic import Field, SecretStr, field_validator, model_validator
+
+from base.config import Section
+
+__all__ = [
+    "BindingConfig",
+    "CampaignConfig",
+    "CouponsConfig",
+    "LineConfig",
+    "TagRuleConfig",
+]
+
+
+class LineConfig(Section):
+    """LINE Official Account (Messaging API) credentials and identity."""
+
+    api_base: Annotated[str, Field(pattern=r"^https?://[^\s/]+(:\d+)?/?$")] | None = None
+    channel_access_token: SecretStr = SecretStr("")
+    channel_secret: SecretStr = SecretStr("")
+    oa_basic_id: Annotated[str, Field(pattern=r"^(@?[0-9a-z._-]{3,32})?$")] = ""
+    liff_id: Annotated[str, Field(pattern=r"^([0-9]{10}-[A-Za-z0-9]{8})?$")] = ""
+
+    @field_validator("oa_basic_id")
+    @classmethod
+    def _strip_at(cls, value: str) -> str:
+        return value.removeprefix("@")
+
+
+class BindingConfig(Section):
+    """Membership-binding tokens shown as a QR after payment."""
+
+    key: SecretStr = SecretStr("")
+    ttl_s: Annotated[int, Field(ge=60, le=7 * 24 * 3600)] = 1800
+    phone_salt: SecretStr = SecretStr("")
+    # When the display cannot say what it shows: "joined" only while the QR is this young.
+    joined_window_s: Annotated[float, Field(gt=0, le=3600)] = 120.0
+
+
+class CampaignConfig(Section):
+    """A coupon campaign (the welcome coupon is the one every store has)."""
+
+    name: Annotated[str, Field(pattern=r"^[a-z0-9_-]{1,32}$")] = "welcome"
+    enabled: bool = True
+    coupon_id: str = ""
+    title: str = "歡迎禮 Welcome gift"
+    starts: str = ""
+    ends: str = ""
+    monthly_budget: Annotated[int, Field(ge=0)] = 200
+    message_cost_twd: Annotated[float, Field(ge=0)] = 0.2
+    offer: Annotated[str, Field(min_length=1, max_length=120)] = (
+        "下次消費折抵 NT$30 / NT$30 off your next visit"
+    )
+    valid_days: Annotated[int, Field(ge=1, le=366)] = 30
+    coupon_api: bool = False
+    discount_twd: Annotated[int, Field(ge=1, le=100_000)] = 30
+
+    @field_validator("starts", "ends")
+    @classmethod
+    def _date(cls, value: str) -> str:
+        if value:
+            try:
+                date.fromisoformat(value)
+            except ValueError:
+                raise ValueError(f"must be a date YYYY-MM-DD or empty, got {value!r}") from None
+            if not re.fullmatch(r"\d{4}-\d{2}-\d{2}", value):
+                raise ValueError(f"must be a date YYYY-MM-DD or empty, got {value!r}")
+        return value
+
+    @model_validator(mode="after")
+    def _order(self) -> CampaignConfig:
+        if self.starts and self.ends and self.ends < self.starts:
+            raise ValueError(f"ends ({self.ends}) is before starts ({self.starts})")
+        return self
+
+
+class TagRuleConfig(Section):
+    """A member tag earned by buying in a category often enough (synced upstream; LINE has no tag API)."""
+
+    tag: Annotated[str, Field(min_length=1, max_length=40)]
+    category: Annotated[str, Field(min_length=1, max_length=40)]
+    min_purchases: Annotated[int, Field(ge=1, le=1000)] = 3
+    window_days: Annotated[int, Field(ge=1, le=366)] = 30
+
+
+class CouponsConfig(Section):
+    """Welcome-coupon delivery, the funnel report and tag rules."""
+
+    timezone: str = "Asia/Taipei"
+    reply_token_ttl_s: Annotated[float, Field(gt=0, le=60)] = 20.0
+    quota_cache_s: Annotated[float, Field(ge=0, le=3600)] = 60.0
+    push_batch: Annotated[int, Field(ge=1, le=500)] = 20
+    plan_free_messages: Annotated[int, Field(ge=0)] = 200
+    barcode_url: str = ""
+    tag_rules: list[TagRuleConfig] = Field(default_factory=list)
+
+    @field_validator("timezone")
+    @classmethod
+    def _zone(cls, value: str) -> str:
+        try:
+            ZoneInfo(value)
+        except (ZoneInfoNotFoundError, ValueError):
+            raise ValueError(f"must be an IANA time zone such as 'Asia/Taipei', got {value!r}") from None
+        return value
+
+    @field_validator("barcode_url")
+    @classmethod
+    def _barcode(cls, value: str) -> str:
+        if value and (not value.startswith("https://") or "{code}" not in value):
+            raise ValueError(f"must be an https:// URL containing {{code}}, got {value!r}")
+        return value

@@ -1,0 +1,257 @@
+"""The counter funnel: recorded facts in, per store/device/day figures out.
+
+Owns the fact vocabulary (`FactKind`), recording a fact idempotently (`record_fact_blocking`,
+keyed so a replayed event counts once) and the pure aggregation (`funnel_rows`, `funnel_total`)
+that the report, the chart and the daily upstream summary all share.
+
+Cost per acquired friend = LINE Pay's fee on the tickets that brought the new friends
+(amount x `linepay.fee_rate`) + the pushes spent (x the campaign's `message_cost_twd`; replies are
+free), divided by the new friends.
+"""
+
+from __future__ import annotations
+
+import json
+from collections import defaultdict
+from collections.abc import Iterable, Mapping
+from dataclasses import asdict, dataclass
+from datetime import date
+from enum import StrEnum
+from typing import Any
+
+from sqlalchemy import Engine, select
+from sqlalchemy.dialects.sqlite import insert
+
+from membership.coupons._policy import local_day
+from membership.coupons._tables import funnel_facts
+
+__all__ = [
+    "REPORT_KEYS",
+    "Fact",
+    "FactKind",
+    "FunnelRow",
+    "facts_since_blocking",
+    "funnel_rows",
+    "funnel_total",
+    "record_fact_blocking",
+]
+
+
+class FactKind(StrEnum):
+    PAYMENT = "payment"  # a captured LINE Pay payment (amount, categories)
+    BINDING_QR_SHOWN = "binding_qr_shown"  # the paid screen showed a binding QR for the order
+    BINDING_MESSAGE = "binding_message"  # a shopper's binding message reached the relay
+    NEW_FRIEND = "new_friend"  # that shopper had just added the Official Account
+    BOUND_MEMBER = "bound_member"  # the binding token was valid: order bound to the LINE user
+    COUPON_REPLIED = "coupon_replied"
+    COUPON_PUSHED = "coupon_pushed"
+    COUPON_REDEEMED = "coupon_redeemed"
+
+
+# The JSON report's keys (the issue's list), in display order.
+REPORT_KEYS = (
+    "payments",
+    "binding_qr_shown",
+    "binding_messages",
+    "new_friends",
+    "bound_members",
+    "binding_rate",
+    "coupons_replied",
+    "coupons_pushed",
+    "coupons_redeemed",
+    "messages_spent",
+    "cost_per_friend_twd",
+)
+
+
+@dataclass(frozen=True, kw_only=True)
+class Fact:
+    """One thing that happened at a counter, attributed to store, device and time (wall clock)."""
+
+    kind: FactKind
+    store_id: str
+    device_id: str
+    at: float
+    order_id: str | None = None
+    line_user_id: str | None = None
+    amount_twd: int | None = None
+    categories: tuple[str, ...] = ()
+    campaign: str | None = None
+
+    def __post_init__(self) -> None:
+        if self.kind is FactKind.PAYMENT and (self.order_id is None or self.amount_twd is None):
+            raise ValueError("a payment fact needs order_id and amount_twd")
+        if self.amount_twd is not None and self.amount_twd < 0:
+            raise ValueError(f"amount_twd must be >= 0, got {self.amount_twd}")
+
+    @property
+    def key(self) -> str:
+        """Identity for idempotent recording: the same event replayed is the same fact."""
+        parts = (
+            self.kind.value,
+            self.store_id,
+            self.device_id,
+            self.order_id,
+            self.line_user_id,
+            self.campaign,
+        )
+        return ":".join(part or "" for part in parts)
+
+
+def record_fact_blocking(engine: Engine, fact: Fact) -> bool:
+    """Record `fact` unless a fact with its key exists; True when it was new."""
+    stmt = (
+        insert(funnel_facts)
+        .values(
+            fact_key=fact.key,
+            kind=fact.kind.value,
+            store_id=fact.store_id,
+            device_id=fact.device_id,
+            at=fact.at,
+            order_id=fact.order_id,
+            line_user_id=fact.line_user_id,
+            amount_twd=fact.amount_twd,
+            categories=json.dumps(list(fact.categories), ensure_ascii=False) if fact.categories else None,
+            campaign=fact.campaign,
+        )
+        .on_conflict_do_nothing()
+    )
+    with engine.begin() as conn:
+        return conn.execute(stmt).rowcount == 1
+
+
+def facts_since_blocking(engine: Engine, since: float) -> list[Fact]:
+    with engine.connect() as conn:
+        rows = conn.execute(
+            select(funnel_facts).where(funnel_facts.c.at >= since).order_by(funnel_facts.c.at)
+        ).mappings()
+        return [
+            Fact(
+                kind=FactKind(row["kind"]),
+                store_id=row["store_id"],
+                device_id=row["device_id"],
+                at=row["at"],
+                order_id=row["order_id"],
+                line_user_id=row["line_user_id"],
+                amount_twd=row["amount_twd"],
+                categories=tuple(json.loads(row["categories"])) if row["categories"] else (),
+                campaign=row["campaign"],
+            )
+            for row in rows
+        ]
+
+
+@dataclass(frozen=True, kw_only=True)
+class FunnelRow:
+    """One store/device/day of the funnel (day = None for a total over a period)."""
+
+    store_id: str
+    device_id: str
+    day: date | None
+    payments: int = 0
+    payments_twd: int = 0
+    binding_qr_shown: int = 0
+    binding_messages: int = 0
+    new_friends: int = 0
+    bound_members: int = 0
+    coupons_replied: int = 0
+    coupons_pushed: int = 0
+    coupons_redeemed: int = 0
+    linepay_fee_twd: float = 0.0
+    message_cost_twd: float = 0.0
+
+    @property
+    def binding_rate(self) -> float | None:
+        """Bound members per new friend; None when there were no new friends."""
+        return round(self.bound_members / self.new_friends, 4) if self.new_friends else None
+
+    @property
+    def messages_spent(self) -> int:
+        return self.coupons_pushed  # replies are free
+
+    @property
+    def cost_per_friend_twd(self) -> float | None:
+        if not self.new_friends:
+            return None
+        return round((self.linepay_fee_twd + self.message_cost_twd) / self.new_friends, 2)
+
+    def as_dict(self) -> dict[str, Any]:
+        data = asdict(self)
+        data["day"] = self.day.isoformat() if self.day else None
+        data["linepay_fee_twd"] = round(self.linepay_fee_twd, 2)
+        data["message_cost_twd"] = round(self.message_cost_twd, 2)
+        data["binding_rate"] = self.binding_rate
+        data["messages_spent"] = self.messages_spent
+        data["cost_per_friend_twd"] = self.cost_per_friend_twd
+        return data
+
+
+_COUNTERS = {
+    FactKind.PAYMENT: "payments",
+    FactKind.BINDING_QR_SHOWN: "binding_qr_shown",
+    FactKind.BINDING_MESSAGE: "binding_messages",
+    FactKind.NEW_FRIEND: "new_friends",
+    FactKind.BOUND_MEMBER: "bound_members",
+    FactKind.COUPON_REPLIED: "coupons_replied",
+    FactKind.COUPON_PUSHED: "coupons_pushed",
+    FactKind.COUPON_REDEEMED: "coupons_redeemed",
+}
+
+
+def funnel_rows(
+    facts: Iterable[Fact],
+    *,
+    zone: str,
+    fee_rate: float,
+    message_cost_twd: Mapping[str, float],
+    default_message_cost_twd: float = 0.0,
+) -> list[FunnelRow]:
+    """Aggregate facts per (store, device, local day), sorted; a pure function of its inputs.
+
+    A new friend's LINE Pay fee comes from the payment fact with the same order id (wherever it
+    falls in the input); a new friend without a known payment adds no fee.
+    """
+    facts = list(facts)
+    amounts = {f.order_id: f.amount_twd or 0 for f in facts if f.kind is FactKind.PAYMENT}
+    counts: dict[tuple[str, str, date], dict[str, float]] = defaultdict(lambda: defaultdict(float))
+    for fact in facts:
+        bucket = counts[(fact.store_id, fact.device_id, local_day(fact.at, zone))]
+        bucket[_COUNTERS[fact.kind]] += 1
+        if fact.kind is FactKind.PAYMENT:
+            bucket["payments_twd"] += fact.amount_twd or 0
+        elif fact.kind is FactKind.NEW_FRIEND:
+            bucket["linepay_fee_twd"] += amounts.get(fact.order_id, 0) * fee_rate
+        elif fact.kind is FactKind.COUPON_PUSHED:
+            bucket["message_cost_twd"] += message_cost_twd.get(fact.campaign or "", default_message_cost_twd)
+    return [_from_sums(store, device, day, bucket) for (store, device, day), bucket in sorted(counts.items())]
+
+
+def _from_sums(store: str, device: str, day: date | None, sums: Mapping[str, float]) -> FunnelRow:
+    def count(name: str) -> int:
+        return int(sums.get(name, 0))
+
+    return FunnelRow(
+        store_id=store,
+        device_id=device,
+        day=day,
+        payments=count("payments"),
+        payments_twd=count("payments_twd"),
+        binding_qr_shown=count("binding_qr_shown"),
+        binding_messages=count("binding_messages"),
+        new_friends=count("new_friends"),
+        bound_members=count("bound_members"),
+        coupons_replied=count("coupons_replied"),
+        coupons_pushed=count("coupons_pushed"),
+        coupons_redeemed=count("coupons_redeemed"),
+        linepay_fee_twd=sums.get("linepay_fee_twd", 0.0),
+        message_cost_twd=sums.get("message_cost_twd", 0.0),
+    )
+
+
+def funnel_total(rows: Iterable[FunnelRow], *, store_id: str = "*", device_id: str = "*") -> FunnelRow:
+    """The sum of `rows` (rates and cost per friend recomputed from the sums, not averaged)."""
+    sums: dict[str, float] = defaultdict(float)
+    for row in rows:
+        for name in (*_COUNTERS.values(), "payments_twd", "linepay_fee_twd", "message_cost_twd"):
+            sums[name] += getattr(row, name)
+    return _from_sums(store_id, device_id, None, sums)
