@@ -109,6 +109,7 @@ class Kiosk:
     frames: list[tuple[int, float]] = field(default_factory=list)  # (version, PNG arrived at)
     changed: asyncio.Event = field(default_factory=asyncio.Event)
     last_event_at: float = 0.0
+    version: int = 0  # the newest frame version announced
 
     async def run(self, http: aiohttp.ClientSession) -> None:
         wanted: asyncio.Queue[int] = asyncio.Queue(maxsize=1)
@@ -121,7 +122,7 @@ class Kiosk:
                             line = raw.decode().strip()
                             if line.startswith("data:"):
                                 version = int(json.loads(line[5:])["version"])
-                                self.last_event_at = time.monotonic()
+                                self.last_event_at, self.version = time.monotonic(), version
                                 with contextlib.suppress(asyncio.QueueEmpty):
                                     wanted.get_nowait()
                                 wanted.put_nowait(version)
@@ -279,12 +280,13 @@ async def measure(
     paid: list[str] = []
     run_id = f"{target.name}-{int(time.time())}"
     ids = [f"{run_id}-{i}" for i in range(sales)]
-    cpu0, t0 = cpu_s(pid), time.monotonic()
+    cpu0, t0, version0 = cpu_s(pid), time.monotonic(), kiosk.version
     await drive(tills, ids[:FIRST_MARK], paid)
     rss_500 = rss_mb(pid)
     await drive(tills, ids[FIRST_MARK:], paid)
     elapsed = time.monotonic() - t0
     cpu_per_sale_ms = (cpu_s(pid) - cpu0) * 1000 / sales
+    frames_per_sale = (kiosk.version - version0) / sales
     rss_2000 = rss_mb(pid)
     latencies = await pos_to_display(tills[0], kiosk, run_id)
     rss_end = rss_mb(pid)
@@ -309,6 +311,7 @@ async def measure(
         "rss_after_latency_phase_mb": rss_end,
         "cpu_per_sale_ms": round(cpu_per_sale_ms, 2),
         "idle_cpu_ms_per_s": round(idle_cpu_ms_per_s, 2),
+        "display_frames_per_sale": round(frames_per_sale, 2),
         "sales": sales,
         "sales_paid": len(paid),
         "sales_per_s": round(sales / elapsed, 1),
