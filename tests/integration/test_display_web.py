@@ -336,3 +336,18 @@ async def _fetch(http: aiohttp.ClientSession, url: str) -> bytes:
     async with http.get(url) as resp:
         assert resp.status == 200 and resp.headers["X-Screen-Version"] == "3"
         return await resp.read()
+
+
+@pytest.mark.parametrize("name", ["idle", "pay", "paid"])
+def test_encoded_png_is_the_frame_exactly_and_small(name: str) -> None:
+    from drivers.display.web import encode_png
+
+    image = frame(qr_screens()[name][0])
+    png = encode_png(image)
+    decoded = Image.open(io.BytesIO(png))
+    assert decoded.format == "PNG" and decoded.mode == "RGB" and decoded.size == SIZE
+    assert decoded.tobytes() == image.tobytes()
+    assert len(png) < 120_000  # flat screens: tens of kB, not the 1.1 MB of raw pixels
+    assert zxingcpp.read_barcode(decoded).text == qr_screens()[name][1]
+    grey = encode_png(image.convert("L"))
+    assert Image.open(io.BytesIO(grey)).convert("L").tobytes() == image.convert("L").tobytes()
