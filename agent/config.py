@@ -20,24 +20,41 @@ from collections.abc import Iterator, Mapping
 from pathlib import Path
 from typing import Annotated, Any
 
-from pydantic import BaseModel, ConfigDict, Field, SecretStr, ValidationError, field_validator
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    SecretStr,
+    ValidationError,
+    field_validator,
+    model_validator,
+)
 
 from base.config import Section, split_listen
 from base.mqtt import MQTTConfig
 from cloud.config import RelayConfig
-from drivers.ble.config import BLEConfig, PresenceConfig
+from drivers.ble.config import BeaconConfig, BLEConfig, PresenceConfig
 from drivers.display.config import DisplayConfig
-from membership.config import BindingConfig, CampaignConfig, CouponsConfig, LineConfig, TagRuleConfig
+from membership.config import (
+    BindingConfig,
+    CampaignConfig,
+    CouponsConfig,
+    GreetingConfig,
+    LineConfig,
+    TagRuleConfig,
+)
 from pos_bridge.config import LinePayConfig, POSConfig
 
 __all__ = [
     "BLEConfig",
+    "BeaconConfig",
     "BindingConfig",
     "CampaignConfig",
     "ConfigError",
     "CouponsConfig",
     "DeviceConfig",
     "DisplayConfig",
+    "GreetingConfig",
     "LineConfig",
     "LinePayConfig",
     "MQTTConfig",
@@ -116,6 +133,8 @@ class ShopEdgeConfig(BaseModel):
     relay: RelayConfig = RelayConfig()
     campaigns: list[CampaignConfig] = Field(default_factory=lambda: [CampaignConfig()])
     coupons: CouponsConfig = CouponsConfig()
+    beacon: BeaconConfig = BeaconConfig()
+    greetings: list[GreetingConfig] = Field(default_factory=list)
     timeouts: TimeoutsConfig = TimeoutsConfig()
 
     @field_validator("campaigns")
@@ -126,6 +145,24 @@ class ShopEdgeConfig(BaseModel):
         if duplicates:
             raise ValueError(f"campaign names must be unique, repeated: {', '.join(duplicates)}")
         return value
+
+    @model_validator(mode="after")
+    def _greetings(self) -> ShopEdgeConfig:
+        names = [greeting.name for greeting in self.greetings]
+        repeated = sorted({name for name in names if names.count(name) > 1})
+        if repeated:
+            raise ValueError(f"greetings: names must be unique, repeated: {', '.join(repeated)}")
+        campaigns = {campaign.name for campaign in self.campaigns}
+        for i, greeting in enumerate(self.greetings):
+            if greeting.campaign and greeting.campaign not in campaigns:
+                raise ValueError(
+                    f"greetings.{i}.campaign: no [[campaigns]] entry named {greeting.campaign!r}"
+                )
+        if self.beacon.advertise and not self.binding.key.get_secret_value():
+            raise ValueError(
+                "beacon.advertise = true needs binding.key: it signs the rotating device message"
+            )
+        return self
 
     @property
     def db_path(self) -> Path:

@@ -1,4 +1,5 @@
-"""The membership room's config sections: `[line]`, `[binding]`, `[[campaigns]]`, `[coupons]`.
+"""The membership room's config sections: `[line]`, `[binding]`, `[[campaigns]]`, `[coupons]`,
+`[[greetings]]`.
 """
 
 from __future__ import annotations
@@ -16,6 +17,7 @@ __all__ = [
     "BindingConfig",
     "CampaignConfig",
     "CouponsConfig",
+    "GreetingConfig",
     "LineConfig",
     "TagRuleConfig",
 ]
@@ -102,6 +104,8 @@ class CouponsConfig(Section):
     plan_free_messages: Annotated[int, Field(ge=0)] = 200
     barcode_url: str = ""
     tag_rules: list[TagRuleConfig] = Field(default_factory=list)
+    # The funnel's greeted_then_paid: a payment by the greeted shopper within this many hours.
+    visit_attribution_h: Annotated[float, Field(gt=0, le=24 * 31)] = 2.0
 
     @field_validator("timezone")
     @classmethod
@@ -118,3 +122,59 @@ class CouponsConfig(Section):
         if value and (not value.startswith("https://") or "{code}" not in value):
             raise ValueError(f"must be an https:// URL containing {{code}}, got {value!r}")
         return value
+
+
+_GREETING_HWID = re.compile(r"^[0-9a-f]{10}$")
+
+
+class GreetingConfig(Section):
+    """One `[[greetings]]` entry: what a friend who walks in is told, and how often."""
+
+    name: Annotated[str, Field(pattern=r"^[a-z0-9_-]{1,32}$")] = "welcome"
+    enabled: bool = True
+    text_zh: Annotated[str, Field(min_length=1, max_length=2000)] = "歡迎光臨!憑此訊息享 88 折"
+    text_en: Annotated[str, Field(max_length=2000)] = "Welcome! Show this message for 12% off."
+    campaign: Annotated[str, Field(pattern=r"^([a-z0-9_-]{1,32})?$")] = ""
+    cooldown_h: Annotated[float, Field(ge=0, le=24 * 366)] = 24.0
+    push_fallback: bool = False
+    monthly_budget: Annotated[int, Field(ge=0)] = 100
+    message_cost_twd: Annotated[float, Field(ge=0)] = 0.2
+    hwids: list[str] = Field(default_factory=list)
+    starts: str = ""
+    ends: str = ""
+
+    @field_validator("hwids")
+    @classmethod
+    def _hwids(cls, value: list[str]) -> list[str]:
+        out = []
+        for hwid in value:
+            hwid = hwid.strip().lower()
+            if not _GREETING_HWID.match(hwid):
+                raise ValueError(f"each HWID must be 10 hex digits, got {hwid!r}")
+            out.append(hwid)
+        return out
+
+    @field_validator("starts", "ends")
+    @classmethod
+    def _date(cls, value: str) -> str:
+        if value and not re.fullmatch(r"\d{4}-\d{2}-\d{2}", value):
+            raise ValueError(f"must be a date YYYY-MM-DD or empty, got {value!r}")
+        if value:
+            try:
+                date.fromisoformat(value)
+            except ValueError:
+                raise ValueError(f"must be a date YYYY-MM-DD or empty, got {value!r}") from None
+        return value
+
+    @model_validator(mode="after")
+    def _order(self) -> GreetingConfig:
+        if self.starts and self.ends and self.ends < self.starts:
+            raise ValueError(f"ends ({self.ends}) is before starts ({self.starts})")
+        return self
+
+    def active_on(self, day: date, hwid: str) -> bool:
+        if not self.enabled or (self.hwids and hwid not in self.hwids):
+            return False
+        if self.starts and day < date.fromisoformat(self.starts):
+            return False
+        return not (self.ends and day > date.fromisoformat(self.ends))

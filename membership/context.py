@@ -17,7 +17,7 @@ from pydantic import SecretStr
 from sqlalchemy import Engine
 
 from base.health import HealthBoard
-from membership.config import BindingConfig, CampaignConfig, CouponsConfig, LineConfig
+from membership.config import BindingConfig, CampaignConfig, CouponsConfig, GreetingConfig, LineConfig
 
 __all__ = ["DeviceIdentity", "MembershipContext", "MembershipSettings", "SettingsStore"]
 
@@ -62,6 +62,13 @@ class _LinePay(Protocol):
     def fee_rate(self) -> float: ...
 
 
+class _Beacon(Protocol):
+    """`[beacon]` (the BLE driver's section): the HWID this counter advertises."""
+
+    @property
+    def hwid(self) -> str: ...
+
+
 class MembershipSettings(Protocol):
     """The config membership reads (`agent.config.ShopEdgeConfig` satisfies it)."""
 
@@ -75,6 +82,10 @@ class MembershipSettings(Protocol):
     def campaigns(self) -> list[CampaignConfig]: ...
     @property
     def coupons(self) -> CouponsConfig: ...
+    @property
+    def greetings(self) -> list[GreetingConfig]: ...
+    @property
+    def beacon(self) -> _Beacon: ...
     @property
     def timeouts(self) -> _Timeouts: ...
     @property

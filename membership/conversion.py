@@ -367,7 +367,7 @@ async def _enqueue(ctx: MembershipContext, conversion: Conversion) -> None:
 
 @dataclass(frozen=True, kw_only=True)
 class JoinedScreen:
-    """"Welcome, you joined" on the customer display (the agent's screen port turns it into the
+    """ "Welcome, you joined" on the customer display (the agent's screen port turns it into the
     display room's screen of the same name)."""
 
     amount_twd: int | None
@@ -467,6 +467,10 @@ class ConversionConsumer:
         backoff = Backoff(base=0.5, cap=30.0)
         while True:
             try:
+                greeter = self.ctx.services.get("greeter")
+                if greeter is not None and await greeter.handle(envelope_data) is not None:
+                    # a `beacon` event: the greeting's (counted in its own health), not a conversion
+                    return ConversionResult(status=ConversionStatus.IGNORED, reason="beacon_event")
                 result = await handle_line_event(self.ctx, envelope_data)
             except Exception as exc:  # DB or outbox trouble: retry the same event, it is idempotent
                 log.error("conversion not recorded, retrying", extra={"error": str(exc)})

@@ -51,6 +51,8 @@ def run(args: argparse.Namespace) -> int:
         zone=zone,
         fee_rate=config.linepay.fee_rate,
         message_cost_twd={c.name: c.message_cost_twd for c in config.campaigns},
+        greeting_cost_twd={g.name: g.message_cost_twd for g in config.greetings},
+        attribution_s=config.coupons.visit_attribution_h * 3600,
     )
     total = funnel_total(rows, store_id=config.device.store_id)
     plan = config.coupons.plan_free_messages

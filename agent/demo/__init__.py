@@ -100,8 +100,18 @@ png_path = "{state_dir / "screen.png"}"
 key = "{secrets.token_urlsafe(32)}"
 phone_salt = "{secrets.token_urlsafe(16)}"
 
+[beacon]
+hwid = "0a1b2c3d4e"
+advertise = false
+
+[[greetings]]
+name = "welcome"
+
 [relay]
 listen = "127.0.0.1:{ports["relay"]}"
+
+[relay.beacon_stores]
+"0a1b2c3d4e" = "demo-store/counter-1"
 """
 
 
@@ -144,6 +154,10 @@ def _visit_steps() -> list[tuple[str, Step]]:
         ("Messaging API emulator", step_messaging_emulator),
         ("shopper joins via the binding QR", _lazy("agent.demo.conversion", "step_shopper_joins")),
         *COUPON_STEPS,
+        (
+            "a friend walks in: greeted by the counter's beacon, free by reply",
+            _lazy("agent.demo.greeting", "step_friend_greeted"),
+        ),
     ]
 
 

@@ -30,6 +30,7 @@ from agent.doctor._device import (
     outbox_stats,
     outbox_verdict,
 )
+from agent.doctor._line_beacon import check_line_beacon, line_beacon_verdict
 from agent.doctor._rows import CLOCK_FLOOR, MIN_FREE_MB, Environment, Row, Status, exit_code
 from agent.doctor._services import (
     check_broker,
@@ -52,12 +53,14 @@ __all__ = [
     "check_ble",
     "check_broker",
     "check_config",
+    "check_line_beacon",
     "check_line_token",
     "check_linepay",
     "check_outbox",
     "clock_verdict",
     "exit_code",
     "free_space_verdict",
+    "line_beacon_verdict",
     "line_token_verdict",
     "linepay_signature",
     "linepay_verdict",
@@ -84,6 +87,7 @@ CHECKS: dict[str, Check] = {
     "linepay": check_linepay,
     "outbox": check_outbox,
     "beacon": check_beacon,
+    "line_beacon": check_line_beacon,
 }
 
 

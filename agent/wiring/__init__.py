@@ -15,6 +15,7 @@ import logging
 from agent.context import AgentContext
 from agent.supervisor import Component
 from agent.sync import SyncService
+from agent.wiring.beacon import BeaconAdvertising
 from agent.wiring.ble import BLEPresence
 from agent.wiring.display import build_display
 from agent.wiring.membership import JournalSaleLookup
@@ -22,6 +23,7 @@ from agent.wiring.pos import PosBridge, ScannerFeed
 from base.health import Level
 from membership.conversion import ConversionConsumer
 from membership.coupons import CouponService, FunnelUpstream
+from membership.greeter import Greeter
 
 __all__ = ["StatusReporter", "build_components"]
 
@@ -61,7 +63,10 @@ def build_components(ctx: AgentContext) -> list[Component]:
     components.append(build_display(ctx))
     if ctx.config.ble.enabled:
         components.append(BLEPresence(ctx))
+    if ctx.config.beacon.advertise:
+        components.append(BeaconAdvertising(ctx))
     ctx.services.setdefault("sale_lookup", JournalSaleLookup(ctx.engine))
+    Greeter(ctx)  # a service, not a loop: the conversion consumer hands it `beacon` events
     components.append(ConversionConsumer(ctx))
     components += [CouponService(ctx), FunnelUpstream(ctx)]
     components.append(PosBridge(ctx))

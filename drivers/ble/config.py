@@ -1,4 +1,5 @@
-"""The BLE driver's config sections: `[ble]` (scanning) and `[presence]` (the engine's thresholds).
+"""The BLE driver's config sections: `[ble]` (scanning), `[presence]` (the engine's thresholds) and
+`[beacon]` (the counter advertising itself as the store's LINE Beacon).
 """
 
 from __future__ import annotations
@@ -13,6 +14,7 @@ from drivers._config import Section
 
 __all__ = [
     "BLEConfig",
+    "BeaconConfig",
     "PresenceConfig",
 ]
 
@@ -58,4 +60,28 @@ class PresenceConfig(Section):
     def _hysteresis(self) -> PresenceConfig:
         if self.exit_rssi > self.enter_rssi:
             raise ValueError("exit_rssi must be at or below enter_rssi (hysteresis)")
+        return self
+
+
+class BeaconConfig(Section):
+    """`hwid`: the LINE Beacon HWID issued in LINE Official Account Manager (10 hex digits);
+    `advertise`: the Pi broadcasts it as a LINE Simple Beacon (off unless turned on)."""
+
+    hwid: str = ""
+    advertise: bool = False
+
+    @field_validator("hwid")
+    @classmethod
+    def _hwid(cls, value: str) -> str:
+        value = value.lower()
+        if value and not _HWID.match(value):
+            raise ValueError(f"must be the 10 hex digits LINE Official Account Manager issued, got {value!r}")
+        return value
+
+    @model_validator(mode="after")
+    def _advertise_needs_hwid(self) -> BeaconConfig:
+        if self.advertise and not self.hwid:
+            raise ValueError(
+                "hwid: required with advertise = true (register one in LINE Official Account Manager)"
+            )
         return self

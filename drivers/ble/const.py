@@ -85,3 +85,16 @@ today's, and a restart starts a fresh salt (a restart at most double-counts one 
 TELEMETRY_TTL_S: Final = 7 * 24 * 3600.0
 """Presence telemetry still unsent after a week is dropped: the broker keeps a device's session
 for a week too (`mqtt.session_expiry_s`), and week-old footfall no longer steers staffing."""
+
+# --- LINE Simple Beacon advertiser ------------------------------------------------------------
+
+ADVERT_INTERVAL_MS: Final = 153
+"""LINE "strongly recommends" 152.5 ms (beacon-device-spec). BlueZ takes whole milliseconds
+and converts with a truncating ms / 0.625: 153 ms -> 244 units = 152.5 ms exactly."""
+
+MESSAGE_CHECK_S: Final = 1.0
+"""How often the advertiser asks for the device message: a rotating code changes at most at a
+slot edge (minutes apart), and one second late is a small share of a slot."""
+
+ADVERT_CALL_TIMEOUT_S: Final = 5.0
+"""RegisterAdvertisement/UnregisterAdvertisement are single D-Bus calls, like the ladder's."""

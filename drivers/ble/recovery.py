@@ -216,4 +216,3 @@ class RecoveryDelays:
 
     def reset(self) -> None:
         self._failures = 0
-

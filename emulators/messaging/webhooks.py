@@ -26,6 +26,7 @@ import aiohttp
 __all__ = [
     "account_link_event",
     "beacon_event",
+    "counter_beacon_dm",
     "follow_event",
     "new_user_id",
     "post_webhook",
@@ -134,6 +135,16 @@ def beacon_event(
     if dm is not None:
         event["beacon"]["dm"] = dm
     return event
+
+
+def counter_beacon_dm(binding_key: str, hwid: str, unix_seconds: float) -> str:
+    """The device message a ShopEdge counter's beacon advertises at `unix_seconds`, computed from
+    the documented scheme (docs/beacon-greeting.md) without importing ShopEdge: hex of
+    HMAC-SHA256(key, b"shopedge-beacon-v1" + HWID bytes + slot as 8 bytes big-endian)[:8],
+    slot = floor(unix_seconds / 300). What a phone in the shop would hand LINE as `dm`."""
+    slot = int(unix_seconds // 300)
+    message = b"shopedge-beacon-v1" + bytes.fromhex(hwid) + slot.to_bytes(8, "big")
+    return hmac.new(binding_key.encode(), message, hashlib.sha256).digest()[:8].hex()
 
 
 def account_link_event(

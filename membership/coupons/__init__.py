@@ -19,7 +19,16 @@ from membership.coupons._funnel import (
 )
 from membership.coupons._ledger import LedgerRow, LedgerState, RedeemStatus
 from membership.coupons._line_http import CouponsError, LineRefused
-from membership.coupons._policy import Answer, Outcome, classify, make_code, normalize_code
+from membership.coupons._policy import (
+    Answer,
+    Budget,
+    BudgetVerdict,
+    Outcome,
+    budget_verdict,
+    classify,
+    make_code,
+    normalize_code,
+)
 from membership.coupons._redeem import REDEEM_PATH, add_coupon_routes
 from membership.coupons._service import (
     PUSH_STREAM,
@@ -39,6 +48,8 @@ __all__ = [
     "REDEEM_PATH",
     "REPORT_KEYS",
     "Answer",
+    "Budget",
+    "BudgetVerdict",
     "CouponService",
     "CouponsError",
     "DeliveryResult",
@@ -55,6 +66,7 @@ __all__ = [
     "ServiceNotRunning",
     "WelcomeRequest",
     "add_coupon_routes",
+    "budget_verdict",
     "classify",
     "deliver_welcome",
     "facts_since_blocking",

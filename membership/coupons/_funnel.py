@@ -46,6 +46,9 @@ class FactKind(StrEnum):
     COUPON_REPLIED = "coupon_replied"
     COUPON_PUSHED = "coupon_pushed"
     COUPON_REDEEMED = "coupon_redeemed"
+    BEACON_VISIT = "beacon_visit"  # a friend's verified `enter` at the counter's beacon
+    GREETING_REPLIED = "greeting_replied"  # that friend was greeted by reply (free)
+    GREETING_PUSHED = "greeting_pushed"  # ... or by push (push_fallback; paid)
 
 
 # The JSON report's keys (the issue's list), in display order.
@@ -61,12 +64,19 @@ REPORT_KEYS = (
     "coupons_redeemed",
     "messages_spent",
     "cost_per_friend_twd",
+    "beacon_visits",
+    "greetings_replied",
+    "greeted_then_paid",
 )
 
 
 @dataclass(frozen=True, kw_only=True)
 class Fact:
-    """One thing that happened at a counter, attributed to store, device and time (wall clock)."""
+    """One thing that happened at a counter, attributed to store, device and time (wall clock).
+
+    `order_id` is the sale; a beacon visit and its greeting have none, and carry
+    "visit:<webhookEventId>" there instead so each visit is its own fact.
+    """
 
     kind: FactKind
     store_id: str
@@ -157,6 +167,10 @@ class FunnelRow:
     coupons_replied: int = 0
     coupons_pushed: int = 0
     coupons_redeemed: int = 0
+    beacon_visits: int = 0
+    greetings_replied: int = 0
+    greetings_pushed: int = 0
+    greeted_then_paid: int = 0  # greeted visits followed by that shopper's payment at the store
     linepay_fee_twd: float = 0.0
     message_cost_twd: float = 0.0
 
@@ -167,7 +181,7 @@ class FunnelRow:
 
     @property
     def messages_spent(self) -> int:
-        return self.coupons_pushed  # replies are free
+        return self.coupons_pushed + self.greetings_pushed  # replies are free
 
     @property
     def cost_per_friend_twd(self) -> float | None:
@@ -195,7 +209,11 @@ _COUNTERS = {
     FactKind.COUPON_REPLIED: "coupons_replied",
     FactKind.COUPON_PUSHED: "coupons_pushed",
     FactKind.COUPON_REDEEMED: "coupons_redeemed",
+    FactKind.BEACON_VISIT: "beacon_visits",
+    FactKind.GREETING_REPLIED: "greetings_replied",
+    FactKind.GREETING_PUSHED: "greetings_pushed",
 }
+_GREETED = (FactKind.GREETING_REPLIED, FactKind.GREETING_PUSHED)
 
 
 def funnel_rows(
@@ -205,14 +223,19 @@ def funnel_rows(
     fee_rate: float,
     message_cost_twd: Mapping[str, float],
     default_message_cost_twd: float = 0.0,
+    greeting_cost_twd: Mapping[str, float] | None = None,
+    attribution_s: float = 2 * 3600.0,
 ) -> list[FunnelRow]:
     """Aggregate facts per (store, device, local day), sorted; a pure function of its inputs.
 
     A new friend's LINE Pay fee comes from the payment fact with the same order id (wherever it
-    falls in the input); a new friend without a known payment adds no fee.
+    falls in the input); a new friend without a known payment adds no fee. A greeted visit is
+    `greeted_then_paid` when the same store took a payment within `attribution_s` after the
+    greeting for an order the same shopper bound (the only link from a payment to a LINE user).
     """
     facts = list(facts)
     amounts = {f.order_id: f.amount_twd or 0 for f in facts if f.kind is FactKind.PAYMENT}
+    paid = _paid_by_member(facts)
     counts: dict[tuple[str, str, date], dict[str, float]] = defaultdict(lambda: defaultdict(float))
     for fact in facts:
         bucket = counts[(fact.store_id, fact.device_id, local_day(fact.at, zone))]
@@ -223,7 +246,24 @@ def funnel_rows(
             bucket["linepay_fee_twd"] += amounts.get(fact.order_id, 0) * fee_rate
         elif fact.kind is FactKind.COUPON_PUSHED:
             bucket["message_cost_twd"] += message_cost_twd.get(fact.campaign or "", default_message_cost_twd)
+        elif fact.kind is FactKind.GREETING_PUSHED:
+            costs = greeting_cost_twd or {}
+            bucket["message_cost_twd"] += costs.get(fact.campaign or "", default_message_cost_twd)
+        if fact.kind in _GREETED and any(
+            0 <= at - fact.at <= attribution_s for at in paid.get((fact.store_id, fact.line_user_id), ())
+        ):
+            bucket["greeted_then_paid"] += 1
     return [_from_sums(store, device, day, bucket) for (store, device, day), bucket in sorted(counts.items())]
+
+
+def _paid_by_member(facts: list[Fact]) -> dict[tuple[str, str | None], list[float]]:
+    """When each member paid at each store: payments joined to the member who bound the order."""
+    owner = {f.order_id: f.line_user_id for f in facts if f.kind is FactKind.BOUND_MEMBER and f.line_user_id}
+    paid: dict[tuple[str, str | None], list[float]] = defaultdict(list)
+    for fact in facts:
+        if fact.kind is FactKind.PAYMENT and fact.order_id in owner:
+            paid[(fact.store_id, owner[fact.order_id])].append(fact.at)
+    return paid
 
 
 def _from_sums(store: str, device: str, day: date | None, sums: Mapping[str, float]) -> FunnelRow:
@@ -243,6 +283,10 @@ def _from_sums(store: str, device: str, day: date | None, sums: Mapping[str, flo
         coupons_replied=count("coupons_replied"),
         coupons_pushed=count("coupons_pushed"),
         coupons_redeemed=count("coupons_redeemed"),
+        beacon_visits=count("beacon_visits"),
+        greetings_replied=count("greetings_replied"),
+        greetings_pushed=count("greetings_pushed"),
+        greeted_then_paid=count("greeted_then_paid"),
         linepay_fee_twd=sums.get("linepay_fee_twd", 0.0),
         message_cost_twd=sums.get("message_cost_twd", 0.0),
     )
@@ -252,6 +296,12 @@ def funnel_total(rows: Iterable[FunnelRow], *, store_id: str = "*", device_id: s
     """The sum of `rows` (rates and cost per friend recomputed from the sums, not averaged)."""
     sums: dict[str, float] = defaultdict(float)
     for row in rows:
-        for name in (*_COUNTERS.values(), "payments_twd", "linepay_fee_twd", "message_cost_twd"):
+        for name in (
+            *_COUNTERS.values(),
+            "payments_twd",
+            "linepay_fee_twd",
+            "message_cost_twd",
+            "greeted_then_paid",
+        ):
             sums[name] += getattr(row, name)
     return _from_sums(store_id, device_id, None, sums)

@@ -31,6 +31,7 @@ __all__ = [
     "claim_blocking",
     "get_blocking",
     "redeem_blocking",
+    "release_blocking",
     "rows_in_states_blocking",
     "stop_campaign_blocking",
     "transition_blocking",
@@ -169,6 +170,21 @@ def transition_blocking(
     stmt = update(ledger).where(*conditions).values(state=to_state.value, updated_at=now, **values)
     with engine.begin() as conn:
         return conn.execute(stmt).rowcount == 1
+
+
+def release_blocking(engine: Engine, campaign: str, line_user_id: str, *, from_state: LedgerState) -> bool:
+    """Give a claim back (delete the row) when nothing was sent and nothing will be: a greeting's
+    coupon whose reply did not go out and that may not be pushed. True if the row was removed."""
+    with engine.begin() as conn:
+        result = conn.execute(
+            ledger.delete().where(
+                ledger.c.campaign == campaign,
+                ledger.c.line_user_id == line_user_id,
+                ledger.c.state == from_state.value,
+                ledger.c.reply_ambiguous.is_(False),
+            )
+        )
+    return bool(result.rowcount == 1)
 
 
 def rows_in_states_blocking(engine: Engine, states: tuple[LedgerState, ...]) -> list[LedgerRow]:

@@ -57,6 +57,9 @@ _COLUMNS = (
     ("reply", "coupons_replied", 5),
     ("push", "coupons_pushed", 5),
     ("redeem", "coupons_redeemed", 6),
+    ("visit", "beacon_visits", 5),
+    ("greet", "greetings_replied", 5),
+    ("g+paid", "greeted_then_paid", 6),
     ("NT$/friend", "cost_per_friend_twd", 10),
 )
 
@@ -127,12 +130,16 @@ _STAGES = (
     ("綁定會員 Bound members", "bound_members"),
     ("優惠券送達 Coupons delivered", "coupons_delivered"),
     ("優惠券兌換 Coupons redeemed", "coupons_redeemed"),
+    ("來店好友 Beacon visits", "beacon_visits"),
+    ("迎賓訊息 Greetings replied", "greetings_replied"),
+    ("迎賓後消費 Greeted then paid", "greeted_then_paid"),
 )
 
 
 def render_chart(total: FunnelRow, *, title: str, font_path: Path | None = None) -> Image.Image:
     """A horizontal funnel: one centred bar per stage, width proportional to its count."""
-    width, height = 1000, 640
+    top, bar_h, gap, label_w = 120, 56, 16, 330
+    width, height = 1000, top + len(_STAGES) * (bar_h + gap) + 16
     image = Image.new("RGB", (width, height), "white")
     draw = ImageDraw.Draw(image)
     big, small = _font(30, font_path), _font(20, font_path)
@@ -147,7 +154,6 @@ def render_chart(total: FunnelRow, *, title: str, font_path: Path | None = None)
     data = total.as_dict()
     data["coupons_delivered"] = total.coupons_replied + total.coupons_pushed
     peak = max([data[key] for _, key in _STAGES] + [1])
-    top, bar_h, gap, label_w = 120, 56, 16, 330
     bar_span = width - label_w - 60
     for i, (label, key) in enumerate(_STAGES):
         y = top + i * (bar_h + gap)

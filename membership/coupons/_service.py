@@ -34,6 +34,7 @@ from membership.coupons._ledger import (
     campaign_stop_blocking,
     claim_blocking,
     get_blocking,
+    release_blocking,
     rows_in_states_blocking,
     transition_blocking,
 )
@@ -48,7 +49,6 @@ from membership.coupons._policy import (
     local_month,
     make_code,
     reply_is_fresh,
-    welcome_campaign,
 )
 from membership.coupons._push_jobs import PUSH_STREAM, SERVICE_NAME, OutboxLike, PushJobs
 from offline_queue import Durability
@@ -78,7 +78,9 @@ class ServiceNotRunning(CouponsError):
 
 @dataclass(frozen=True, kw_only=True)
 class WelcomeRequest:
-    """A conversion that earns a welcome coupon (from the binding flow)."""
+    """A shopper who earns a campaign's coupon: the welcome coupon of the binding flow, or the
+    coupon a beacon greeting carries (`lead_messages` go first in the same message request,
+    and without `push_allowed` the coupon goes only by reply)."""
 
     line_user_id: str
     store_id: str
@@ -87,6 +89,9 @@ class WelcomeRequest:
     reply_token: str | None = None
     reply_token_received_at: float | None = None  # wall clock
     is_new_friend: bool = False
+    campaign: str = "welcome"
+    lead_messages: tuple[dict[str, Any], ...] = ()
+    push_allowed: bool = True
 
     def __post_init__(self) -> None:
         if not _LINE_USER_ID.fullmatch(self.line_user_id):
@@ -102,6 +107,7 @@ class DeliveryStatus(StrEnum):
     SKIPPED = "skipped"  # no active welcome campaign
     DEAD = "dead"  # LINE refused it for good (reason in detail)
     UNKNOWN = "unknown"  # a reply may have been delivered; not resent
+    NOT_SENT = "not_sent"  # the reply did not go out and no push was allowed: claim given back
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -262,16 +268,20 @@ class CouponService(PushJobs):
 
     async def deliver(self, req: WelcomeRequest) -> DeliveryResult:
         now = self._now()
-        campaign = welcome_campaign(self.config)
+        campaign = self._campaign(req.campaign)
         zone = self.config.coupons.timezone
         if campaign is None or not campaign_active(campaign, local_day(now, zone)):
-            return DeliveryResult(status=DeliveryStatus.SKIPPED, detail="no active welcome campaign")
+            return DeliveryResult(status=DeliveryStatus.SKIPPED, detail=f"no active {req.campaign} campaign")
         ttl = self.config.coupons.reply_token_ttl_s
         can_reply = (
             self.configured
             and bool(req.reply_token)
             and reply_is_fresh(req.reply_token_received_at, now, ttl)
         )
+        if not can_reply and not req.push_allowed:
+            return DeliveryResult(
+                status=DeliveryStatus.NOT_SENT, campaign=campaign.name, detail="no fresh reply token; no push"
+            )
         row = await self._claim(campaign, req, now)
         if row is None:
             existing = await self._db(get_blocking, campaign.name, req.line_user_id)
@@ -306,18 +316,25 @@ class CouponService(PushJobs):
                 now=self._now(),
             )
             return await self._reply_or_push(campaign, row, req)
-        return await self._queue_push(
-            campaign, row, await self._messages(campaign, row), from_states=(LedgerState.CLAIMED,)
-        )
+        messages = [*req.lead_messages, *await self._messages(campaign, row)]
+        return await self._queue_push(campaign, row, messages, from_states=(LedgerState.CLAIMED,))
 
     async def _reply_or_push(
         self, campaign: CampaignConfig, row: LedgerRow, req: WelcomeRequest
     ) -> DeliveryResult:
-        """The row is `replying`: reply, or queue the push when the reply certainly did not go out."""
-        messages = await self._messages(campaign, row)
+        """The row is `replying`: reply, or queue the push when the reply certainly did not go out
+        (or, when pushing is not allowed, give the claim back)."""
+        messages = [*req.lead_messages, *await self._messages(campaign, row)]
         result = await self._reply(campaign, row, req, messages)
         if result is not None:
             return result
+        if not req.push_allowed:
+            await self._db(release_blocking, campaign.name, row.line_user_id, from_state=LedgerState.REPLYING)
+            return DeliveryResult(
+                status=DeliveryStatus.NOT_SENT,
+                campaign=campaign.name,
+                detail="the reply did not go out; no push",
+            )
         return await self._queue_push(campaign, row, messages, from_states=(LedgerState.REPLYING,))
 
     async def _claim(self, campaign: CampaignConfig, req: WelcomeRequest, now: float) -> LedgerRow | None:

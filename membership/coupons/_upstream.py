@@ -62,6 +62,8 @@ class FunnelUpstream:
             zone=zone,
             fee_rate=config.linepay.fee_rate,
             message_cost_twd={c.name: c.message_cost_twd for c in config.campaigns},
+            greeting_cost_twd={g.name: g.message_cost_twd for g in config.greetings},
+            attribution_s=config.coupons.visit_attribution_h * 3600,
         )
         outbox = self._outbox
         summaries = 0

@@ -3,59 +3,21 @@ Adapter1 object: the recovery ladder's StopDiscovery and power cycle as they go 
 
 # No `from __future__ import annotations`: dbus-fast reads D-Bus signatures from annotations.
 
-import shutil
-import signal
-import subprocess
 from collections.abc import AsyncIterator, Iterator
 
 import pytest
-from dbus_fast import DBusError
 from dbus_fast.aio import MessageBus
-from dbus_fast.service import ServiceInterface, dbus_method, dbus_property
 
 from drivers.ble.scanner import BlueZAdapterControl
+from tests.integration.fake_bluez import HAVE_DBUS, FakeAdapter, private_bus
 
-pytestmark = pytest.mark.skipif(shutil.which("dbus-daemon") is None, reason="needs dbus-daemon")
-
-
-class FakeAdapter(ServiceInterface):
-    def __init__(self) -> None:
-        super().__init__("org.bluez.Adapter1")
-        self.calls: list[str] = []
-        self.discovering = False
-        self._powered = True
-
-    @dbus_method()
-    def StopDiscovery(self):  # type: ignore[no-untyped-def]
-        self.calls.append("StopDiscovery")
-        if not self.discovering:
-            raise DBusError("org.bluez.Error.Failed", "No discovery started")
-        self.discovering = False
-
-    @dbus_property()
-    def Powered(self) -> "b":  # type: ignore[name-defined]  # noqa: F821
-        return self._powered
-
-    @Powered.setter
-    def Powered(self, value: "b"):  # type: ignore[name-defined, no-untyped-def]  # noqa: F821
-        self.calls.append(f"Powered={value}")
-        self._powered = value
+pytestmark = pytest.mark.skipif(not HAVE_DBUS, reason="needs dbus-daemon")
 
 
 @pytest.fixture
 def bus_address() -> Iterator[str]:
-    proc = subprocess.Popen(
-        ["dbus-daemon", "--session", "--nofork", "--print-address=1", "--nopidfile"],
-        stdout=subprocess.PIPE,
-        text=True,
-    )
-    assert proc.stdout is not None
-    address = proc.stdout.readline().strip()
-    try:
+    with private_bus() as address:
         yield address
-    finally:
-        proc.send_signal(signal.SIGTERM)
-        proc.wait(timeout=10)
 
 
 @pytest.fixture

@@ -10,6 +10,7 @@ import os
 import signal
 import subprocess
 import sys
+import threading
 import time
 from pathlib import Path
 
@@ -42,19 +43,35 @@ enabled = false
 
 
 def _run(config: Path, seconds: float) -> str:
+    """Run the daemon for `seconds` after it says it started (a loaded machine starts slowly),
+    then stop it with SIGTERM; every line it wrote."""
     proc = subprocess.Popen(
         [sys.executable, "-m", "agent", "run", "--config", str(config)],
         cwd=ROOT,
         env={**os.environ, "PYTHONUNBUFFERED": "1"},
         stdout=subprocess.PIPE,
-        stderr=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
         text=True,
     )
+    lines: list[str] = []
+    started = threading.Event()
+
+    def read() -> None:
+        assert proc.stdout is not None
+        for line in proc.stdout:
+            lines.append(line)
+            if "shopedge started" in line:
+                started.set()
+
+    reader = threading.Thread(target=read, daemon=True)
+    reader.start()
+    assert started.wait(60), "".join(lines)[-2000:]
     time.sleep(seconds)
     proc.send_signal(signal.SIGTERM)
-    out, err = proc.communicate(timeout=20)
-    assert proc.returncode == 0, err[-2000:]
-    return out + err
+    proc.wait(timeout=20)
+    reader.join(timeout=10)
+    assert proc.returncode == 0, "".join(lines)[-2000:]
+    return "".join(lines)
 
 
 def _forms(address: str) -> list[bytes]:

@@ -31,10 +31,12 @@ def test_demo_once_plays_the_whole_visit(tmp_path: Path) -> None:
         "welcome coupon, once, free by reply",
         "coupon redeemed at the till",
         "funnel report",
+        "a friend walks in: greeted by the counter's beacon, free by reply",
         "cloud sync",
     ):
         assert f"ok    {step}" in out, out
     assert "scanned off the paid screen" in out and "recorded and upstream" in out
+    assert "greeted by reply (free)" in out and "via relay and MQTT" in out and "got nothing" in out
     assert f"demo succeeded: {len(demo.SCENARIO)}/{len(demo.SCENARIO)} steps" in out
     assert (tmp_path / "demo.toml").exists()
     # the generated config is usable by every other command
@@ -57,3 +59,4 @@ async def test_demo_completes_without_a_broker(tmp_path: Path, monkeypatch: pyte
     assert "MQTT broker: none reachable" in text
     assert "the record waits in the outbox for sync" in text
     assert "no broker:" in text and "records wait in the outbox for sync" in text
+    assert "greeted by reply (free)" in text and "in-process relay hop (no broker)" in text

@@ -60,9 +60,12 @@ def test_report_json_and_png(tmp_path: Path) -> None:
         "coupons_redeemed": 1,
         "messages_spent": 2,
         "cost_per_friend_twd": 12.2,
+        "beacon_visits": 0,
+        "greetings_replied": 0,
+        "greeted_then_paid": 0,
     }
     with Image.open(png) as image:
-        assert (image.format, image.size) == ("PNG", (1000, 640))
+        assert (image.format, image.size) == ("PNG", (1000, 856))
 
 
 def test_report_table_and_bad_since(tmp_path: Path) -> None:

@@ -79,6 +79,9 @@ def test_per_device_and_local_day() -> None:
         "messages_spent": 1,  # the reply was free
         # fees on the friends' tickets (500 + 300 + 1000) x 2.2% = 39.60, + 1 push x 0.20 = 39.80; / 3
         "cost_per_friend_twd": 13.27,
+        "beacon_visits": 0,
+        "greetings_replied": 0,
+        "greeted_then_paid": 0,
     }
     assert (d["payments_twd"], d["linepay_fee_twd"], d["message_cost_twd"]) == (2000, 39.6, 0.2)
     # counter-2: 400 x 2.2% = 8.80 + 0.20 = 9.00 for its one friend
@@ -99,6 +102,9 @@ def test_total_recomputes_rates_from_sums() -> None:
         "coupons_redeemed": 1,
         "messages_spent": 2,
         "cost_per_friend_twd": 12.2,  # (39.60 + 8.80 + 0.40) / 4
+        "beacon_visits": 0,
+        "greetings_replied": 0,
+        "greeted_then_paid": 0,
     }
 
 
@@ -135,7 +141,7 @@ def test_table_lists_days_and_total() -> None:
 
 def test_chart_is_drawn() -> None:
     image = render_chart(funnel_total(aggregate()), title="店 Store")
-    assert image.size == (1000, 640)
+    assert image.size == (1000, 856)
     colors = image.getcolors(maxcolors=1 << 20)
     assert colors is not None and len(colors) > 10  # bars and anti-aliased CJK text, not a blank canvas
 

@@ -32,7 +32,7 @@ def _imports(module: Path) -> set[str]:
     return found
 
 
-@pytest.mark.parametrize("name", ["frames.py", "presence.py", "recovery.py", "const.py"])
+@pytest.mark.parametrize("name", ["frames.py", "presence.py", "recovery.py", "const.py", "simple_beacon.py"])
 def test_core_modules_do_no_io(name: str) -> None:
     assert not _imports(PACKAGE / name) & {
         "asyncio",
