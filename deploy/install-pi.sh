@@ -92,7 +92,7 @@ if [ ! -x "$VENV/bin/python" ]; then
 fi
 "$VENV/bin/python" -m pip install --quiet --upgrade pip
 if [ "$relay" -eq 1 ]; then
-    "$VENV/bin/python" -m pip install --quiet --upgrade "$SRC[relay]"  # line-bot-sdk parses webhooks
+    "$VENV/bin/python" -m pip install --quiet --upgrade "${SRC}[relay]"  # line-bot-sdk parses webhooks
 else
     "$VENV/bin/python" -m pip install --quiet --upgrade "$SRC"  # the device needs no line-bot-sdk
 fi
