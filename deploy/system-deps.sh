@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Installs the Debian packages ShopEdge needs, only those that are missing (idempotent).
 #   deploy/system-deps.sh demo   -> runtime: CJK fonts, time zones, a local MQTT broker
-#   deploy/system-deps.sh test   -> also what the tests use: NATS, Chromium, systemd-analyze, dbus-daemon, fonts
+#   deploy/system-deps.sh test   -> also what the tests use: NATS, Chromium, systemd-analyze, dbus-daemon, fonts, FUSE 3
 set -euo pipefail
 profile="${1:-demo}"
 
@@ -22,6 +22,7 @@ if [ "$profile" = "test" ]; then
     have_cmd dbus-daemon || need+=(dbus-daemon)   # private bus for the BlueZ adapter-control tests
     have_cmd shellcheck || need+=(shellcheck)
     have_cmd unshare || need+=(util-linux)
+    have_cmd fusermount3 || need+=(fuse3)         # LazyFS power-cut tests (libfuse3 for mfusepy)
 fi
 
 if [ "${#need[@]}" -eq 0 ]; then

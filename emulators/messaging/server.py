@@ -12,12 +12,19 @@ and the demo exercise the real failure modes instead of an accept-anything mock:
 - A limited monthly quota: when `totalUsage` reaches it, push answers 429
   "You have reached your monthly limit."; a per-second rate limit answers 429 "Too Many Requests".
 - Pushing to a user id that never befriended the account answers 400 "Failed to send messages".
+  Pushing to a user who blocked the account is accepted (200, `sentMessages`) but reaches no
+  phone and is not counted against the quota (LINE's FAQ: "no error will occur and status code
+  200 will be returned"; only deliverable messages are counted).
+- Text length is counted in UTF-16 code units, as LINE does (🍎 is 2 of the 5000; `\r\n` is 2).
+  `text` and `textV2` (with its `substitution` map of `mention`/`emoji` objects, per
+  line-openapi's TextMessageV2) are accepted.
 - Fault injection (`Fault`): 5xx or a hang, before or after the request is accepted, so the
   ambiguous "sent but the answer was lost" case is reproducible.
 
 Control it in-process (`MessagingEmulator` methods) or over HTTP under `/_emulator/` (not
 authenticated: bind it to 127.0.0.1 only): `GET state` (deliveries, quota, coupons),
 `POST reply-token {"userId"}` (a token as a webhook event would carry), `POST friend {"userId"}`,
+`POST block {"userId"}` (the user blocks the account; `friend` again unblocks),
 `POST fault {"endpoint", "kind", "after_accept", "hang_s"}` and
 `POST quota {"type", "value", "totalUsage"}`. Signed webhooks towards the relay live in
 `emulators/messaging/webhooks.py`.
@@ -95,8 +102,21 @@ COUPON_TIMEZONES = frozenset(
 _USER_ID = re.compile(r"^U[0-9a-f]{32}$")
 _UUID = re.compile(r"^[0-9a-fA-F]{8}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{12}$")
 _MESSAGE_TYPES = frozenset(
-    {"text", "sticker", "image", "video", "audio", "location", "imagemap", "template", "flex", "coupon"}
+    {
+        "text",
+        "textV2",
+        "sticker",
+        "image",
+        "video",
+        "audio",
+        "location",
+        "imagemap",
+        "template",
+        "flex",
+        "coupon",
+    }
 )
+TEXT_LIMIT = 5000  # UTF-16 code units
 
 _REQUEST_ID = web.RequestKey("request_id", str)
 
@@ -159,7 +179,9 @@ class MessagingEmulator:
     bot_basic_id: str = "@shopedge"
     bot_display_name: str = "ShopEdge Demo"
     friends: set[str] = field(default_factory=set)
+    blocked: set[str] = field(default_factory=set)  # friends who blocked the account
     deliveries: list[Delivery] = field(default_factory=list)
+    undelivered: list[Delivery] = field(default_factory=list)  # accepted pushes to blocked users
     requests_seen: int = 0
     _faults: deque[Fault] = field(default_factory=deque)
     _retry_keys: dict[str, _AcceptedKey] = field(default_factory=dict)
@@ -175,6 +197,12 @@ class MessagingEmulator:
         if not _USER_ID.match(user_id):
             raise ValueError(f"not a LINE user id: {user_id!r}")
         self.friends.add(user_id)
+        self.blocked.discard(user_id)
+
+    def block(self, user_id: str) -> None:
+        """`user_id` blocks the account: pushes are still accepted (200) but reach no phone."""
+        self.add_friend(user_id)
+        self.blocked.add(user_id)
 
     def issue_reply_token(self, user_id: str) -> str:
         """A fresh reply token, as a webhook event from `user_id` would carry (makes them a friend)."""
@@ -223,6 +251,7 @@ class MessagingEmulator:
                 web.get("/_emulator/state", self._ctl_state),
                 web.post("/_emulator/reply-token", self._ctl_reply_token),
                 web.post("/_emulator/friend", self._ctl_friend),
+                web.post("/_emulator/block", self._ctl_block),
                 web.post("/_emulator/fault", self._ctl_fault),
                 web.post("/_emulator/quota", self._ctl_quota),
             ]
@@ -318,8 +347,11 @@ class MessagingEmulator:
             return _error(429, MONTHLY_LIMIT_MESSAGE, request_id)
         if self.strict_users and (not _USER_ID.match(to) or to not in self.friends):  # type: ignore[arg-type]
             return _error(400, "Failed to send messages", request_id)
-        sent = self._deliver("push", str(to), body["messages"], key, request_id, now)
-        self.total_usage += 1  # one message per recipient per request, whatever the bubble count
+        if to in self.blocked:  # accepted, reaches no phone, not counted
+            sent = self._deliver("push", str(to), body["messages"], key, request_id, now, delivered=False)
+        else:
+            sent = self._deliver("push", str(to), body["messages"], key, request_id, now)
+            self.total_usage += 1  # one message per recipient per request, whatever the bubble count
         if key is not None:
             self._retry_keys[key] = _AcceptedKey(request_id=request_id, sent_messages=sent, at=now)
         if fault is not None:
@@ -358,8 +390,10 @@ class MessagingEmulator:
         key: str | None,
         request_id: str,
         now: float,
+        *,
+        delivered: bool = True,
     ) -> list[dict[str, str]]:
-        self.deliveries.append(
+        (self.deliveries if delivered else self.undelivered).append(
             Delivery(request_id=request_id, via=via, to=to, messages=tuple(messages), retry_key=key, at=now)
         )
         return [
@@ -455,6 +489,7 @@ class MessagingEmulator:
                     for d in self.deliveries
                 ],
                 "quota": {"type": self.quota_type, "value": self.quota_value, "totalUsage": self.total_usage},
+                "undelivered": len(self.undelivered),
                 "pending_faults": len(self._faults),
                 "coupons": list(self._coupons.values()),
             }
@@ -472,6 +507,14 @@ class MessagingEmulator:
         body = await request.json()
         try:
             self.add_friend(str(body.get("userId", "")))
+        except ValueError as exc:
+            return web.json_response({"message": str(exc)}, status=400)
+        return web.json_response({})
+
+    async def _ctl_block(self, request: web.Request) -> web.Response:
+        body = await request.json()
+        try:
+            self.block(str(body.get("userId", "")))
         except ValueError as exc:
             return web.json_response({"message": str(exc)}, status=400)
         return web.json_response({})
@@ -511,14 +554,50 @@ def _check_messages(messages: Any) -> list[tuple[str, str]]:
     for i, message in enumerate(messages):
         if not isinstance(message, dict) or message.get("type") not in _MESSAGE_TYPES:
             problems.append((f"messages[{i}].type", "invalid message type"))
-        elif message["type"] == "text" and not 1 <= len(str(message.get("text", ""))) <= 5000:
-            problems.append((f"messages[{i}].text", "must be 1 to 5000 characters"))
+        elif message["type"] in ("text", "textV2") and not _text_fits(message.get("text")):
+            problems.append((f"messages[{i}].text", f"must be 1 to {TEXT_LIMIT} characters"))
+        elif message["type"] == "textV2" and "substitution" in message:
+            problems += _check_substitution(message["substitution"], f"messages[{i}].substitution")
         elif message["type"] == "flex" and (
             not message.get("altText") or not isinstance(message.get("contents"), dict)
         ):
             problems.append((f"messages[{i}]", "flex needs altText and contents"))
         elif message["type"] == "coupon" and not message.get("couponId"):
             problems.append((f"messages[{i}].couponId", "must be specified"))
+    return problems
+
+
+def utf16_length(text: str) -> int:
+    """Length as LINE counts it: UTF-16 code units (a character outside the BMP counts 2)."""
+    return len(text.encode("utf-16-le", "surrogatepass")) // 2
+
+
+def _text_fits(text: Any) -> bool:
+    return isinstance(text, str) and 1 <= utf16_length(text) <= TEXT_LIMIT
+
+
+def _check_substitution(substitution: Any, where: str) -> list[tuple[str, str]]:
+    """textV2's `substitution`: placeholder name -> a mention (of a user or all) or a LINE emoji."""
+    if not isinstance(substitution, dict):
+        return [(where, "must be an object")]
+    problems: list[tuple[str, str]] = []
+    for name, value in substitution.items():
+        at = f"{where}.{name}"
+        kind = value.get("type") if isinstance(value, dict) else None
+        if kind == "mention":
+            mentionee = value.get("mentionee")
+            target = mentionee.get("type") if isinstance(mentionee, dict) else None
+            if target == "user":
+                if not isinstance(mentionee.get("userId"), str) or not mentionee["userId"]:  # type: ignore[union-attr]
+                    problems.append((f"{at}.mentionee.userId", "must be specified"))
+            elif target != "all":
+                problems.append((f"{at}.mentionee.type", "must be user or all"))
+        elif kind == "emoji":
+            for key in ("productId", "emojiId"):
+                if not isinstance(value.get(key), str) or not value[key]:
+                    problems.append((f"{at}.{key}", "must be specified"))
+        else:
+            problems.append((f"{at}.type", "must be mention or emoji"))
     return problems
 
 

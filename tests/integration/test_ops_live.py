@@ -29,6 +29,19 @@ async def _get_json(session: aiohttp.ClientSession, url: str) -> dict[str, objec
         return None
 
 
+def _beacon_heard(status: dict[str, object] | None) -> bool:
+    """The store beacon (and only it) is listed, not silent, with the time it was last heard."""
+    beacons = status.get("beacons") if status else None
+    if not isinstance(beacons, list) or len(beacons) != 1:
+        return False
+    (beacon,) = beacons
+    return (
+        beacon.get("hwid") == "0123456789"
+        and beacon.get("silent") is False
+        and isinstance(beacon.get("last_heard"), float)
+    )
+
+
 async def test_running_agent_serves_status_and_metrics(tmp_path: Path) -> None:
     ports = {name: free_port() for name in ("pos", "linepay", "messaging", "display", "relay", "mqtt")}
     config_path = tmp_path / "config.toml"
@@ -52,17 +65,14 @@ async def test_running_agent_serves_status_and_metrics(tmp_path: Path) -> None:
             status: dict[str, object] | None = None
             while time.monotonic() < deadline:
                 status = await _get_json(session, f"{base}/status.json")
-                beacons = status.get("beacons") if status else None
-                if isinstance(beacons, list) and beacons and not beacons[0]["silent"]:
+                if _beacon_heard(status):
                     break
                 await asyncio.sleep(0.2)
             assert status is not None, "agent never served /status.json"
+            # The BLE component records sightings: the store beacon, heard, with when.
+            assert _beacon_heard(status), f"store beacon not heard within 60 s: {status.get('beacons')}"
             names = {c["name"] for c in status["components"]}  # type: ignore[union-attr]
             assert {"pos", "ble", "display", "status"} <= names
-            (beacon,) = status["beacons"]  # type: ignore[misc]
-            assert beacon["hwid"] == "0123456789"
-            assert beacon["silent"] is False
-            assert isinstance(beacon["last_heard"], float)  # the BLE component records sightings
 
             async with session.get(f"{base}/status") as response:
                 page = await response.text()
