@@ -31,6 +31,7 @@ COMMANDS: dict[str, str] = {
     "binding": "membership-binding QR: print the URL for an order",
     "report": "the counter funnel: payments, friends, coupons, cost per friend",
     "relay": "run the LINE webhook relay (in the merchant's cloud, not on the Pi)",
+    "cloud": "the chain's cloud side: fleet ingest, cross-store report, device config, HQ page",
 }
 
 

@@ -32,6 +32,7 @@ from pydantic import (
 
 from base.config import Section, split_listen
 from base.mqtt import MQTTConfig
+from base.topics import STORE_WIDE
 from cloud.config import RelayConfig
 from drivers.ble.config import BeaconConfig, BLEConfig, PresenceConfig
 from drivers.display.config import DisplayConfig
@@ -88,6 +89,13 @@ class DeviceConfig(Section):
     store_id: Annotated[str, Field(pattern=r"^[A-Za-z0-9_-]{1,32}$")]
     device_id: Annotated[str, Field(pattern=r"^[A-Za-z0-9_-]{1,32}$")]
     name: Annotated[str, Field(min_length=1, max_length=64)] = "ShopEdge counter"
+
+    @field_validator("device_id")
+    @classmethod
+    def _not_store_wide(cls, value: str) -> str:
+        if value == STORE_WIDE:
+            raise ValueError(f"{STORE_WIDE!r} is reserved for the store-wide downlink; pick another id")
+        return value
 
 
 class StorageConfig(Section):

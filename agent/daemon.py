@@ -10,9 +10,11 @@ from __future__ import annotations
 import asyncio
 import logging
 import signal
+import sqlite3
 from collections.abc import Callable
 
 from sqlalchemy import Engine
+from sqlalchemy.exc import DBAPIError
 
 from agent import __version__
 from agent.config import ShopEdgeConfig
@@ -25,9 +27,13 @@ from agent.wiring import build_components
 from agent.wiring.health import OUTBOX_LEVELS
 from offline_queue import Outbox, OutboxError
 
-__all__ = ["run_agent"]
+__all__ = ["StateUnavailable", "run_agent"]
 
 log = logging.getLogger(__name__)
+
+
+class StateUnavailable(Exception):
+    """The state database cannot be opened, migrated or written (full disk, read-only, I/O error)."""
 
 
 async def run_agent(
@@ -35,8 +41,16 @@ async def run_agent(
     *,
     on_started: Callable[[AgentContext, Supervisor], None] | None = None,
 ) -> int:
-    """Run until SIGTERM/SIGINT (or `Supervisor.stop()`); returns the process exit code."""
-    engine = await asyncio.to_thread(_open_state, config)
+    """Run until SIGTERM/SIGINT (or `Supervisor.stop()`); returns the process exit code.
+
+    A state directory that cannot be written (a full disk) is one error line and exit code 1,
+    not a traceback.
+    """
+    try:
+        engine = await asyncio.to_thread(_open_state, config)
+    except StateUnavailable as exc:
+        log.error("cannot start: the state database cannot be written", extra={"error": str(exc)})
+        return 1
     ctx = AgentContext(config=config, engine=engine)
     run_id = 0
     outbox: Outbox | None = None
@@ -48,13 +62,20 @@ async def run_agent(
                 max_attempts=config.storage.outbox_max_attempts,
                 on_health=lambda state, detail: ctx.health.set("outbox", OUTBOX_LEVELS[state], detail),
             )
-        except OutboxError as exc:
+        except (OutboxError, sqlite3.Error) as exc:
             log.error("cannot open the outbox; nothing can be recorded safely", extra={"error": str(exc)})
             return 1
         ctx.services["outbox"] = outbox
         if not await asyncio.to_thread(last_run_was_clean, engine):
             log.warning("previous run did not stop cleanly; reconciling state at start")
-        run_id = await asyncio.to_thread(start_run, engine, __version__)
+        try:
+            run_id = await asyncio.to_thread(start_run, engine, __version__)
+        except DBAPIError as exc:
+            log.error(
+                "cannot start: the state database cannot be written",
+                extra={"error": f"{config.db_path}: {exc.orig}"},
+            )
+            return 1
         components = build_components(ctx)
         notifier = systemd_component(ctx.health, [c.name for c in components])
         if notifier is not None:
@@ -95,6 +116,14 @@ def _on_signal(supervisor: Supervisor, sig: signal.Signals) -> None:
 
 
 def _open_state(config: ShopEdgeConfig) -> Engine:
-    engine = open_engine(config.db_path)
-    migrate(engine)
+    try:
+        engine = open_engine(config.db_path)
+    except OSError as exc:
+        raise StateUnavailable(f"{config.db_path.parent}: {exc.strerror or exc}") from None
+    try:
+        migrate(engine)
+    except (DBAPIError, sqlite3.Error, OSError) as exc:
+        engine.dispose()
+        reason = exc.orig if isinstance(exc, DBAPIError) else exc
+        raise StateUnavailable(f"{config.db_path}: {reason}") from None
     return engine

@@ -26,6 +26,7 @@ from typing import Any, get_args, get_origin
 from pydantic import BaseModel, SecretStr
 
 from agent.config import ConfigError, ShopEdgeConfig, parse_config
+from base.jsonread import JsonInputError, read_json
 
 __all__ = [
     "GENERATED",
@@ -139,9 +140,9 @@ def coerce(key: str, raw: str) -> Any:
         return [part.strip() for part in text.split(",") if part.strip()]
     if get_origin(annotation) is dict:
         try:
-            value = json.loads(text)
-        except json.JSONDecodeError:
-            raise ProvisionError([f"{key}: must be a JSON object, got {raw!r}"]) from None
+            value = read_json(text, max_bytes=64 * 1024)
+        except JsonInputError as exc:
+            raise ProvisionError([f"{key}: must be a JSON object, got {raw!r} ({exc})"]) from None
         return value
     return text
 

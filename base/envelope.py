@@ -16,6 +16,8 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
 
+from base.jsonread import JsonInputError, read_json
+
 __all__ = [
     "MAX_MESSAGE_BYTES",
     "Envelope",
@@ -115,18 +117,13 @@ def decode_message(payload: bytes | bytearray | str) -> list[Envelope]:
     """Parse a message into its envelopes (a single object gives a one-element list).
 
     Raises:
-        MalformedMessage: not UTF-8 JSON, too large, or not envelope-shaped; the message names why.
+        MalformedMessage: not UTF-8 JSON, too large, too deeply nested (the bounded reader,
+            `base.jsonread`), or not envelope-shaped; the message names why.
     """
-    if len(payload) > MAX_MESSAGE_BYTES:
-        raise MalformedMessage(f"message is {len(payload)} bytes, over the {MAX_MESSAGE_BYTES} limit")
     try:
-        text = payload if isinstance(payload, str) else bytes(payload).decode("utf-8")
-    except UnicodeDecodeError:
-        raise MalformedMessage("message is not UTF-8") from None
-    try:
-        body = json.loads(text)
-    except ValueError as exc:
-        raise MalformedMessage(f"message is not JSON: {exc}") from None
+        body = read_json(payload, max_bytes=MAX_MESSAGE_BYTES)
+    except JsonInputError as exc:
+        raise MalformedMessage(f"message: {exc}") from None
     if isinstance(body, list):
         if not body:
             raise MalformedMessage("a batch must hold at least one envelope")

@@ -2,7 +2,10 @@
 
 Owns the topic grammar, nothing else; pure functions, no I/O. A topic is
 `shopedge/v1/{store_id}/{device_id}/{up|down}/{kind}` plus the retained presence topic
-`shopedge/v1/{store_id}/{device_id}/status`. Ids are validated by `agent.config`
+`shopedge/v1/{store_id}/{device_id}/status`. A store-wide downlink, for what concerns the
+store rather than one till (a LINE Beacon mapped to a store only), uses the reserved device
+id `_store`: every device of the store also subscribes to `shopedge/v1/{store_id}/_store/down/+`
+(`store_down_filter`), and the broker ACL lets it read exactly that. Ids are validated by `agent.config`
 (`[A-Za-z0-9_-]{1,32}`), which also keeps MQTT wildcards (`+`, `#`) and `/` out of them, so a
 device can never address another device's topics by accident.
 """
@@ -16,6 +19,7 @@ from typing import Literal
 __all__ = [
     "DOWN_KINDS",
     "PREFIX",
+    "STORE_WIDE",
     "UP_KINDS",
     "TopicError",
     "TopicRef",
@@ -23,6 +27,7 @@ __all__ = [
     "down_topic",
     "parse_topic",
     "status_topic",
+    "store_down_filter",
     "up_topic",
 ]
 
@@ -40,6 +45,10 @@ UP_KINDS: tuple[str, ...] = (
     "reply",
 )
 DOWN_KINDS: tuple[str, ...] = ("line_event", "config", "command")
+# The device id of a store's store-wide downlink; it carries LINE events only (never config or
+# commands, which always name one device).
+STORE_WIDE = "_store"
+STORE_WIDE_KINDS: tuple[str, ...] = ("line_event",)
 
 _ID = re.compile(r"^[A-Za-z0-9_-]{1,32}$")
 _KIND = re.compile(r"^[a-z][a-z0-9_]{0,31}$")
@@ -88,6 +97,11 @@ def down_topic(store_id: str, device_id: str, kind: str) -> str:
 def down_filter(store_id: str, device_id: str) -> str:
     """The one subscription a device makes: every downlink kind addressed to it."""
     return f"{_base(store_id, device_id)}/down/+"
+
+
+def store_down_filter(store_id: str) -> str:
+    """The second subscription of every device: its store's store-wide downlink."""
+    return f"{_base(store_id, STORE_WIDE)}/down/+"
 
 
 def status_topic(store_id: str, device_id: str) -> str:

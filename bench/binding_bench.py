@@ -5,7 +5,9 @@ Mosquitto. Run by hand: `python bench/binding_bench.py`; prints one JSON object.
   best_fit picks at level M (what the paid screen should use) and, for comparison, at Q.
 - `encode_per_s` / `verify_per_s`: token operations on this machine (one core).
 - `relay_ms_p50` / `relay_ms_p95`: POST of one signed event until the relay's 200, which it sends
-  only after the broker's PUBACK (QoS 1); skipped (null) when mosquitto is not installed.
+  once the event is committed (synchronous=FULL) to the relay's outbox; the publish to the
+  broker (QoS 1, acked after PUBACK) follows from there. Skipped (null) when mosquitto is not
+  installed.
 """
 
 from __future__ import annotations
@@ -105,7 +107,8 @@ async def relay_latency(count: int = 300) -> dict[str, float] | None:
     from tests.integration.test_relay import SECRET, relay_config, running_relay
 
     with tempfile.TemporaryDirectory() as tmp, mosquitto(Path(tmp)) as port:
-        async with running_relay(relay_config(port)) as url, aiohttp.ClientSession() as http:
+        config = relay_config(port, Path(tmp) / "relay")
+        async with running_relay(config) as url, aiohttp.ClientSession() as http:
             times = []
             for _ in range(count):
                 started = time.perf_counter()

@@ -1,9 +1,9 @@
-"""The cloud room's config sections: `[relay]`, the LINE webhook relay's.
-"""
+"""The cloud room's config sections: `[relay]`, the LINE webhook relay's."""
 
 from __future__ import annotations
 
 import re
+from pathlib import Path
 from typing import Annotated, Protocol
 
 from pydantic import Field, SecretStr, field_validator
@@ -26,6 +26,8 @@ class RelayConfig(Section):
     dedupe_window_s: Annotated[float, Field(ge=60, le=7 * 24 * 3600)] = 24 * 3600
     dedupe_max_events: Annotated[int, Field(ge=1000, le=10_000_000)] = 200_000
     follow_window_s: Annotated[float, Field(ge=0, le=24 * 3600)] = 600
+    # The relay's durable outbox (relay.db): accepted events wait here while the broker is away.
+    state_dir: Path = Path("/var/lib/shopedge-relay")
 
     _listen = field_validator("listen")(check_listen)
 
@@ -72,4 +74,3 @@ class RelaySettings(Protocol):
     def line(self) -> _Line: ...
     @property
     def timeouts(self) -> _Timeouts: ...
-

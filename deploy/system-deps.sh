@@ -23,6 +23,7 @@ if [ "$profile" = "test" ]; then
     have_cmd shellcheck || need+=(shellcheck)
     have_cmd unshare || need+=(util-linux)
     have_cmd fusermount3 || need+=(fuse3)         # LazyFS power-cut tests (libfuse3 for mfusepy)
+    ls /usr/lib/postgresql/*/bin/initdb >/dev/null 2>&1 || need+=(postgresql)  # the cloud tests' database
 fi
 
 if [ "${#need[@]}" -eq 0 ]; then

@@ -20,9 +20,12 @@ from offline_queue._model import (
 )
 from offline_queue._outbox import HealthCallback, InvalidRecordError, Outbox, OutboxCondition, PrepareDatabase
 from offline_queue._report import dead_letters_json, dead_letters_table, stats_json, stats_table
+from offline_queue._schema import OUTBOX_SCHEMA_VERSION, OUTBOX_TABLES_V1, prepare_outbox_db
 from offline_queue._store import connect_blocking
 
 __all__ = [
+    "OUTBOX_SCHEMA_VERSION",
+    "OUTBOX_TABLES_V1",
     "DeadLetter",
     "Durability",
     "HealthCallback",
@@ -40,6 +43,7 @@ __all__ = [
     "dead_letters_blocking",
     "dead_letters_json",
     "dead_letters_table",
+    "prepare_outbox_db",
     "retry_dead_blocking",
     "stats_blocking",
     "stats_json",

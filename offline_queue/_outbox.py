@@ -279,8 +279,11 @@ class Outbox:
 
     def _after_batch(self, result: BatchResult) -> None:
         failing = self._health is not None and self._health[0] is OutboxCondition.WRITE_FAILED
-        if result.failure is None and not result.wrote and failing:
-            return  # a read that worked does not prove the disk takes writes again
+        if result.failure is None and not result.stored and failing:
+            # A read, claim, ack, release or deduplicated put that worked does not prove the
+            # disk takes new records again (on a full disk claims and acks still fit in pages
+            # the WAL already has): stay red until a record is really stored.
+            return
         self._report_health(result.failure)
 
     def _report_health(self, failure: OutboxWriteError | None) -> None:

@@ -133,6 +133,9 @@ class Store:
         # Budget states already logged, so a full outbox logs once per episode, not once per put.
         self._refusing = False
         self._over_budget = False
+        # Records inserted by this connection (the writer rolls it back with a failed
+        # transaction): a commit that raised it proves the disk takes new data.
+        self.inserted = 0
 
     # --- maintenance -------------------------------------------------------------------------
 
@@ -257,6 +260,7 @@ class Store:
             (stream, payload_json, dedupe_key, durability.value, now, expires_at, size),
         ).fetchone()
         rid = int(row[0])
+        self.inserted += 1
         if dedupe_key is not None:
             conn.execute(
                 "INSERT INTO outbox_keys (stream, dedupe_key, record_id, created_at) VALUES (?, ?, ?, ?)",

@@ -41,10 +41,12 @@ class _Op:
 
 @dataclass(frozen=True, kw_only=True)
 class BatchResult:
-    """What one group commit tells the health report: the last write error, and if any write succeeded."""
+    """What one group commit tells the health report: the last write error, whether any write
+    succeeded, and whether a committed transaction stored a new record."""
 
     failure: OutboxWriteError | None
     wrote: bool
+    stored: bool = False
 
 
 class Writer(threading.Thread):
@@ -137,12 +139,14 @@ class Writer(threading.Thread):
             conn.execute(f"PRAGMA synchronous={'FULL' if full else 'NORMAL'}")
             self._sync_full = full
         saved = Usage(self.store.usage.total, self.store.usage.telemetry)
+        inserted = self.store.inserted
         conn.execute("BEGIN IMMEDIATE")
         try:
             results = [fn(self.store) for fn in ops]
             conn.execute("COMMIT")
         except BaseException:
             self.store.usage = saved
+            self.store.inserted = inserted
             with contextlib.suppress(sqlite3.Error):
                 conn.execute("ROLLBACK")
             raise
@@ -152,6 +156,7 @@ class Writer(threading.Thread):
         outcomes: list[tuple[asyncio.Future[Any], Any, BaseException | None]] = []
         failure: OutboxWriteError | None = None
         wrote = False
+        inserted = self.store.inserted
         try:
             results = self._transaction_blocking(full=_sync_level(batch), ops=[op.fn for op in batch])
             outcomes = [(op.future, result, None) for op, result in zip(batch, results, strict=True)]
@@ -171,7 +176,8 @@ class Writer(threading.Thread):
                     outcomes.append((op.future, None, failure))
         self.batches += 1
         self.ops += len(batch)
-        self._deliver(outcomes, BatchResult(failure=failure, wrote=wrote))
+        stored = self.store.inserted > inserted
+        self._deliver(outcomes, BatchResult(failure=failure, wrote=wrote, stored=stored))
 
     def _deliver(
         self,

@@ -2,7 +2,10 @@
 
 Owns the wire contract with the POS: request/response models, bearer-token auth, error bodies
 (`{"error": code, "message": text}` with a 4xx status; never a 500 for bad input) and the
-`Idempotency-Key` header. Every payment decision is delegated to `PaymentService`.
+`Idempotency-Key` header. Every payment decision is delegated to `PaymentService`. Bodies are
+read by the one bounded JSON reader and the app refuses non-JSON content types once, in a
+middleware (`base.httpjson`), for every route mounted on it (coupons included). A journal
+that cannot write (full disk) is a 503 `storage_unavailable` with `Retry-After`.
 
     POST /v1/payments                       start a payment (returns at once)
     GET  /v1/payments/{order_id}?wait=S     status, optionally long-polling until it changes
@@ -24,6 +27,8 @@ from aiohttp import web
 from pydantic import BaseModel, ConfigDict, Field, StrictInt, ValidationError, model_validator
 from pydantic.json_schema import models_json_schema
 
+from base.httpjson import error_response, json_only, read_json_body
+from pos_bridge.journal import JournalWriteError
 from pos_bridge.payment_flow import Method, Payment, State
 from pos_bridge.ports import PaymentSettings
 from pos_bridge.service import STATUS_MESSAGES, NewPayment, PaymentService, TillError
@@ -43,6 +48,10 @@ SERVICE_KEY = web.AppKey("payment_service", PaymentService)
 ORDER_ID = r"^[A-Za-z0-9_-]{1,64}$"
 MAX_WAIT_S = 60.0
 _KEY = re.compile(r"^[\x21-\x7e]{1,200}$")
+MAX_BODY_BYTES = 64 * 1024
+# How long a till should wait before retrying while the state disk is full: long enough not to
+# hammer a full disk, short enough that the cashier's retry succeeds soon after space is freed.
+STORAGE_RETRY_AFTER_S = 5
 
 
 class _Model(BaseModel):
@@ -133,7 +142,7 @@ def view(payment: Payment) -> dict[str, Any]:
 
 
 def _error(status: int, code: str, message: str) -> web.Response:
-    return web.json_response({"error": code, "message": message}, status=status)
+    return error_response(status, code, message)
 
 
 def _validation_error(exc: ValidationError) -> web.Response:
@@ -145,16 +154,7 @@ def _validation_error(exc: ValidationError) -> web.Response:
 
 
 async def _json_body(request: web.Request) -> Any:
-    raw = await request.read()
-    if not raw:
-        return {}
-    try:
-        return json.loads(raw)
-    except (ValueError, UnicodeDecodeError):
-        raise web.HTTPBadRequest(
-            text=json.dumps({"error": "malformed_json", "message": "the body is not JSON"}),
-            content_type="application/json",
-        ) from None
+    return await read_json_body(request, max_bytes=MAX_BODY_BYTES, empty={})
 
 
 def _idempotency_key(request: web.Request) -> str | None:
@@ -206,10 +206,21 @@ def create_pos_app(service: PaymentService, config: PaymentSettings) -> web.Appl
             return _error(exc.status, exc.code, str(exc))
         except ValidationError as exc:
             return _validation_error(exc)
+        except JournalWriteError as exc:
+            log.error("payment request refused: the journal cannot write", extra={"error": str(exc)})
+            return error_response(
+                503,
+                "storage_unavailable",
+                "the device's storage cannot record payments right now (disk full?); retry shortly",
+                **{"Retry-After": str(STORAGE_RETRY_AFTER_S)},
+            )
         except web.HTTPException as exc:
             if exc.content_type == "application/json":
                 raise
             return _error(exc.status, exc.reason.lower().replace(" ", "_"), exc.reason)
+        except Exception:
+            log.exception("POS API request failed", extra={"path": request.path})
+            return _error(500, "internal_error", "the device failed this request; see its log")
 
     async def create(request: web.Request) -> web.Response:
         key = _idempotency_key(request)
@@ -263,7 +274,7 @@ def create_pos_app(service: PaymentService, config: PaymentSettings) -> web.Appl
     async def openapi(request: web.Request) -> web.Response:
         return web.json_response(document)
 
-    app = web.Application(middlewares=[errors_and_auth], client_max_size=64 * 1024)
+    app = web.Application(middlewares=[errors_and_auth, json_only()], client_max_size=MAX_BODY_BYTES)
     app[SERVICE_KEY] = service
     app.router.add_get("/openapi.json", openapi)
     app.router.add_post("/v1/payments", create)
@@ -295,7 +306,9 @@ def openapi_document(config: PaymentSettings) -> dict[str, Any]:
             (401, "missing or wrong bearer token"),
             (404, "unknown order"),
             (409, "conflicts with the payment's state or an earlier request"),
+            (415, "the body is not application/json"),
             (422, "invalid field (key, amount...)"),
+            (503, "the device's storage cannot write (retry after Retry-After seconds)"),
         ]
     }
     order = {

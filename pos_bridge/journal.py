@@ -1,10 +1,15 @@
 """The payment journal: every attempt and every state change, in the agent DB and the outbox.
 
-Owns the `payments` and `payment_idempotency` tables (migration 0200_payments). The agent DB
+Owns the `payments` and `payment_idempotency` tables (migrations 0200_payments and
+0250_idempotency_scope: a key belongs to a scope, payment or refund, so a payment's
+Idempotency-Key can never match a refund's). The agent DB
 row is the source of truth and is written (synchronous=FULL) before any LINE Pay call the
 state implies; the same snapshot then goes to the outbox stream `payment` for the cloud, with
 `dedupe_key = payment:{line_order_id}:{version}`. `outboxed_version` records what the outbox
 already has, so a crash between the two writes is repaired at the next start.
+
+A write SQLite refuses (disk full, I/O error) raises `JournalWriteError` and reports the
+journal red through `on_health`; only a later journal write that commits turns it green again.
 
 Blocking functions end in `_blocking` and run only through `asyncio.to_thread`.
 """
@@ -15,7 +20,8 @@ import asyncio
 import dataclasses
 import logging
 from collections.abc import Callable
-from typing import Any, Protocol
+from enum import StrEnum
+from typing import Any, ParamSpec, Protocol, TypeVar
 
 from sqlalchemy import (
     Boolean,
@@ -33,16 +39,20 @@ from sqlalchemy import (
     select,
     update,
 )
-from sqlalchemy.exc import IntegrityError
+from sqlalchemy.exc import IntegrityError, OperationalError
 
 from pos_bridge.payment_flow import NON_FINAL, Method, Payment, State
 
 __all__ = [
     "DuplicateOrder",
     "IdempotencyConflict",
+    "IdempotencyScope",
     "Journal",
+    "JournalWriteError",
     "OutboxLike",
+    "Remembered",
     "StaleWrite",
+    "StorageHealth",
     "payments",
 ]
 
@@ -82,6 +92,7 @@ payments = Table(
 idempotency = Table(
     "payment_idempotency",
     metadata,
+    Column("scope", String(16), primary_key=True),
     Column("key", String(200), primary_key=True),
     Column("request_hash", String(64), nullable=False),
     Column("order_id", String(64), nullable=False),
@@ -106,6 +117,32 @@ class IdempotencyConflict(Exception):
 
 class StaleWrite(Exception):
     """Someone else changed the payment since it was read (version mismatch)."""
+
+
+class JournalWriteError(Exception):
+    """SQLite could not write the journal (disk full, I/O error): nothing of this change is stored."""
+
+
+class IdempotencyScope(StrEnum):
+    """Which request an Idempotency-Key belongs to: the same key text in two scopes never collides."""
+
+    PAYMENT = "payment"
+    REFUND = "refund"
+
+
+@dataclasses.dataclass(frozen=True, kw_only=True)
+class Remembered:
+    """An Idempotency-Key to store in the same transaction as the state change it caused."""
+
+    scope: IdempotencyScope
+    key: str
+    request_hash: str
+
+
+# Called on the loop after each journal write: (True, "") once a write commits, (False, why) when one fails.
+StorageHealth = Callable[[bool, str], None]
+_P = ParamSpec("_P")
+_T = TypeVar("_T")
 
 
 class OutboxLike(Protocol):
@@ -149,11 +186,18 @@ class Journal:
     """Async facade over the journal tables (one per process)."""
 
     def __init__(
-        self, engine: Engine, *, outbox: Callable[[], OutboxLike | None], clock: Callable[[], float]
+        self,
+        engine: Engine,
+        *,
+        outbox: Callable[[], OutboxLike | None],
+        clock: Callable[[], float],
+        on_health: StorageHealth | None = None,
     ) -> None:
         self._engine = engine
         self._outbox = outbox
         self._clock = clock
+        self._on_health = on_health
+        self._healthy: bool | None = None
 
     # ------------------------------------------------------------ blocking
 
@@ -187,6 +231,7 @@ class Journal:
             if idempotency_key is not None:
                 conn.execute(
                     insert(idempotency).values(
+                        scope=str(IdempotencyScope.PAYMENT),
                         key=idempotency_key,
                         request_hash=request_hash,
                         order_id=payment.order_id,
@@ -215,9 +260,11 @@ class Journal:
             row = conn.execute(select(payments).where(payments.c.line_order_id == line_order_id)).first()
         return _payment(row) if row is not None else None
 
-    def _by_key_blocking(self, key: str) -> tuple[str, Payment] | None:
+    def _by_key_blocking(self, scope: IdempotencyScope, key: str) -> tuple[str, Payment] | None:
         with self._engine.connect() as conn:
-            row = conn.execute(select(idempotency).where(idempotency.c.key == key)).first()
+            row = conn.execute(
+                select(idempotency).where(and_(idempotency.c.scope == str(scope), idempotency.c.key == key))
+            ).first()
             if row is None:
                 return None
             found = conn.execute(
@@ -225,13 +272,14 @@ class Journal:
             ).first()
         return (row.request_hash, _payment(found)) if found is not None else None
 
-    def _save_blocking(self, payment: Payment, remember: tuple[str, str] | None = None) -> None:
+    def _save_blocking(self, payment: Payment, remember: Remembered | None = None) -> None:
         with self._engine.begin() as conn:
             if remember is not None:  # same transaction: a replayed request can never apply twice
                 conn.execute(
                     insert(idempotency).values(
-                        key=remember[0],
-                        request_hash=remember[1],
+                        scope=str(remember.scope),
+                        key=remember.key,
+                        request_hash=remember.request_hash,
                         order_id=payment.order_id,
                         line_order_id=payment.line_order_id,
                         created_at=self._clock(),
@@ -276,6 +324,26 @@ class Journal:
 
     # ------------------------------------------------------------ async
 
+    async def _write(self, fn: Callable[_P, _T], *args: _P.args, **kwargs: _P.kwargs) -> _T:
+        """Run one blocking journal write in a thread; a refused write becomes `JournalWriteError`."""
+        try:
+            result = await asyncio.to_thread(fn, *args, **kwargs)
+        except OperationalError as exc:
+            detail = f"cannot write the payment journal: {exc.orig}"
+            self._report(False, detail)
+            raise JournalWriteError(detail) from None
+        self._report(True, "")
+        return result
+
+    def _report(self, ok: bool, detail: str) -> None:
+        if ok == self._healthy:
+            return
+        self._healthy = ok
+        if not ok:
+            log.error("payment journal write failed", extra={"error": detail})
+        if self._on_health is not None:
+            self._on_health(ok, detail)
+
     async def create(
         self,
         payment: Payment,
@@ -284,8 +352,13 @@ class Journal:
         request_hash: str = "",
         phone_hash: str | None = None,
     ) -> Payment:
-        """Journal a new attempt (before any LINE Pay call); picks the LINE order id."""
-        fresh = await asyncio.to_thread(
+        """Journal a new attempt (before any LINE Pay call); picks the LINE order id.
+
+        Raises:
+            DuplicateOrder: the order has a live attempt.
+            JournalWriteError: SQLite refused the write.
+        """
+        fresh = await self._write(
             self._create_blocking,
             payment,
             idempotency_key=idempotency_key,
@@ -296,14 +369,18 @@ class Journal:
         return fresh
 
     async def save(
-        self, payment: Payment, *, remember: tuple[str, str] | None = None, replicate: bool = True
+        self, payment: Payment, *, remember: Remembered | None = None, replicate: bool = True
     ) -> None:
         """Journal a state change (before any call it implies), with the request's idempotency key.
 
         With `replicate=False` the caller sends it to the outbox later with `replicate()` (the
         agent DB row is the durable journal entry; the outbox copy is for the cloud).
+
+        Raises:
+            StaleWrite: the payment changed since it was read.
+            JournalWriteError: SQLite refused the write.
         """
-        await asyncio.to_thread(self._save_blocking, payment, remember)
+        await self._write(self._save_blocking, payment, remember)
         if replicate:
             await self._to_outbox(payment)
 
@@ -317,8 +394,9 @@ class Journal:
     async def by_line_order_id(self, line_order_id: str) -> Payment | None:
         return await asyncio.to_thread(self._by_line_blocking, line_order_id)
 
-    async def by_idempotency_key(self, key: str) -> tuple[str, Payment] | None:
-        return await asyncio.to_thread(self._by_key_blocking, key)
+    async def by_idempotency_key(self, scope: IdempotencyScope, key: str) -> tuple[str, Payment] | None:
+        """The request hash and payment an Idempotency-Key of `scope` was first used for."""
+        return await asyncio.to_thread(self._by_key_blocking, scope, key)
 
     async def non_final(self) -> list[Payment]:
         return await asyncio.to_thread(self._non_final_blocking)
@@ -342,4 +420,7 @@ class Journal:
             # The journal row is the truth and is already durable; the next start re-sends it.
             log.exception("outbox put failed; payment journal entry will be re-sent at start")
             return
-        await asyncio.to_thread(self._mark_outboxed_blocking, payment.line_order_id, payment.version)
+        try:
+            await self._write(self._mark_outboxed_blocking, payment.line_order_id, payment.version)
+        except JournalWriteError:
+            return  # the outbox has it (deduped by key); the next flush re-sends and marks it

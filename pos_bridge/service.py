@@ -7,6 +7,11 @@ task per payment with work pending runs in the service's TaskGroup; a command is
 the payment version that produced it and dropped if the payment has moved on since (e.g. a
 status poll after the till cancelled).
 
+A journal write that SQLite refuses (a full disk) leaves the payment where its last durable
+state put it; the service remembers that storage failed and re-reconciles every payment that
+has no driver, with backoff, until the journal takes writes again: a sale LINE Pay charged
+while the disk was full becomes paid as soon as there is space, without a restart.
+
 Errors: `PaymentError` is the root; `TillError` subclasses name a request the till got wrong.
 """
 
@@ -20,7 +25,8 @@ import time
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, replace
 
-from pos_bridge.journal import DuplicateOrder, Journal
+from base.backoff import Backoff
+from pos_bridge.journal import DuplicateOrder, IdempotencyScope, Journal, JournalWriteError, Remembered
 from pos_bridge.linepay import LinePayClient, LinePayOutcomeUnknown, LinePayRejected
 from pos_bridge.payment_flow import (
     NON_FINAL,
@@ -176,6 +182,7 @@ class PaymentService:
         self._drivers: set[str] = set()
         self._changed: dict[str, asyncio.Event] = {}
         self._create_lock = asyncio.Lock()
+        self._storage_failed = asyncio.Event()  # a journal write failed; reconcile once writes work
         self._group: asyncio.TaskGroup | None = None
         self.ready = asyncio.Event()
         self.add_friend_ids = [config.line.oa_basic_id] if config.line.oa_basic_id else []
@@ -189,22 +196,51 @@ class PaymentService:
                 self._group = group
                 await self.reconcile()
                 self.ready.set()
-                await asyncio.Event().wait()
+                await self._recover_after_storage_failures()
         finally:
             self._group = None
             self.ready.clear()
             self._drivers.clear()
             self._pending.clear()
 
-    async def reconcile(self) -> int:
-        """Feed `Restarted` to every non-final payment (before any new work); returns how many."""
+    async def reconcile(self, *, idle_only: bool = False) -> int:
+        """Feed `Restarted` to every non-final payment (before any new work); returns how many.
+
+        With `idle_only`, only payments no driver task is working on (after a storage failure,
+        the ones whose driver stopped because the journal refused a write).
+        """
         sent = await self._journal.flush_outbox()
         unfinished = await self._journal.non_final()
+        if idle_only:
+            unfinished = [
+                p
+                for p in unfinished
+                if p.line_order_id not in self._drivers and p.line_order_id not in self._pending
+            ]
         for payment in unfinished:
-            self._cache[payment.line_order_id] = payment
-            await self._apply(payment.line_order_id, Restarted())
+            self._cache[payment.line_order_id] = self._cached(payment)
+            try:
+                await self._apply(payment.line_order_id, Restarted())
+            except JournalWriteError:
+                continue  # `_apply` flagged the failure: retried once the journal takes writes
         log.info("payments reconciled", extra={"unfinished": len(unfinished), "outbox_repaired": sent})
         return len(unfinished)
+
+    async def _recover_after_storage_failures(self) -> None:
+        """Each time a journal write fails, re-reconcile idle payments (with backoff) until one works."""
+        backoff = Backoff(base=1.0, cap=30.0)
+        while True:
+            await self._storage_failed.wait()
+            await self._sleep(backoff.next_delay())
+            self._storage_failed.clear()
+            try:
+                await self.reconcile(idle_only=True)
+            except Exception:
+                log.exception("reconcile after a storage failure failed; trying again")
+                self._storage_failed.set()
+                continue
+            if not self._storage_failed.is_set():
+                backoff.reset()
 
     # ------------------------------------------------------------ till requests
 
@@ -215,7 +251,7 @@ class PaymentService:
         fingerprint = request.fingerprint()
         async with self._create_lock:
             if idempotency_key is not None:
-                seen = await self._journal.by_idempotency_key(idempotency_key)
+                seen = await self._journal.by_idempotency_key(IdempotencyScope.PAYMENT, idempotency_key)
                 if seen is not None:
                     if seen[0] != fingerprint:
                         raise IdempotencyConflictError("Idempotency-Key reused with a different request body")
@@ -292,14 +328,16 @@ class PaymentService:
     ) -> Payment:
         payment = await self._require(order_id)
         if idempotency_key is not None:
-            key = f"refund:{idempotency_key}"
             fingerprint = hashlib.sha256(f"{order_id}:{amount}".encode()).hexdigest()
-            seen = await self._journal.by_idempotency_key(key)
+            seen = await self._journal.by_idempotency_key(IdempotencyScope.REFUND, idempotency_key)
             if seen is not None:
                 if seen[0] != fingerprint:
                     raise IdempotencyConflictError("Idempotency-Key reused with a different refund")
                 return self._cached(seen[1])
-            return await self._apply_till(payment, Refund(amount=amount), remember=(key, fingerprint))
+            remember = Remembered(
+                scope=IdempotencyScope.REFUND, key=idempotency_key, request_hash=fingerprint
+            )
+            return await self._apply_till(payment, Refund(amount=amount), remember=remember)
         return await self._apply_till(payment, Refund(amount=amount))
 
     async def key_scanned(self, one_time_key: str) -> Payment | None:
@@ -343,14 +381,14 @@ class PaymentService:
             raise TillError(f"member_phone: {exc}") from None
 
     async def _apply_till(
-        self, payment: Payment, event: Event, *, remember: tuple[str, str] | None = None
+        self, payment: Payment, event: Event, *, remember: Remembered | None = None
     ) -> Payment:
         try:
             return await self._apply(payment.line_order_id, event, remember=remember)
         except IllegalTransition as exc:
             raise IllegalRequest(exc.reason) from None
 
-    async def _apply(self, key: str, event: Event, *, remember: tuple[str, str] | None = None) -> Payment:
+    async def _apply(self, key: str, event: Event, *, remember: Remembered | None = None) -> Payment:
         lock = self._locks.setdefault(key, asyncio.Lock())
         async with lock:
             current = self._cache.get(key) or await self._journal.by_line_order_id(key)
@@ -358,7 +396,11 @@ class PaymentService:
                 raise PaymentError(f"no journaled payment {key}")
             step = handle(current, event, now=self._wall(), policy=self._policy)
             if step.payment != current:
-                await self._journal.save(step.payment, remember=remember, replicate=False)
+                try:
+                    await self._journal.save(step.payment, remember=remember, replicate=False)
+                except JournalWriteError:
+                    self._storage_failed.set()
+                    raise
                 self._cache[key] = step.payment
                 log.info(
                     "payment state",
@@ -450,6 +492,11 @@ class PaymentService:
                 await self._apply(key, event)
         except asyncio.CancelledError:
             raise
+        except JournalWriteError as exc:
+            log.error(
+                "payment journal refused a write; reconciled as soon as it takes writes again",
+                extra={"key": key, "error": str(exc)},
+            )
         except Exception:
             log.exception(
                 "payment driver failed; the payment is reconciled at the next start", extra={"key": key}

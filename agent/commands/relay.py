@@ -39,6 +39,7 @@ def run(args: argparse.Namespace) -> int:
 
 async def _serve(config: ShopEdgeConfig) -> int:
     from cloud.relay import run_relay
+    from offline_queue import OutboxError
 
     task = asyncio.current_task()
     assert task is not None
@@ -49,6 +50,9 @@ async def _serve(config: ShopEdgeConfig) -> int:
         await run_relay(config)
     except asyncio.CancelledError:
         return 0
+    except OutboxError as exc:
+        print(f"relay: {exc}", file=sys.stderr)
+        return 1
     except OSError as exc:
         print(f"relay: cannot listen on {config.relay.listen}: {exc}", file=sys.stderr)
         return 1

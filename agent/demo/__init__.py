@@ -28,6 +28,7 @@ from typing import Any
 from agent.config import ShopEdgeConfig, load_config
 from agent.context import AgentContext
 from agent.demo.beacons import step_beacons
+from agent.demo.cloud import step_cloud_ingest, step_cloud_saw_visit
 from agent.demo.display import step_display_idle
 from agent.demo.ops import step_technician_view
 from agent.demo.outbox import step_outbox
@@ -109,6 +110,7 @@ name = "welcome"
 
 [relay]
 listen = "127.0.0.1:{ports["relay"]}"
+state_dir = "{state_dir / "relay"}"
 
 [relay.beacon_stores]
 "0a1b2c3d4e" = "demo-store/counter-1"
@@ -173,12 +175,14 @@ def _lazy(module: str, name: str) -> Step:
 
 SCENARIO: list[tuple[str, Step]] = [
     ("agent starts", step_agent_up),
+    ("cloud ingest worker joins", step_cloud_ingest),
     ("outbox stores durably", step_outbox),
     ("customer display shows the idle screen", step_display_idle),
     ("beacons heard", step_beacons),
     *PAYMENT_STEPS,
     *_visit_steps(),
     ("cloud sync", step_cloud_sync),
+    ("the cloud saw the visit", step_cloud_saw_visit),
     ("technician view", step_technician_view),
 ]
 

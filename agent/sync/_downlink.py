@@ -2,7 +2,9 @@
 
 Pure decisions, no I/O: `decide(...)` turns one MQTT message into a `Decision` that the
 sync service performs (apply config, run a command, hand a LINE event on, or drop). Rules:
-- malformed payloads are counted and dropped (never crash the session);
+- the device's own downlink and its store's store-wide one (`_store`, LINE events only) count;
+- malformed payloads (deep, huge, not JSON: the bounded reader) are counted and dropped
+  (never crash the session);
 - unknown kinds are logged and ignored;
 - a message whose envelope `id` was already handled is ignored (QoS 1 may deliver twice);
 - `config` changes only keys in `LIVE_KEYS`, all or none, each validated by the same
@@ -21,7 +23,7 @@ from pydantic import BaseModel, ValidationError
 
 from agent.config import ShopEdgeConfig
 from base.envelope import Envelope, MalformedMessage, decode_message
-from base.topics import DOWN_KINDS, TopicError, parse_topic
+from base.topics import DOWN_KINDS, STORE_WIDE, STORE_WIDE_KINDS, TopicError, parse_topic
 
 __all__ = [
     "COMMANDS",
@@ -87,10 +89,12 @@ def decide(topic: str, payload: bytes, *, store_id: str, device_id: str, seen: S
         ref = parse_topic(topic)
     except TopicError as exc:
         return [Decision(action="ignore_unknown", reason=str(exc))]
-    if ref.direction != "down" or (ref.store_id, ref.device_id) != (store_id, device_id):
+    if ref.direction != "down" or ref.store_id != store_id or ref.device_id not in (device_id, STORE_WIDE):
         return [Decision(action="ignore_unknown", reason=f"not this device's downlink: {topic}")]
     if ref.kind not in DOWN_KINDS:
         return [Decision(action="ignore_unknown", reason=f"unknown downlink kind {ref.kind!r}")]
+    if ref.device_id == STORE_WIDE and ref.kind not in STORE_WIDE_KINDS:
+        return [Decision(action="ignore_unknown", reason=f"{ref.kind!r} is never store-wide: {topic}")]
     try:
         envelopes = decode_message(payload)
     except MalformedMessage as exc:

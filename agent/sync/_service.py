@@ -40,7 +40,7 @@ from agent.sync._uplink import OutboxPort, Uplink, UplinkSettings
 from base.backoff import Backoff
 from base.envelope import Envelope, format_ts
 from base.health import Level
-from base.topics import down_filter, status_topic
+from base.topics import down_filter, status_topic, store_down_filter
 from membership.conversion import LINE_INBOX_STREAM
 
 __all__ = ["DownlinkInbox", "LiveConfig", "SyncService", "status_payload"]
@@ -251,6 +251,8 @@ class SyncService:
                     await client.subscribe(
                         down_filter(device.store_id, device.device_id), qos=1, timeout=timeout
                     )
+                    # What concerns the whole store (a beacon mapped to the store only).
+                    await client.subscribe(store_down_filter(device.store_id), qos=1, timeout=timeout)
                     _raise_if_cancelled_since(cancels)
                     self.connected.set()
                     display = self.ctx.services.get("display")
@@ -344,7 +346,8 @@ class SyncService:
         self._apply_to_running(new)
         self.down.config_applied += 1
         log.info("live config applied", extra={"keys": sorted(changes)})
-        await self._reply(envelope, "config", ok=True, detail="applied", result={"set": changes})
+        result = {"set": changes, "effective": effective_values(new, changes), "agent_version": __version__}
+        await self._reply(envelope, "config", ok=True, detail="applied", result=result)
 
     def _apply_to_running(self, config: ShopEdgeConfig) -> None:
         if self.uplink is not None and self.uplink.settings.batch_max != config.mqtt.batch_max:
@@ -412,6 +415,16 @@ class SyncService:
         display = self.ctx.services.get("display")
         if display is not None:
             display.set_pending_sync(await self.outbox.depth())
+
+
+def effective_values(config: ShopEdgeConfig, keys: Any) -> dict[str, Any]:
+    """What the device now runs with for each `section.key` (the cloud's `reported` values)."""
+    out: dict[str, Any] = {}
+    for key in keys:
+        section, _, name = str(key).partition(".")
+        value = getattr(getattr(config, section, None), name, None)
+        out[str(key)] = value if isinstance(value, str | int | float | bool) or value is None else str(value)
+    return out
 
 
 def _cancel_requests() -> int:

@@ -18,6 +18,7 @@ from agent.sync import SyncService
 from agent.wiring.beacon import BeaconAdvertising
 from agent.wiring.ble import BLEPresence
 from agent.wiring.display import build_display
+from agent.wiring.health_uplink import HealthUplink
 from agent.wiring.membership import JournalSaleLookup
 from agent.wiring.pos import PosBridge, ScannerFeed
 from base.health import Level
@@ -59,7 +60,7 @@ class StatusReporter:
 
 def build_components(ctx: AgentContext) -> list[Component]:
     """Every component this device runs, in start order."""
-    components: list[Component] = [StatusReporter(ctx)]
+    components: list[Component] = [StatusReporter(ctx), HealthUplink(ctx)]
     components.append(build_display(ctx))
     if ctx.config.ble.enabled:
         components.append(BLEPresence(ctx))

@@ -46,7 +46,12 @@ class PosBridge:
     async def run(self) -> None:
         ctx, config = self.ctx, self.ctx.config
         client = LinePayClient(config.linepay, config.timeouts)
-        journal = Journal(ctx.engine, outbox=lambda: ctx.services.get("outbox"), clock=ctx.wall_clock)
+        journal = Journal(
+            ctx.engine,
+            outbox=lambda: ctx.services.get("outbox"),
+            clock=ctx.wall_clock,
+            on_health=self._journal_health,
+        )
         service = PaymentService(
             config=config,
             journal=journal,
@@ -83,6 +88,13 @@ class PosBridge:
             self.service = None
             await runner.cleanup()
             client.close()
+
+    def _journal_health(self, ok: bool, detail: str) -> None:
+        """The payment journal's own writes on the board: red from a refused write until one commits."""
+        if ok:
+            self.ctx.health.set("journal", Level.GREEN, "payment journal writing")
+        else:
+            self.ctx.health.set("journal", Level.RED, detail)
 
     async def _record_paid(self, payment: Payment, binding_url: str | None) -> None:
         """Funnel facts for the report: the payment, and the binding QR shown with it."""

@@ -18,7 +18,9 @@ from typing import Any
 
 from aiohttp import web
 
+from base.jsonread import JsonInputError, read_json
 from membership.context import MembershipContext
+from membership.coupons._events import offer_coupon_event
 from membership.coupons._funnel import Fact, FactKind, record_fact_blocking
 from membership.coupons._ledger import RedeemStatus, redeem_blocking
 from membership.coupons._policy import normalize_code
@@ -51,6 +53,9 @@ def add_coupon_routes(app: web.Application, ctx: MembershipContext) -> None:
     app.router.add_post(REDEEM_PATH, _redeem)
 
 
+MAX_REDEEM_BODY = 4096  # a code and an order id
+
+
 def _problem(status: int, error: str, message: str, **extra: Any) -> web.Response:
     return web.json_response({"error": error, "message": message, **extra}, status=status)
 
@@ -64,9 +69,9 @@ async def _redeem(request: web.Request) -> web.Response:
     if not hmac.compare_digest(given.encode(), f"Bearer {expected}".encode()):
         return _problem(401, "unauthorized", "missing or wrong POS bearer token")
     try:
-        body = await request.json()
-    except ValueError:
-        return _problem(400, "bad_request", "the body must be JSON")
+        body = read_json(await request.read(), max_bytes=MAX_REDEEM_BODY)
+    except JsonInputError as exc:
+        return _problem(400, "bad_request", f"the body must be JSON: {exc}")
     if not isinstance(body, dict) or not isinstance(body.get("code"), str):
         return _problem(400, "bad_request", 'the body must be {"code": "...", "order_id": "..."}')
     order_id = body.get("order_id")
@@ -93,7 +98,8 @@ async def _redeem(request: web.Request) -> web.Response:
         line_user_id=row.line_user_id,
         campaign=row.campaign,
     )
-    await asyncio.to_thread(record_fact_blocking, ctx.engine, fact)
+    if await asyncio.to_thread(record_fact_blocking, ctx.engine, fact):
+        await offer_coupon_event(ctx.services.get("outbox"), fact)
     campaign = next((c for c in ctx.config.campaigns if c.name == row.campaign), None)
     return web.json_response(
         {

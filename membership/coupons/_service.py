@@ -27,6 +27,7 @@ from typing import Any, TypeVar
 from base.health import Level
 from membership.config import CampaignConfig
 from membership.context import MembershipContext, MembershipSettings, SettingsStore
+from membership.coupons._events import offer_coupon_event
 from membership.coupons._funnel import Fact, FactKind, record_fact_blocking
 from membership.coupons._ledger import (
     LedgerRow,
@@ -229,7 +230,8 @@ class CouponService(PushJobs):
             line_user_id=row.line_user_id,
             campaign=row.campaign,
         )
-        await self._db(record_fact_blocking, fact)
+        if await self._db(record_fact_blocking, fact):
+            await offer_coupon_event(self._outbox or self.ctx.services.get("outbox"), fact)
 
     async def _coupon_id(self, campaign: CampaignConfig) -> str:
         """The LINE coupon to attach: configured, or created once via the coupon API (kept in the

@@ -45,7 +45,7 @@ async def test_shopper_message_becomes_one_conversion(tmp_path: Path) -> None:
     with mosquitto(tmp_path) as port:
         async with (
             aiomqtt.Client("127.0.0.1", port, identifier="counter-1") as client,
-            running_relay(relay_config(port)) as relay_url,
+            running_relay(relay_config(port, tmp_path / "relay")) as relay_url,
         ):
             await client.subscribe(device_topic("demo-store", "counter-1"), qos=1)
 

@@ -33,8 +33,11 @@ def test_demo_once_plays_the_whole_visit(tmp_path: Path) -> None:
         "funnel report",
         "a friend walks in: greeted by the counter's beacon, free by reply",
         "cloud sync",
+        "cloud ingest worker joins",
+        "the cloud saw the visit",
     ):
         assert f"ok    {step}" in out, out
+    assert "FLEET" in out and "demo-store" in out  # the fleet report, read from the cloud database
     assert "scanned off the paid screen" in out and "recorded and upstream" in out
     assert "greeted by reply (free)" in out and "via relay and MQTT" in out and "got nothing" in out
     assert f"demo succeeded: {len(demo.SCENARIO)}/{len(demo.SCENARIO)} steps" in out

@@ -24,7 +24,7 @@ from linebot.v3.messaging import (
 )
 
 from emulators.messaging import MessagingEmulator, running_emulator
-from emulators.messaging.server import utf16_length
+from emulators.messaging.validation import utf16_length
 
 USER = "U" + "a" * 32
 BLOCKER = "U" + "c" * 32

@@ -18,7 +18,9 @@ from tests.integration._broker import collecting, free_port, mosquitto
 ROOT = Path(__file__).resolve().parents[2]
 
 
-def _config(tmp_path: Path, mqtt_port: int, listen_port: int, secret: str) -> Path:
+def _config(
+    tmp_path: Path, mqtt_port: int, listen_port: int, secret: str, state_dir: Path | None = None
+) -> Path:
     path = tmp_path / "relay.toml"
     path.write_text(
         f"""
@@ -31,6 +33,7 @@ channel_secret = "{secret}"
 port = {mqtt_port}
 [relay]
 listen = "127.0.0.1:{listen_port}"
+state_dir = "{state_dir or tmp_path / "relay-state"}"
 """,
         encoding="utf-8",
     )
@@ -97,3 +100,22 @@ def test_relay_without_channel_secret_exits_2(tmp_path: Path) -> None:
     )
     assert done.returncode == 2
     assert "line.channel_secret" in done.stderr and "Traceback" not in done.stderr
+
+
+def test_relay_whose_state_dir_cannot_be_written_is_one_error_line(tmp_path: Path) -> None:
+    blocker = tmp_path / "not-a-dir"
+    blocker.write_text("a file where the state directory should be", encoding="utf-8")
+    config = _config(tmp_path, 1883, free_port(), "topsecret", state_dir=blocker / "relay")
+    done = subprocess.run(
+        [sys.executable, "-m", "agent", "relay", "--config", str(config)],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=30,
+    )
+    assert done.returncode == 1
+    assert "Traceback" not in done.stderr
+    assert [line for line in done.stderr.splitlines() if line.startswith("relay: ")] == [
+        line for line in done.stderr.splitlines() if "relay.state_dir" in line
+    ]
+    assert "relay.state_dir" in done.stderr and str(blocker) in done.stderr

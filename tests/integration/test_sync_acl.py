@@ -124,3 +124,25 @@ async def test_refused_credentials_turn_sync_health_red(acl_broker: Broker, tmp_
             await task
         await outbox.close()
         engine.dispose()
+
+
+async def test_device_reads_its_stores_store_wide_downlink_and_no_other(acl_broker: Broker, tmp_path: Path) -> None:
+    """A beacon mapped to a store only (`relay.beacon_stores = {HWID = "STORE"}`) is published to
+    `shopedge/v1/STORE/_store/down/line_event`: each device of that store must receive it."""
+    async with device(acl_broker, tmp_path, "store-001", "counter-1") as a:
+        granted = await a.subscribe("shopedge/v1/store-001/_store/down/+", qos=1)  # store_down_filter
+        assert not granted[0].is_failure  # type: ignore[union-attr]
+        await a.subscribe("shopedge/v1/store-002/_store/down/+", qos=1)
+        async with aiomqtt.Client(acl_broker.host, acl_broker.port, identifier="cloud-pub", **CLOUD) as pub:
+            await pub.publish("shopedge/v1/store-002/_store/down/line_event", b"other-store", qos=1)
+            await pub.publish("shopedge/v1/store-001/_store/down/line_event", b"my-store", qos=1)
+        got: list[bytes] = []
+
+        async def read() -> None:
+            async for message in a.messages:
+                got.append(bytes(message.payload))  # type: ignore[arg-type]
+                if message.payload == b"my-store":
+                    return
+
+        await asyncio.wait_for(read(), 10)
+        assert got == [b"my-store"]

@@ -146,6 +146,8 @@ async def downlink_after_reconnect(broker: Broker, service: SyncService, outbox:
     for reply in replies.values():
         validator("ReplyData").validate(reply)
     assert replies[config_id]["ok"] is True
+    assert replies[config_id]["result"]["effective"] == {"mqtt.batch_max": 7}  # what the cloud reports
+    assert replies[config_id]["result"]["agent_version"]
     assert replies[ping_id]["detail"] == "pong"
     assert replies[refused_id]["ok"] is False and "mqtt.host" in replies[refused_id]["detail"]
     assert replies[resync_id]["ok"] is True and "last_seq" in replies[resync_id]["result"]

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -145,17 +145,33 @@ async def _record(into: list[tuple[str, int, str | None]], payment: Any, url: st
 
 @contextlib.asynccontextmanager
 async def running(
-    state_dir: Path, linepay_url: str, *, read: float = 2.0, real_outbox: bool = False
+    state_dir: Path,
+    linepay_url: str,
+    *,
+    read: float = 2.0,
+    real_outbox: bool = False,
+    health: Callable[[str, str], None] | None = None,
 ) -> AsyncIterator[Harness]:
-    """Start a service (reconciling what the journal holds) and its API; stop both on exit."""
+    """Start a service (reconciling what the journal holds) and its API; stop both on exit.
+
+    `health(component, condition)` hears the journal ("journal": "ok"/"write_failed") and, with
+    `real_outbox`, the outbox ("outbox": its `OutboxCondition`).
+    """
     config = make_config(state_dir, linepay_url, read=read)
     engine = await asyncio.to_thread(open_engine, config.db_path)
     await asyncio.to_thread(migrate, engine)
     display, outbox = RecordingDisplay(), RecordingOutbox()
     paid: list[tuple[str, int, str | None]] = []
-    durable: Outbox | None = await Outbox.open(config.db_path) if real_outbox else None
+    durable: Outbox | None = None
+    if real_outbox:
+        durable = await Outbox.open(
+            config.db_path, on_health=(lambda c, _d: health("outbox", str(c))) if health else None
+        )
     client = LinePayClient(config.linepay, config.timeouts)
-    journal = Journal(engine, outbox=lambda: durable or outbox, clock=__import__("time").time)
+    journal_health: dict[str, Any] = {}
+    if health is not None:
+        journal_health["on_health"] = lambda ok, _d: health("journal", "ok" if ok else "write_failed")
+    journal = Journal(engine, outbox=lambda: durable or outbox, clock=__import__("time").time, **journal_health)
     service = PaymentService(
         config=config,
         journal=journal,

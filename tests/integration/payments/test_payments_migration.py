@@ -1,14 +1,16 @@
-"""Migration 0200_payments on a real SQLite file: from empty and from 0002_agent_runs."""
+"""Migrations 0200_payments and 0250_idempotency_scope on a real SQLite file: from empty, from
+0002_agent_runs, and 0250 over keys stored the old way."""
 
 from __future__ import annotations
 
 from pathlib import Path
 
 import pytest
-from sqlalchemy import insert, inspect
+from alembic import command
+from sqlalchemy import insert, inspect, text
 from sqlalchemy.exc import IntegrityError
 
-from agent.db import current_heads, migrate, open_engine
+from agent.db import _alembic_config, current_heads, migrate, open_engine
 from pos_bridge.journal import payments
 
 
@@ -41,7 +43,7 @@ def test_payments_migration(tmp_path: Path, start: str | None) -> None:
         migrate(engine, start)
         assert "payments" not in inspect(engine).get_table_names()
     migrate(engine)
-    assert "0200_payments" in current_heads(engine)
+    assert "0250_idempotency_scope" in current_heads(engine)
     assert {"payments", "payment_idempotency"} <= set(inspect(engine).get_table_names())
     with engine.begin() as conn:
         conn.execute(insert(payments).values(**_row("A", 1, "failed")))
@@ -49,4 +51,34 @@ def test_payments_migration(tmp_path: Path, start: str | None) -> None:
         conn.execute(insert(payments).values(**_row("A", 3, "paid")))
     with pytest.raises(IntegrityError), engine.begin() as conn:  # at most one live attempt per order
         conn.execute(insert(payments).values(**_row("A", 4, "created")))
+    engine.dispose()
+
+
+def test_idempotency_scope_migration_keeps_every_key_meaning(tmp_path: Path) -> None:
+    engine = open_engine(tmp_path / "s.db")
+    migrate(engine, "0200_payments")
+    with engine.begin() as conn:
+        for key in ("pay-1", "refund:r-1"):
+            conn.execute(
+                text(
+                    "INSERT INTO payment_idempotency (key, request_hash, order_id, line_order_id, created_at) "
+                    "VALUES (:k, 'h', 'A', 'A', 0)"
+                ),
+                {"k": key},
+            )
+    migrate(engine)
+    with engine.connect() as conn:
+        rows = conn.execute(text("SELECT scope, key FROM payment_idempotency ORDER BY scope")).all()
+    assert [tuple(r) for r in rows] == [("payment", "pay-1"), ("refund", "r-1")]
+    with engine.begin() as conn:  # the same key text in both scopes is now two rows
+        conn.execute(
+            text(
+                "INSERT INTO payment_idempotency (scope, key, request_hash, order_id, line_order_id, created_at) "
+                "VALUES ('payment', 'r-1', 'h2', 'B', 'B', 0)"
+            )
+        )
+    command.downgrade(_alembic_config(engine), "0250_idempotency_scope-1")  # the old flat keys again
+    with engine.connect() as conn:
+        keys = sorted(r[0] for r in conn.execute(text("SELECT key FROM payment_idempotency")))
+    assert keys == ["pay-1", "r-1", "refund:r-1"]
     engine.dispose()

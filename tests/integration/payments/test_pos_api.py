@@ -259,7 +259,8 @@ async def test_bad_payment_requests(
 
 async def test_protocol_errors(tmp_path: Path, emulator: EmulatorServer) -> None:
     async with running(tmp_path, emulator.url) as h:
-        assert (await h.post("/v1/payments", raw=b"{not json"))[1]["error"] == "malformed_json"
+        json_type = {"Content-Type": "application/json"}
+        assert (await h.post("/v1/payments", raw=b"{not json", headers=json_type))[1]["error"] == "malformed_json"
         status, body = await h.post("/v1/payments", scan("P1", "1" * 18), auth=False)
         assert (status, body["error"]) == (401, "unauthorized")
         status, body = await h.get("/v1/payments/nope")
