@@ -17,7 +17,7 @@ import time
 from collections.abc import Callable
 from typing import Any, Protocol
 
-from offline_queue import Outbox, Record
+from offline_queue import FailureKind, Outbox, Record, classify
 
 __all__ = ["RELAY_STREAM", "OutboxForwarder", "relay_record"]
 
@@ -85,12 +85,16 @@ class OutboxForwarder:
                 if isinstance(error, asyncio.CancelledError):
                     raise error
                 if error is not None:
-                    permanent = isinstance(error, KeyError | UnicodeEncodeError | TypeError)
+                    # The consumer rule (`offline_queue.classify`): a broken record (KeyError,
+                    # UnicodeEncodeError, TypeError...) is dead at once, a broker that did not
+                    # answer is retried however long, anything else dies when it repeats.
+                    failure = classify(error, record.attempts)
                     await self.outbox.release(
                         record.id,
                         str(error) or type(error).__name__,
                         retry_at=self.clock() + RETRY_AFTER_S,
-                        permanent=permanent,
+                        permanent=failure.dead,
+                        transient=failure.kind is FailureKind.TRANSIENT,
                     )
             if len(done) < len(records):
                 log.warning("relay could not publish", extra={"failed": len(records) - len(done)})

@@ -209,6 +209,8 @@ class EventMemory:
 class PublishFailed(Exception):
     """The broker did not acknowledge in time (or the relay is not connected)."""
 
+    transient = True  # the world, not the event: retried however long it lasts (the consumer rule)
+
 
 def _retrieve_disconnect(client: aiomqtt.Client) -> None:
     """Mark a lost connection's error as seen: aiomqtt 2.5 leaves it unretrieved when the wait is

@@ -42,6 +42,7 @@ from enum import StrEnum
 from membership.context import MembershipSettings
 
 __all__ = [
+    "CLOCK_SKEW_S",
     "MAX_QR_VERSION",
     "MAX_TOKEN",
     "MIN_TOKEN",
@@ -108,6 +109,7 @@ class Rejection(StrEnum):
     WRONG_DEVICE = "wrong_device"
     BAD_SIGNATURE = "bad_signature"
     EXPIRED = "expired"
+    NOT_YET_VALID = "not_yet_valid"  # issued in the future (beyond the clock skew allowed)
     ALREADY_USED = "already_used"
 
 
@@ -295,6 +297,11 @@ def decode_claims(token: str) -> BindingClaims | None:
         return None
 
 
+# A token is issued by this device's own clock; one from further ahead than this was made with
+# the key under a wrong clock (or by someone else), and would outlive its `ttl_s`.
+CLOCK_SKEW_S = 300
+
+
 def verify_token(
     token: str,
     *,
@@ -306,8 +313,11 @@ def verify_token(
 ) -> BindingClaims | Rejection:
     """Check a token: the claims if it is good, otherwise the first reason it is not.
 
-    Order of checks: malformed, wrong store, wrong device, bad signature, expired, already used
-    (`used_orders` holds the order ids this store already converted; the DB enforces it too).
+    Order of checks: malformed, wrong store, wrong device, bad signature, expired, issued in
+    the future (more than `CLOCK_SKEW_S` ahead of `now`), already used (`used_orders` holds the
+    order ids this store already converted; the device's DB enforces it too). The device's
+    handler and `shopedge binding verify` both decide with this function
+    (`membership.conversion.verify_on_device_blocking` adds the DB's "already used").
     """
     try:
         claims, body, mac = _unpack(token)
@@ -321,6 +331,8 @@ def verify_token(
         return Rejection.BAD_SIGNATURE
     if now >= claims.expires_at:
         return Rejection.EXPIRED
+    if claims.issued_at > now + CLOCK_SKEW_S:
+        return Rejection.NOT_YET_VALID
     if claims.order_id in used_orders:
         return Rejection.ALREADY_USED
     return claims

@@ -98,7 +98,13 @@ class CouponsConfig(Section):
     """Welcome-coupon delivery, the funnel report and tag rules."""
 
     timezone: str = "Asia/Taipei"
-    reply_token_ttl_s: Annotated[float, Field(gt=0, le=60)] = 20.0
+    # A reply token is tried only while younger than this, counted from the relay's receipt of
+    # the webhook. LINE: use a reply token within one minute of the webhook. The last attempt
+    # starts before the ttl and may take `timeouts.line_api` (10 s) to be answered, and the
+    # webhook's age when the relay stamps it plus the relay/device clock difference (NTP) cost
+    # a few seconds more: 40 + 10 + ~10 of margin stays inside LINE's 60. Longer than the old 20 s,
+    # so a shopper whose message crossed a slow link still gets the free reply, not a paid push.
+    reply_token_ttl_s: Annotated[float, Field(gt=0, le=50)] = 40.0
     quota_cache_s: Annotated[float, Field(ge=0, le=3600)] = 60.0
     push_batch: Annotated[int, Field(ge=1, le=500)] = 20
     plan_free_messages: Annotated[int, Field(ge=0)] = 200

@@ -17,13 +17,10 @@ outbox dedupe key, so a crash between the DB commit and the outbox put loses not
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import logging
-from collections import Counter
-from collections.abc import Mapping
-from dataclasses import asdict, dataclass, replace
+from dataclasses import asdict, dataclass
 from enum import StrEnum
-from typing import Any, Protocol
+from typing import TYPE_CHECKING, Any, Protocol
 
 from sqlalchemy import (
     Boolean,
@@ -40,10 +37,12 @@ from sqlalchemy import (
     update,
 )
 
-from base.backoff import Backoff
-from base.health import Level
 from membership.binding import BindingClaims, BindingError, Rejection, find_token, phone_hash, verify_token
 from membership.context import MembershipContext
+from membership.event_time import epoch_seconds
+
+if TYPE_CHECKING:
+    from membership.conversion_consumer import ConversionConsumer
 
 __all__ = [
     "LINE_INBOX_STREAM",
@@ -60,6 +59,7 @@ __all__ = [
     "handle_line_event",
     "record_conversion_blocking",
     "rejection_counts_blocking",
+    "verify_on_device_blocking",
 ]
 
 log = logging.getLogger(__name__)
@@ -190,11 +190,9 @@ def _parse(envelope_data: dict[str, Any]) -> _BindingMessage | None:
         return None
     relay = envelope_data.get("relay")
     relay = relay if isinstance(relay, dict) else {}
-    timestamp = event.get("timestamp")
-    sent_at = float(timestamp) / 1000 if isinstance(timestamp, int | float) else 0.0
-    received = relay.get("received_at")
+    sent_at = epoch_seconds(event.get("timestamp"), milliseconds=True) or 0.0
     # a reply token is only usable while fresh: without any time for it, it is dropped
-    received_at = float(received) if isinstance(received, int | float) else (sent_at or None)
+    received_at = epoch_seconds(relay.get("received_at")) or (sent_at or None)
     reply = event.get("replyToken")
     return _BindingMessage(
         token=token,
@@ -244,6 +242,33 @@ def _count_blocking(conn: Any, reason: Rejection, now: float) -> None:
             .where(binding_rejections.c.reason == reason)
             .values(count=binding_rejections.c.count + 1, last_at=now)
         )
+
+
+def conversion_exists_blocking(engine: Engine, store_id: str, device_id: str, order_id: str) -> bool:
+    with engine.connect() as conn:
+        row = conn.execute(
+            select(conversions.c.id).where(
+                conversions.c.store_id == store_id,
+                conversions.c.device_id == device_id,
+                conversions.c.order_id == order_id,
+            )
+        ).first()
+    return row is not None
+
+
+def verify_on_device_blocking(
+    engine: Engine | None, token: str, *, key: bytes, store_id: str, device_id: str, now: float
+) -> BindingClaims | Rejection:
+    """What this device says of a token if a shopper sent it now: `verify_token`'s checks, then
+    "already used" when its sale has a conversion (the handler's unique key). `shopedge binding
+    verify` answers with this, so it never calls "valid" a token the device would reject;
+    without a state DB (`engine` None) nothing is used yet."""
+    verdict = verify_token(token, key=key, store_id=store_id, device_id=device_id, now=now)
+    if isinstance(verdict, Rejection) or engine is None:
+        return verdict
+    if conversion_exists_blocking(engine, verdict.store_id, verdict.device_id, verdict.order_id):
+        return Rejection.ALREADY_USED
+    return verdict
 
 
 def count_rejection_blocking(engine: Engine, reason: Rejection, now: float) -> None:
@@ -396,96 +421,6 @@ async def _show_joined(
 
 # The outbox stream the sync downlink keeps relayed LINE events in before this consumer sees them.
 LINE_INBOX_STREAM = "line_inbox"
-# How often the consumer looks at the durable inbox when nothing arrives from memory.
-DURABLE_SWEEP_S = 1.0
-
-
-class ConversionConsumer:
-    """Feeds the `line_event` envelopes the sync downlink queues (`ctx.services["downlink"]`,
-    `await inbox.get()`) to `handle_line_event`, one at a time.
-
-    An envelope that fails for an infrastructure reason (DB or outbox) is retried with backoff
-    until it succeeds (the handler is idempotent), health red meanwhile: the inbox has already
-    taken it off MQTT, so dropping it would lose a conversion.
-    """
-
-    name = "conversion"
-
-    def __init__(self, ctx: MembershipContext) -> None:
-        self.ctx = ctx
-        self.counts: Counter[str] = Counter()
-        # Envelope ids handled in this process (from memory or the durable inbox): each once.
-        self._handled: dict[str, None] = {}
-
-    async def run(self) -> None:
-        inbox = self.ctx.services.get("downlink")
-        if inbox is None:
-            self.ctx.health.set(self.name, Level.AMBER, "no MQTT downlink: binding messages cannot arrive")
-            await asyncio.Event().wait()
-            return
-        self.ctx.health.set(self.name, Level.GREEN, "waiting for binding messages")
-        while True:
-            envelope = None
-            with contextlib.suppress(TimeoutError):
-                async with asyncio.timeout(DURABLE_SWEEP_S):
-                    envelope = await inbox.get()
-            if envelope is not None:
-                envelope_id = str(envelope.id if hasattr(envelope, "id") else envelope.get("id"))
-                if envelope_id not in self._handled:  # the sweep may have taken its durable copy
-                    self._remember(envelope_id)
-                    data = envelope.data if hasattr(envelope, "data") else envelope.get("data", {})
-                    await self.handle(dict(data) if isinstance(data, Mapping) else {})
-            await self.sweep_durable()
-
-    def _remember(self, envelope_id: str) -> None:
-        self._handled[envelope_id] = None
-        while len(self._handled) > 10_000:
-            del self._handled[next(iter(self._handled))]
-
-    async def sweep_durable(self) -> int:
-        """Handle and ack the durable copies of relayed events (`line_inbox`, written by sync).
-
-        Normally each was just handled from memory and is only acked; after a crash or restart
-        it is the only copy, and this is where its conversion and coupon happen.
-        """
-        outbox = self.ctx.services.get("outbox")
-        if outbox is None:
-            return 0
-        records = await outbox.claim(LINE_INBOX_STREAM, limit=50, lease=120.0)
-        for record in records:
-            envelope_id = str(record.payload.get("id"))
-            if envelope_id in self._handled:
-                continue  # handled from memory already; the durable copy only needs its ack
-            self._remember(envelope_id)
-            data = record.payload.get("data")
-            await self.handle(dict(data) if isinstance(data, Mapping) else {})
-        if records:
-            await outbox.ack([record.id for record in records])
-        return len(records)
-
-    async def handle(self, envelope_data: dict[str, Any]) -> ConversionResult:
-        backoff = Backoff(base=0.5, cap=30.0)
-        while True:
-            try:
-                greeter = self.ctx.services.get("greeter")
-                if greeter is not None and await greeter.handle(envelope_data) is not None:
-                    # a `beacon` event: the greeting's (counted in its own health), not a conversion
-                    return ConversionResult(status=ConversionStatus.IGNORED, reason="beacon_event")
-                result = await handle_line_event(self.ctx, envelope_data)
-            except Exception as exc:  # DB or outbox trouble: retry the same event, it is idempotent
-                log.error("conversion not recorded, retrying", extra={"error": str(exc)})
-                self.ctx.health.set(self.name, Level.RED, f"cannot record conversions: {exc}")
-                await asyncio.sleep(backoff.next_delay())
-                continue
-            if backoff.attempts and result.status is ConversionStatus.DUPLICATE:
-                # our own failed attempt had committed it: this event is the recording
-                result = replace(result, status=ConversionStatus.RECORDED, reason="completed_on_retry")
-            self.counts[result.status.value] += 1
-            detail = ", ".join(f"{n} {status}" for status, n in sorted(self.counts.items()))
-            self.ctx.health.set(self.name, Level.GREEN, detail)
-            if result.status is ConversionStatus.RECORDED and result.conversion is not None:
-                await after_conversion(self.ctx, result.conversion)
-            return result
 
 
 async def after_conversion(ctx: MembershipContext, conversion: Conversion) -> None:
@@ -538,3 +473,13 @@ async def after_conversion(ctx: MembershipContext, conversion: Conversion) -> No
         log.error("welcome coupon failed", extra={"order_id": conversion.order_id, "error": str(exc)})
         return
     log.info("welcome coupon", extra={"order_id": conversion.order_id, "status": str(delivery.status)})
+
+
+def __getattr__(name: str) -> Any:
+    """`ConversionConsumer` lives in `membership.conversion_consumer` (this file's size limit);
+    it is still importable from here, loaded on first use (it imports this module)."""
+    if name == "ConversionConsumer":
+        from membership.conversion_consumer import ConversionConsumer
+
+        return ConversionConsumer
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")

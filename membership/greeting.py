@@ -35,6 +35,7 @@ from zoneinfo import ZoneInfo
 
 from membership.beacon_code import Verdict, verify
 from membership.config import GreetingConfig
+from membership.event_time import epoch_seconds
 
 __all__ = [
     "EVENT_TYPES",
@@ -118,10 +119,8 @@ def parse_beacon_event(envelope_data: Mapping[str, Any]) -> BeaconVisit | Malfor
         dm = bytes.fromhex(dm_text)
     relay = data.get("relay")
     relay = relay if isinstance(relay, Mapping) else {}
-    timestamp = event.get("timestamp")
-    sent_at = float(timestamp) / 1000 if isinstance(timestamp, int | float) and timestamp > 0 else None
-    received = relay.get("received_at")
-    received_at = float(received) if isinstance(received, int | float) else sent_at
+    sent_at = epoch_seconds(event.get("timestamp"), milliseconds=True)
+    received_at = epoch_seconds(relay.get("received_at")) or sent_at
     reply = event.get("replyToken")
     delivery = event.get("deliveryContext")
     return BeaconVisit(

@@ -3,10 +3,22 @@
 Public API (the shared contract): `Outbox`, `Durability`, `Record`, plus the errors, the
 inspection types, and the read-only inspection functions the CLI and the doctor use on their own
 short-lived connection (`connect_blocking`, `stats_blocking`, `dead_letters_blocking`,
-`retry_dead_blocking` and their table/JSON renderings). See `offline_queue._outbox` for
-delivery semantics and `offline_queue._policy` for the per-stream ordering rule.
+`retry_dead_blocking` and their table/JSON renderings), and the consumer rule every consumer
+follows (`classify`, `settle_failure`: transient failures retry, a record that fails for good
+or the same way `DEFAULT_REPEATS` times becomes a dead letter and its stream moves on).
+See `offline_queue._outbox` for delivery semantics and `offline_queue._policy` for the
+per-stream ordering rule.
 """
 
+from offline_queue._consumer import (
+    DEFAULT_REPEATS,
+    Failure,
+    FailureKind,
+    classify,
+    describe,
+    failure_kind,
+    settle_failure,
+)
 from offline_queue._inspect import dead_letters_blocking, retry_dead_blocking, stats_blocking
 from offline_queue._model import (
     DeadLetter,
@@ -24,10 +36,13 @@ from offline_queue._schema import OUTBOX_SCHEMA_VERSION, OUTBOX_TABLES_V1, prepa
 from offline_queue._store import connect_blocking
 
 __all__ = [
+    "DEFAULT_REPEATS",
     "OUTBOX_SCHEMA_VERSION",
     "OUTBOX_TABLES_V1",
     "DeadLetter",
     "Durability",
+    "Failure",
+    "FailureKind",
     "HealthCallback",
     "InvalidRecordError",
     "Outbox",
@@ -39,12 +54,16 @@ __all__ = [
     "Record",
     "StreamStats",
     "TelemetryRefusedError",
+    "classify",
     "connect_blocking",
     "dead_letters_blocking",
     "dead_letters_json",
     "dead_letters_table",
+    "describe",
+    "failure_kind",
     "prepare_outbox_db",
     "retry_dead_blocking",
+    "settle_failure",
     "stats_blocking",
     "stats_json",
     "stats_table",

@@ -213,18 +213,27 @@ class Outbox:
         await self._writer.submit(lambda s: s.ack_blocking(id_list), full=True)
 
     async def release(
-        self, record_id: int, error: str, *, retry_at: float | None = None, permanent: bool = False
+        self,
+        record_id: int,
+        error: str,
+        *,
+        retry_at: float | None = None,
+        permanent: bool = False,
+        transient: bool = False,
     ) -> None:
         """Give a claimed record back after a failed delivery.
 
         It keeps its place at the head of its stream and is retried at `retry_at` (wall clock;
         default: the agent's capped exponential backoff). A permanent error, or a record that
-        used its `max_attempts`, goes to the dead letters with `error` as the reason.
+        used its `max_attempts`, goes to the dead letters with `error` as the reason; a
+        `transient` failure (database busy, network, timeout) only backs off, however often.
+        Consumers decide which with `offline_queue.classify` / `settle_failure`.
         """
         if retry_at is not None and not math.isfinite(retry_at):
             raise InvalidRecordError(f"retry_at must be a finite epoch time, got {retry_at}")
         await self._writer.submit(
-            lambda s: s.release_blocking(int(record_id), str(error), retry_at, permanent), full=True
+            lambda s: s.release_blocking(int(record_id), str(error), retry_at, permanent, transient),
+            full=True,
         )
 
     # --- inspection --------------------------------------------------------------------------

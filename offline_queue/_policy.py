@@ -99,11 +99,17 @@ def retry_delay(attempts: int, rng: random.Random | None = None) -> float:
     return raw * (1 - RETRY_JITTER * (rng or _RNG).random())
 
 
-def release_outcome(*, attempts: int, max_attempts: int, permanent: bool, error: str) -> tuple[bool, str]:
-    """(dead?, reason) for a released record: dead on a permanent error or when attempts ran out."""
+def release_outcome(
+    *, attempts: int, max_attempts: int, permanent: bool, error: str, transient: bool = False
+) -> tuple[bool, str]:
+    """(dead?, reason) for a released record: dead on a permanent error or when attempts ran out.
+
+    A transient failure (the world, not the record: see `offline_queue._consumer`) never uses
+    up the attempts; it only backs off.
+    """
     if permanent:
         return True, f"permanent error: {error}"
-    if attempts >= max_attempts:
+    if attempts >= max_attempts and not transient:
         return True, f"gave up after {attempts} attempts: {error}"
     return False, error
 

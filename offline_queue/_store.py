@@ -318,7 +318,9 @@ class Store:
             ):
                 self.usage.remove(nbytes, durability)
 
-    def release_blocking(self, record_id: int, error: str, retry_at: float | None, permanent: bool) -> None:
+    def release_blocking(
+        self, record_id: int, error: str, retry_at: float | None, permanent: bool, transient: bool = False
+    ) -> None:
         row = self.conn.execute("SELECT attempts FROM outbox WHERE id = ?", (record_id,)).fetchone()
         if row is None:
             log.info(
@@ -327,7 +329,11 @@ class Store:
             return
         now = self.clock()
         dead, reason = release_outcome(
-            attempts=row[0], max_attempts=self.max_attempts, permanent=permanent, error=error
+            attempts=row[0],
+            max_attempts=self.max_attempts,
+            permanent=permanent,
+            error=error,
+            transient=transient,
         )
         if dead:
             self._bury_blocking(record_id, reason, now)

@@ -34,7 +34,9 @@ from pos_bridge.ports import PaymentSettings
 from pos_bridge.service import STATUS_MESSAGES, NewPayment, PaymentService, TillError
 
 __all__ = [
+    "LIMIT_KEY",
     "SERVICE_KEY",
+    "AmountLimit",
     "ErrorBody",
     "PaymentCreate",
     "PaymentView",
@@ -186,11 +188,28 @@ class TillErrorNotFound(TillError):
 Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
 
 
+class AmountLimit:
+    """`pos.max_amount_twd` as the API uses it: the check and the OpenAPI maximum, changed
+    together and at once by `set()` (the agent calls it when the cloud changes the key live)."""
+
+    def __init__(self, config: PaymentSettings) -> None:
+        self.config = config
+        self.twd = config.pos.max_amount_twd
+        self.document = openapi_document(config)
+
+    def set(self, twd: int) -> None:
+        self.twd = twd
+        self.document = openapi_document(self.config, max_amount_twd=twd)
+
+
+LIMIT_KEY = web.AppKey("amount_limit", AmountLimit)
+
+
 def create_pos_app(service: PaymentService, config: PaymentSettings) -> web.Application:
-    """The POS API app. Other capabilities add routes to it (ops: `add_ops_routes(app, ctx)`)."""
+    """The POS API app. Other capabilities add routes to it (ops: `add_ops_routes(app, ctx)`);
+    `app[LIMIT_KEY].set(twd)` changes the amount limit live."""
     token = config.pos.token.get_secret_value()
-    limit = config.pos.max_amount_twd
-    document = openapi_document(config)
+    limit = AmountLimit(config)
 
     @web.middleware
     async def errors_and_auth(request: web.Request, handler: Handler) -> web.StreamResponse:
@@ -225,8 +244,10 @@ def create_pos_app(service: PaymentService, config: PaymentSettings) -> web.Appl
     async def create(request: web.Request) -> web.Response:
         key = _idempotency_key(request)
         body = PaymentCreate.model_validate(await _json_body(request))
-        if body.amount > limit:
-            return _error(422, "amount_over_limit", f"amount: {body.amount} is over the limit of {limit} TWD")
+        if body.amount > limit.twd:
+            return _error(
+                422, "amount_over_limit", f"amount: {body.amount} is over the limit of {limit.twd} TWD"
+            )
         payment, created = await service.start_payment(
             NewPayment(
                 order_id=body.order_id,
@@ -272,10 +293,11 @@ def create_pos_app(service: PaymentService, config: PaymentSettings) -> web.Appl
         return web.json_response(view(payment))
 
     async def openapi(request: web.Request) -> web.Response:
-        return web.json_response(document)
+        return web.json_response(limit.document)
 
     app = web.Application(middlewares=[errors_and_auth, json_only()], client_max_size=MAX_BODY_BYTES)
     app[SERVICE_KEY] = service
+    app[LIMIT_KEY] = limit
     app.router.add_get("/openapi.json", openapi)
     app.router.add_post("/v1/payments", create)
     app.router.add_get("/v1/payments/{order_id}", read)
@@ -284,14 +306,16 @@ def create_pos_app(service: PaymentService, config: PaymentSettings) -> web.Appl
     return app
 
 
-def openapi_document(config: PaymentSettings) -> dict[str, Any]:
+def openapi_document(config: PaymentSettings, *, max_amount_twd: int | None = None) -> dict[str, Any]:
     """OpenAPI 3.1 for the POS API, schemas generated from the pydantic models above."""
     _, defs = models_json_schema(
         [(m, "validation") for m in (PaymentCreate, RefundCreate, PaymentView, ErrorBody)],
         ref_template="#/components/schemas/{model}",
     )
     schemas = defs["$defs"]
-    schemas["PaymentCreate"]["properties"]["amount"]["maximum"] = config.pos.max_amount_twd
+    schemas["PaymentCreate"]["properties"]["amount"]["maximum"] = (
+        max_amount_twd if max_amount_twd is not None else config.pos.max_amount_twd
+    )
 
     def ref(name: str) -> dict[str, Any]:
         return {"$ref": f"#/components/schemas/{name}"}

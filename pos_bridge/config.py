@@ -45,8 +45,12 @@ class LinePayConfig(Section):
     api_base: Annotated[str, Field(pattern=r"^https?://[^\s/]+(:\d+)?/?$")] | None = None
     channel_id: str = ""
     channel_secret: SecretStr = SecretStr("")
+    # Sent as X-LINE-MerchantDeviceProfileId on every offline call; empty: the device id.
     merchant_device_profile_id: Annotated[str, Field(max_length=100)] = ""
-    merchant_device_type: Annotated[str, Field(max_length=100)] = "POS"
+    merchant_device_type: Annotated[str, Field(min_length=1, max_length=100)] = "POS"
+    # Ask LINE Pay to add the Official Account as a friend on an offline (scan) payment. The
+    # field is undocumented for offline v4, so it is off unless the merchant has checked it.
+    add_friends_offline: bool = False
     fee_rate: Annotated[float, Field(ge=0, lt=1)] = 0.022
 
     @field_validator("channel_id")

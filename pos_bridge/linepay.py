@@ -48,7 +48,11 @@ HOSTS = {"sandbox": "https://sandbox-api-pay.line.me", "production": "https://ap
 # With confirmUrlType NONE LINE never redirects the shopper, but confirmUrl stays a required field.
 UNUSED_CONFIRM_URL = "https://shopedge.invalid/linepay/confirm"
 
-CheckStatus = Literal["COMPLETE", "FAIL", "REFUND", "NOT_FOUND"]
+CheckStatus = Literal["COMPLETE", "FAIL", "REFUND", "CANCEL", "AUTH_READY", "NOT_FOUND"]
+# What the offline check answers and what each means to the payment. COMPLETE|FAIL|REFUND come
+# from an SDK; CANCEL (final: nothing charged) and AUTH_READY (authorised, not complete yet:
+# check again) were seen in LINE's sandbox. Any other status is "not known yet".
+_CHECK_STATUSES = frozenset({"COMPLETE", "FAIL", "REFUND", "CANCEL", "AUTH_READY"})
 
 
 def signature(channel_secret: str, path: str, payload: str, nonce: str) -> str:
@@ -134,6 +138,8 @@ class LinePayClient:
         timeouts: the `[timeouts]` section.
         session: the HTTP session (injected so tests can share or instrument it).
         nonce: nonce factory, UUID4 by default.
+        device_id: this device's id, the default X-LINE-MerchantDeviceProfileId sent (with
+            X-LINE-MerchantDeviceType) on every offline call.
     """
 
     def __init__(
@@ -143,8 +149,11 @@ class LinePayClient:
         *,
         session: requests.Session | None = None,
         nonce: Callable[[], str] = lambda: str(uuid.uuid4()),
+        device_id: str = "",
     ) -> None:
         self._config = config
+        # X-LINE-MerchantDeviceProfileId: the configured terminal id, else this device's id.
+        self.device_profile_id = config.merchant_device_profile_id or device_id
         self._timeouts = timeouts
         self._session = session or requests.Session()
         self._nonce = nonce
@@ -173,9 +182,9 @@ class LinePayClient:
             "oneTimeKey": one_time_key,
             "packages": [_package(order_id, amount, product_name)],
         }
-        if add_friend_ids:
-            # UNCONFIRMED for offline v4: v2 used extras.addFriends LINE_AT; we send the online
-            # v3/v4 shape, which v4 shares, and LINE ignores options it does not know.
+        if add_friend_ids and self._config.add_friends_offline:
+            # Undocumented for offline v4 (v2 used extras.addFriends LINE_AT): sent only when
+            # `linepay.add_friends_offline` is on, in the online v3/v4 shape v4 shares.
             body["options"] = {
                 "familyService": {"addFriends": [{"type": "lineAt", "idList": add_friend_ids}]}
             }
@@ -192,12 +201,12 @@ class LinePayClient:
                 return OrderDetails(status="NOT_FOUND")
             raise
         status = str(info.get("status", ""))
-        # The status set COMPLETE|FAIL|REFUND comes from an SDK (UNCONFIRMED): anything else is
-        # treated as "not known yet", so the order is checked again instead of being decided.
-        if status not in ("COMPLETE", "FAIL", "REFUND"):
+        # Anything outside `_CHECK_STATUSES` is treated as "not known yet", so the order is
+        # checked again instead of being decided.
+        if status not in _CHECK_STATUSES:
             raise LinePayOutcomeUnknown(f"check returned unknown status {status!r}")
-        if status == "FAIL":
-            return OrderDetails(status="FAIL")
+        if status in ("FAIL", "CANCEL", "AUTH_READY"):
+            return OrderDetails(status=status)  # type: ignore[arg-type]
         return self._details("/v4/payments", order_id, status)  # type: ignore[arg-type]
 
     def refund_offline_blocking(self, order_id: str, amount: int | None) -> None:
@@ -286,7 +295,8 @@ class LinePayClient:
         )
 
     def headers(self, path: str, payload: str) -> dict[str, str]:
-        """The authentication headers for one request (a fresh nonce each time)."""
+        """The authentication headers for one request (a fresh nonce each time), plus the
+        device pair on offline calls (LINE documents it for the offline API only)."""
         nonce = self._nonce()
         secret = self._config.channel_secret.get_secret_value()
         headers = {
@@ -295,8 +305,8 @@ class LinePayClient:
             "X-LINE-Authorization-Nonce": nonce,
             "X-LINE-Authorization": signature(secret, path, payload, nonce),
         }
-        if self._config.merchant_device_profile_id:
-            headers["X-LINE-MerchantDeviceProfileId"] = self._config.merchant_device_profile_id
+        if self.device_profile_id and path.startswith("/v4/payments"):
+            headers["X-LINE-MerchantDeviceProfileId"] = self.device_profile_id
             headers["X-LINE-MerchantDeviceType"] = self._config.merchant_device_type
         return headers
 

@@ -17,6 +17,7 @@ Money safety lives here:
     CREATED --Begin(qr)--> CREATED --RequestAnswered--> REQUESTED --0110--> AUTHORIZING
     CREATED --Begin/KeyScanned(scan)--> AUTHORIZING --PayAnswered--> PAID --Refund--> REFUNDING
     AUTHORIZING --OutcomeUnknown/1172/1198--> UNKNOWN --LedgerStatus--> PAID | FAILED | REFUNDED
+    UNKNOWN --LedgerStatus(CANCEL)--> FAILED;  UNKNOWN --LedgerStatus(AUTH_READY)--> UNKNOWN (check again)
 """
 
 from __future__ import annotations
@@ -103,6 +104,7 @@ _REASONS: dict[str, tuple[str, str]] = {
     "unreachable": ("LINE Pay 暫時無法連線", "LINE Pay is unreachable"),
     "interrupted": ("付款中斷，未扣款", "Payment interrupted, nothing charged"),
     "not_found": ("LINE Pay 無此付款紀錄，未扣款", "No charge was made"),
+    "CANCEL": ("LINE Pay 已取消付款，未扣款", "LINE Pay cancelled the payment: nothing charged"),
 }
 
 
@@ -305,6 +307,10 @@ def _unknown_ledger(p: Payment, e: Event, now: float, policy: Policy) -> Step:
         return _paid(p, e.transaction_id, e.paid_amount, e.refunded_amount)
     if e.status == "FAIL":
         return _failed(p, "FAIL", "LINE Pay reports the payment failed")
+    if e.status == "CANCEL":  # final: LINE cancelled the order, no money moved
+        return _failed(p, "CANCEL", "LINE Pay reports the payment cancelled: nothing was charged")
+    if e.status == "AUTH_READY":  # authorised, not complete: never decided as "not found"
+        return Step(payment=p, commands=(CheckLedger(after_s=_check_after(p, now, policy)),))
     if p.method is Method.QR:
         # Not confirmed (yet): the request status says whether to confirm again or give up. The
         # payment stays UNKNOWN meanwhile, so the till cannot cancel a confirm that may still land.

@@ -168,7 +168,9 @@ class OutcomeUnknown:
 
 @dataclass(frozen=True, kw_only=True)
 class LedgerStatus:
-    status: str  # COMPLETE | FAIL | REFUND | NOT_FOUND
+    # COMPLETE | FAIL | REFUND | CANCEL (final, nothing charged) | AUTH_READY (authorised, not
+    # complete yet: check again) | NOT_FOUND
+    status: str
     transaction_id: str | None = None
     paid_amount: int = 0
     refunded_amount: int = 0

@@ -185,7 +185,9 @@ class PaymentService:
         self._storage_failed = asyncio.Event()  # a journal write failed; reconcile once writes work
         self._group: asyncio.TaskGroup | None = None
         self.ready = asyncio.Event()
-        self.add_friend_ids = [config.line.oa_basic_id] if config.line.oa_basic_id else []
+        # LINE Pay's addFriends idList takes the Official Account's basic id with its "@"
+        # (`line.oa_basic_id` is stored without it).
+        self.add_friend_ids = [f"@{config.line.oa_basic_id}"] if config.line.oa_basic_id else []
 
     # ------------------------------------------------------------ lifecycle
 

@@ -2,7 +2,9 @@
 
 `shopedge binding url --order ORDER_ID` prints the URL and token the paid screen would show for
 that order now, the decoded claims, the URL length and the QR version it needs (at most 6).
-`shopedge binding verify TOKEN` says whether this device would accept a token, and why not.
+`shopedge binding verify TOKEN` says whether this device would accept a token, and why not:
+the device's own rule (`membership.conversion.verify_on_device_blocking`), so a token already
+used for a conversion or issued in the future is rejected here too.
 """
 
 from __future__ import annotations
@@ -11,9 +13,14 @@ import argparse
 import json
 import sys
 import time
+from pathlib import Path
+from typing import TYPE_CHECKING
 
 from agent.cli import add_config_argument
 from agent.commands import load_or_exit
+
+if TYPE_CHECKING:
+    from sqlalchemy import Engine
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -36,20 +43,26 @@ def run(args: argparse.Namespace) -> int:
         find_token,
         issue_binding,
         qr_version,
-        verify_token,
     )
+    from membership.conversion import verify_on_device_blocking
 
     config = load_or_exit(args.config)
     now = time.time()
     if args.action == "verify":
         token = find_token(args.token) or args.token.strip()
-        result = verify_token(
-            token,
-            key=config.binding.key.get_secret_value().encode(),
-            store_id=config.device.store_id,
-            device_id=config.device.device_id,
-            now=now,
-        )
+        engine = _state_db_read_only(config.db_path)
+        try:
+            result = verify_on_device_blocking(
+                engine,
+                token,
+                key=config.binding.key.get_secret_value().encode(),
+                store_id=config.device.store_id,
+                device_id=config.device.device_id,
+                now=now,
+            )
+        finally:
+            if engine is not None:
+                engine.dispose()
         if isinstance(result, Rejection):
             print(f"rejected: {result.value}")
             return 1
@@ -89,3 +102,12 @@ def run(args: argparse.Namespace) -> int:
             file=sys.stderr,
         )
     return 0
+
+
+def _state_db_read_only(path: Path) -> Engine | None:
+    """The state DB for reading (never created or changed here), or None if there is none yet."""
+    if not path.is_file():
+        return None
+    from sqlalchemy import create_engine
+
+    return create_engine(f"sqlite:///file:{path}?mode=ro&uri=true")

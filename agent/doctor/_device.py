@@ -24,6 +24,7 @@ from agent.doctor._rows import (
     Row,
     Status,
 )
+from drivers.ble.base import replay_path
 
 # ---------------------------------------------------------------- state directory
 
@@ -273,14 +274,15 @@ async def _bluez_adapter(adapter: str, address: str, wait_s: float) -> tuple[boo
 async def check_ble(config: ShopEdgeConfig, env: Environment) -> Row:
     ble = config.ble
     if ble.driver == "replay":
-        if ble.replay_file is None or not ble.replay_file.is_file():
+        capture = replay_path(ble)  # what the daemon plays: the bundled capture when unset
+        if not capture.is_file():
             return Row(
                 check="ble",
                 status=Status.FAIL,
-                detail=f"replay file {ble.replay_file} not found",
+                detail=f"replay file {capture} not found",
                 hint='set ble.replay_file to a capture, or ble.driver = "bleak" on a Pi',
             )
-        return Row(check="ble", status=Status.PASS, detail=f"replaying {ble.replay_file}")
+        return Row(check="ble", status=Status.PASS, detail=f"replaying {capture}")
     try:
         present, powered = await _bluez_adapter(ble.adapter, env.system_bus, config.timeouts.local)
     except (OSError, ConnectionError, TimeoutError, ValueError) as exc:
@@ -368,7 +370,7 @@ def outbox_verdict(stats: dict[str, Any]) -> Row:
             check="outbox",
             status=Status.WARN,
             detail=detail,
-            hint="inspect with `shopedge queue dead` and retry with `shopedge queue retry`",
+            hint="inspect with `shopedge queue dead-letters` and retry with `shopedge queue retry`",
         )
     if total >= OUTBOX_WARN_DEPTH:
         return Row(

@@ -57,6 +57,12 @@ class AuthRefused(SyncConnectionError):
     """The broker refused this device's username/password or certificate (a config problem)."""
 
 
+# PUBACK reason codes that say the message itself can never be accepted (MQTT 5 3.4.2.1):
+# 0x99 payload format invalid. Others (0x80 unspecified, 0x87 not authorized, 0x97 quota
+# exceeded...) may be the broker's state or config: retried, dead only when they repeat.
+_PERMANENT_REFUSALS = {0x99}
+
+
 class PublishRefused(Exception):
     """The broker answered a publish with a failure reason code (MQTT v5 only)."""
 
@@ -64,6 +70,7 @@ class PublishRefused(Exception):
         super().__init__(f"broker refused the publish: {reason} (0x{code:02x})")
         self.code = code
         self.reason = reason
+        self.permanent = code in _PERMANENT_REFUSALS
 
 
 @contextlib.contextmanager

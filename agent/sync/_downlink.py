@@ -7,8 +7,9 @@ sync service performs (apply config, run a command, hand a LINE event on, or dro
   (never crash the session);
 - unknown kinds are logged and ignored;
 - a message whose envelope `id` was already handled is ignored (QoS 1 may deliver twice);
-- `config` changes only keys in `LIVE_KEYS`, all or none, each validated by the same
-  pydantic model as the config file;
+- `config` changes only keys in `LIVE_KEYS` whose readers all follow the live config, all or
+  none, each validated strictly (no string for a number, no boolean for an integer) by the
+  same pydantic model as the config file;
 - `command` knows `ping`, `resync` and `rotate_logs`.
 """
 
@@ -16,6 +17,7 @@ from __future__ import annotations
 
 from collections import OrderedDict
 from collections.abc import Mapping
+from collections.abc import Set as AbstractSet
 from dataclasses import dataclass, field
 from typing import Any, Literal
 
@@ -34,22 +36,22 @@ __all__ = [
     "decide",
 ]
 
-# Keys the cloud may change without a restart: thresholds and limits other components read
-# from the live config. Identity, credentials, hosts and ports are never live.
-LIVE_KEYS: frozenset[str] = frozenset(
-    {
-        "mqtt.batch_max",
-        "pos.max_amount_twd",
-        "presence.enter_rssi",
-        "presence.exit_rssi",
-        "presence.enter_sightings",
-        "presence.away_after_s",
-        "presence.stay_interval_s",
-        "ble.beacon_silent_after_s",
-        "display.language",
-        "linepay.fee_rate",
-    }
-)
+# Keys the cloud may change without a restart, each with the components that read it. A key is
+# live only while every one of them follows the live config (`agent.live_config.LiveConfig.
+# follow`), so the new value is used at once by all; otherwise the change is refused. Identity,
+# credentials, hosts and ports are never live. Not live on purpose: `ble.beacon_silent_after_s`
+# (the ops page and doctor read it from the file) and `linepay.fee_rate` (`shopedge report`,
+# a separate process, reads the file).
+LIVE_KEYS: Mapping[str, frozenset[str]] = {
+    "mqtt.batch_max": frozenset({"sync"}),
+    "pos.max_amount_twd": frozenset({"pos"}),  # the till API's limit and its OpenAPI maximum
+    "presence.enter_rssi": frozenset({"ble"}),
+    "presence.exit_rssi": frozenset({"ble"}),
+    "presence.enter_sightings": frozenset({"ble"}),
+    "presence.away_after_s": frozenset({"ble"}),
+    "presence.stay_interval_s": frozenset({"ble"}),
+    "display.language": frozenset({"display"}),
+}
 COMMANDS: frozenset[str] = frozenset({"ping", "resync", "rotate_logs"})
 
 Action = Literal["config", "command", "line_event", "drop_malformed", "ignore_unknown", "ignore_duplicate"]
@@ -132,11 +134,16 @@ def _decide_one(kind: str | None, envelope: Envelope, seen: SeenIds) -> Decision
 
 
 def apply_live_config(
-    config: ShopEdgeConfig, changes: Mapping[str, Any]
+    config: ShopEdgeConfig,
+    changes: Mapping[str, Any],
+    *,
+    following: Mapping[str, AbstractSet[str]] | None = None,
 ) -> tuple[ShopEdgeConfig | None, dict[str, str]]:
     """The config with `changes` applied, or None and one problem per refused key.
 
     All or none: one bad key refuses the whole change, so a device never runs half of one.
+    With `following` (per key, the readers that use the live value now), a key some reader of
+    which does not follow is refused: "applied" would be a lie.
     """
     problems: dict[str, str] = {}
     by_section: dict[str, dict[str, Any]] = {}
@@ -144,13 +151,21 @@ def apply_live_config(
         if key not in LIVE_KEYS:
             problems[key] = "not a live key (allowed: " + ", ".join(sorted(LIVE_KEYS)) + ")"
             continue
+        if following is not None:
+            missing = sorted(LIVE_KEYS[key] - set(following.get(key, ())))
+            if missing:
+                problems[key] = (
+                    f"not live on this device now: {', '.join(missing)} does not follow it "
+                    "(not running, or reads it only at start); change it in the config file"
+                )
+                continue
         section, _, name = key.partition(".")
         by_section.setdefault(section, {})[name] = value
     updates: dict[str, BaseModel] = {}
     for section, values in by_section.items():
         current: BaseModel = getattr(config, section)
         try:
-            updates[section] = type(current).model_validate({**current.model_dump(), **values})
+            updates[section] = type(current).model_validate({**current.model_dump(), **values}, strict=True)
         except ValidationError as exc:
             for error in exc.errors():
                 loc = ".".join(str(part) for part in error["loc"])

@@ -1,6 +1,7 @@
 """The sync component: one MQTT session at a time, reconnecting with backoff, forever.
 
-Per connection: client id = device id; a persistent session (MQTT v5 clean start off with a
+Per connection: client id `mqtt.client_id` (default `shopedge-{store}-{device}`, unique on a
+broker several stores share); a persistent session (MQTT v5 clean start off with a
 session expiry, or v3.1.1 clean session off) so downlink messages queued while the device was
 away arrive after it reconnects; a retained `online` status on connect and a retained
 `offline` last will (also published on a clean shutdown, when the broker sends no will).
@@ -24,6 +25,7 @@ import aiomqtt
 from agent import __version__
 from agent.config import ShopEdgeConfig
 from agent.context import AgentContext
+from agent.live_config import LiveConfig, live_config
 from agent.ops_http import ops_facts
 from agent.sync._client import (
     AuthRefused,
@@ -34,12 +36,18 @@ from agent.sync._client import (
     client_options,
     map_errors,
 )
-from agent.sync._downlink import Decision, SeenIds, apply_live_config, decide
-from agent.sync._store import last_seqs_blocking, load_live_config_blocking, save_live_config_blocking
+from agent.sync._downlink import LIVE_KEYS, Decision, SeenIds, apply_live_config, decide
+from agent.sync._store import (
+    last_seqs_blocking,
+    live_config_version_blocking,
+    load_live_config_blocking,
+    save_live_config_blocking,
+)
 from agent.sync._uplink import OutboxPort, Uplink, UplinkSettings
 from base.backoff import Backoff
 from base.envelope import Envelope, format_ts
 from base.health import Level
+from base.mqtt import client_id_for
 from base.topics import down_filter, status_topic, store_down_filter
 from membership.conversion import LINE_INBOX_STREAM
 
@@ -60,18 +68,6 @@ def status_payload(
         "ts": format_ts(now),
     }
     return json.dumps(body, separators=(",", ":")).encode()
-
-
-class LiveConfig:
-    """The effective config: the file plus the keys the cloud set live (persisted).
-
-    Registered as `ctx.services["live_config"]`; components that honour live keys read
-    `.config` when they need a value instead of keeping their own copy.
-    """
-
-    def __init__(self, config: ShopEdgeConfig) -> None:
-        self.config = config
-        self.overrides: dict[str, Any] = {}
 
 
 # LINE_INBOX_STREAM (owned by its consumer, membership.conversion) is the private outbox stream
@@ -145,7 +141,7 @@ class SyncService:
         self.backoff = backoff or Backoff(base=mqtt.reconnect_min_s, cap=mqtt.reconnect_max_s)
         self._sleep = sleep
         self.protocol: Literal["5", "3.1.1"] = "3.1.1" if mqtt.protocol == "3.1.1" else "5"
-        self.live = ctx.services.setdefault("live_config", LiveConfig(ctx.config))
+        self.live: LiveConfig = live_config(ctx.services, ctx.config)
         self.inbox = ctx.services.setdefault("downlink", DownlinkInbox())
         self.seen = SeenIds()
         self.down = DownlinkStats()
@@ -176,6 +172,7 @@ class SyncService:
             device_id=self.config.device.device_id,
             max_inflight=cfg.max_inflight,
             batch_max=self.live.config.mqtt.batch_max,
+            max_message_bytes=cfg.max_message_bytes,
         )
         facts = ops_facts(self.ctx)
         self.uplink = Uplink(
@@ -185,6 +182,7 @@ class SyncService:
             wall_clock=self.ctx.wall_clock,
             on_acked=lambda at: facts.record_sync(at=at),
         )
+        self.live.follow("sync", ["mqtt.batch_max"], self._follow_batch_max)
         self._health(Level.AMBER, f"connecting to {cfg.host}:{cfg.port}")
         try:
             while True:
@@ -224,7 +222,7 @@ class SyncService:
         return SyncClient(
             **client_options(
                 self.config.mqtt,
-                client_id=device.device_id,
+                client_id=client_id_for(self.config.mqtt, device.store_id, device.device_id),
                 protocol=protocol,
                 will=will,
                 connect_timeout=self.config.timeouts.mqtt_connect,
@@ -333,23 +331,27 @@ class SyncService:
             await self._command(envelope, decision.command)
 
     async def _apply_config(self, envelope: Envelope, changes: dict[str, Any]) -> None:
-        new, problems = apply_live_config(self.live.config, changes)
+        """Apply a live change only if every reader of each key follows it; the reply carries
+        the config `version` and the `effective` value of every live key either way, so the
+        cloud can compare what it wants with what the device runs."""
+        new, problems = apply_live_config(self.live.config, changes, following=self.live.following())
         if new is None:
             self.down.config_refused += 1
             detail = "; ".join(f"{key}: {why}" for key, why in sorted(problems.items()))
             log.warning("live config refused", extra={"problems": detail})
-            await self._reply(envelope, "config", ok=False, detail=detail)
+            await self._reply(envelope, "config", ok=False, detail=detail, result={"refused": problems})
             return
-        await asyncio.to_thread(save_live_config_blocking, self.ctx.engine, changes, envelope.id)
-        self.live.config = new
-        self.live.overrides.update(changes)
-        self._apply_to_running(new)
+        version = self.live.version + 1
+        await asyncio.to_thread(
+            save_live_config_blocking, self.ctx.engine, changes, envelope.id, version=version
+        )
+        self.live.update(new, changes, version=version)
         self.down.config_applied += 1
-        log.info("live config applied", extra={"keys": sorted(changes)})
+        log.info("live config applied", extra={"keys": sorted(changes), "version": version})
         result = {"set": changes, "effective": effective_values(new, changes), "agent_version": __version__}
         await self._reply(envelope, "config", ok=True, detail="applied", result=result)
 
-    def _apply_to_running(self, config: ShopEdgeConfig) -> None:
+    def _follow_batch_max(self, config: ShopEdgeConfig) -> None:
         if self.uplink is not None and self.uplink.settings.batch_max != config.mqtt.batch_max:
             self.uplink.settings = replace(self.uplink.settings, batch_max=config.mqtt.batch_max)
 
@@ -358,14 +360,20 @@ class SyncService:
             return
         self._live_loaded = True
         stored = await asyncio.to_thread(load_live_config_blocking, self.ctx.engine)
+        version = await asyncio.to_thread(live_config_version_blocking, self.ctx.engine)
+        dropped = sorted(set(stored) - set(LIVE_KEYS))
+        if dropped:  # set live by an older agent that let them be: the config file rules them now
+            log.warning("stored live keys no longer live; ignored", extra={"keys": dropped})
+            stored = {key: value for key, value in stored.items() if key in LIVE_KEYS}
         if not stored:
+            self.live.version = version
             return
         new, problems = apply_live_config(self.live.config, stored)
         if new is None:
             log.warning("stored live config no longer valid; ignored", extra={"problems": problems})
+            self.live.version = version
             return
-        self.live.config = new
-        self.live.overrides.update(stored)
+        self.live.update(new, stored, version=version)
 
     async def _command(self, envelope: Envelope, name: str) -> None:
         if name == "ping":
@@ -408,6 +416,9 @@ class SyncService:
         body: dict[str, Any] = {"request_id": envelope.id, "command": command, "ok": ok, "detail": detail}
         if result is not None:
             body["result"] = result
+        if command == "config":
+            body["version"] = self.live.version
+            body["effective"] = self.live.effective(LIVE_KEYS)
         await self.outbox.put("reply", body, dedupe_key=f"reply:{envelope.id}")
 
     async def _report_pending(self) -> None:

@@ -17,8 +17,10 @@ from sqlalchemy import Column, Engine, Float, Integer, MetaData, String, Table, 
 from sqlalchemy.dialects.sqlite import insert
 
 __all__ = [
+    "LIVE_VERSION_KEY",
     "assign_seqs_blocking",
     "last_seqs_blocking",
+    "live_config_version_blocking",
     "load_live_config_blocking",
     "record_seqs_blocking",
     "save_live_config_blocking",
@@ -112,14 +114,31 @@ def last_seqs_blocking(engine: Engine) -> dict[str, int]:
         return {row.stream: int(row.last_seq) for row in conn.execute(select(sync_streams))}
 
 
+# The row holding the live config's version (how many changes were applied): not a config key.
+LIVE_VERSION_KEY = "_version"
+
+
 def load_live_config_blocking(engine: Engine) -> dict[str, Any]:
     with engine.connect() as conn:
-        return {row.key: json.loads(row.value) for row in conn.execute(select(sync_live_config))}
+        rows = conn.execute(select(sync_live_config).where(sync_live_config.c.key != LIVE_VERSION_KEY))
+        return {row.key: json.loads(row.value) for row in rows}
 
 
-def save_live_config_blocking(engine: Engine, values: dict[str, Any], request_id: str) -> None:
-    """Persist applied live keys in one transaction (all or none)."""
+def live_config_version_blocking(engine: Engine) -> int:
+    with engine.connect() as conn:
+        value = conn.execute(
+            select(sync_live_config.c.value).where(sync_live_config.c.key == LIVE_VERSION_KEY)
+        ).scalar()
+    return int(json.loads(value)) if value is not None else 0
+
+
+def save_live_config_blocking(
+    engine: Engine, values: dict[str, Any], request_id: str, *, version: int | None = None
+) -> None:
+    """Persist applied live keys (and the new version) in one transaction (all or none)."""
     now = time.time()
+    if version is not None:
+        values = {**values, LIVE_VERSION_KEY: version}
     with engine.begin() as conn:
         for key, value in values.items():
             stmt = insert(sync_live_config).values(

@@ -12,6 +12,10 @@ Rules it keeps (issue #7):
   delay, so the outbox retries it and dead-letters it after its `max_attempts`.
 - At most `max_inflight` publishes wait for their PUBACK (Mosquitto's default window is 20).
 - With a backlog, up to `batch_max` records of one stream share one message (a JSON array).
+- One bad record never stops its stream (the outbox's consumer rule, `offline_queue.classify`):
+  a record too big for `mqtt.max_message_bytes` is dead-lettered instead of sent (the broker
+  would drop the connection on it, on every reconnect); a PUBACK failure that is permanent
+  (0x99 payload format invalid) is dead at once, any other after `DEFAULT_REPEATS` refusals.
 
 `plan_messages` and `event_id` are pure; `Uplink.run` is the asyncio shell around them.
 """
@@ -34,6 +38,7 @@ from agent.sync._client import PublishRefused, SyncClient
 from agent.sync._store import assign_seqs_blocking, last_seqs_blocking, record_seqs_blocking
 from base.envelope import format_ts
 from base.topics import UP_KINDS, up_topic
+from offline_queue import classify
 
 __all__ = ["OutboxPort", "RecordLike", "Uplink", "UplinkSettings", "event_id", "plan_messages"]
 
@@ -66,7 +71,13 @@ class OutboxPort(Protocol):
     async def claim(self, stream: str, limit: int = 100, lease: float = 30.0) -> Sequence[RecordLike]: ...
     async def ack(self, ids: Iterable[int]) -> None: ...
     async def release(
-        self, record_id: int, error: str, *, retry_at: float | None = None, permanent: bool = False
+        self,
+        record_id: int,
+        error: str,
+        *,
+        retry_at: float | None = None,
+        permanent: bool = False,
+        transient: bool = False,
     ) -> None: ...
     async def depth(self, stream: str | None = None) -> int: ...
     async def put(
@@ -77,6 +88,12 @@ class OutboxPort(Protocol):
         dedupe_key: str | None = None,
         expires_at: float | None = None,
     ) -> int: ...
+
+
+class TooLarge(Exception):
+    """A record that does not fit in one MQTT message: it can never be sent."""
+
+    permanent = True
 
 
 def device_namespace(store_id: str, device_id: str) -> uuid.UUID:
@@ -138,6 +155,7 @@ class UplinkSettings:
     claim_limit: int = 5000
     idle_poll_s: float = 0.25
     retry_refused_s: float = 30.0
+    max_message_bytes: int = 256 * 1024
 
 
 @dataclass
@@ -181,7 +199,7 @@ class Uplink:
         self._persisting: list[asyncio.Future[None]] = []
         self._prune: dict[str, list[int]] = {}
         self._to_ack: list[int] = []
-        self._refused: list[tuple[list[int], str]] = []
+        self._refused: list[tuple[list[int], PublishRefused]] = []
 
     @property
     def held(self) -> int:
@@ -203,7 +221,7 @@ class Uplink:
                 self._to_ack.extend(ids)
                 settle.set()
             elif isinstance(exc, PublishRefused):
-                self._refused.append((ids, str(exc)))
+                self._refused.append((ids, exc))
                 settle.set()
 
         async def settle_loop() -> None:
@@ -307,17 +325,47 @@ class Uplink:
             self._seqs.update(await asyncio.to_thread(assign_seqs_blocking, self.engine, stream, missing))
         batch_max = self.settings.batch_max if len(records) > 1 else 1
         topic = self._topics[stream]
+        limit = self.settings.max_message_bytes
         for message_ids, payload in plan_messages(
             records, self._seqs, namespace=self._namespace, batch_max=batch_max
         ):
-            await window.acquire()
-            try:
-                future = client.publish_qos1(topic, payload)
-            except BaseException:
-                window.release()
-                raise
-            future.add_done_callback(functools.partial(on_done, message_ids))
-            self.stats.messages += 1
+            if len(payload) <= limit:
+                await self._send(client, topic, message_ids, payload, window, on_done)
+                continue
+            # Too big for one message: alone if it was a batch, and a record too big even
+            # alone is dead (the broker would hang up on it on every reconnect, forever).
+            by_id = {record.id: record for record in records}
+            alone = [by_id[record_id] for record_id in message_ids]
+            for ids, single in plan_messages(alone, self._seqs, namespace=self._namespace, batch_max=1):
+                if len(single) <= limit:
+                    await self._send(client, topic, ids, single, window, on_done)
+                else:
+                    await self._bury_too_large(ids[0], len(single))
+
+    async def _send(
+        self,
+        client: SyncClient,
+        topic: str,
+        message_ids: list[int],
+        payload: bytes,
+        window: asyncio.Semaphore,
+        on_done: Callable[[list[int], asyncio.Future[None]], None],
+    ) -> None:
+        await window.acquire()
+        try:
+            future = client.publish_qos1(topic, payload)
+        except BaseException:
+            window.release()
+            raise
+        future.add_done_callback(functools.partial(on_done, message_ids))
+        self.stats.messages += 1
+
+    async def _bury_too_large(self, record_id: int, size: int) -> None:
+        error = TooLarge(f"{size} bytes as an MQTT message, over mqtt.max_message_bytes")
+        self.stats.last_error = str(error)
+        log.error("uplink record too large: dead-lettered", extra={"record_id": record_id, "bytes": size})
+        await self.outbox.release(record_id, f"sync: {error}", permanent=True)
+        self._forget(record_id)
 
     def _forget(self, record_id: int, *, keep_seq: bool = False) -> None:
         if not keep_seq:
@@ -351,10 +399,14 @@ class Uplink:
         while self._refused:
             ids, error = self._refused[0]
             self.stats.refused += len(ids)
-            self.stats.last_error = error
-            log.warning("broker refused a publish", extra={"records": ids, "error": error})
+            self.stats.last_error = str(error)
+            log.warning("broker refused a publish", extra={"records": ids, "error": str(error)})
             retry_at = self.wall_clock() + self.settings.retry_refused_s
             for record_id in ids:
-                await self.outbox.release(record_id, f"sync: {error}", retry_at=retry_at)
-                self._forget(record_id, keep_seq=True)  # it keeps its number when it comes back
+                held = next((h[record_id] for h in self._held.values() if record_id in h), None)
+                failure = classify(error, getattr(held, "attempts", 1))
+                await self.outbox.release(
+                    record_id, f"sync: {error}", retry_at=retry_at, permanent=failure.dead
+                )
+                self._forget(record_id, keep_seq=not failure.dead)  # a retried one keeps its number
             self._refused.pop(0)

@@ -22,7 +22,7 @@ from agent.wiring.health_uplink import HealthUplink
 from agent.wiring.membership import JournalSaleLookup
 from agent.wiring.pos import PosBridge, ScannerFeed
 from base.health import Level
-from membership.conversion import ConversionConsumer
+from membership.conversion_consumer import ConversionConsumer
 from membership.coupons import CouponService, FunnelUpstream
 from membership.greeter import Greeter
 

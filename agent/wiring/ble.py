@@ -13,8 +13,10 @@ stored or put in an event.
 from __future__ import annotations
 
 import logging
+from collections.abc import Callable
 from typing import TYPE_CHECKING
 
+from agent.live_config import live_config
 from agent.ops_http import ops_facts
 from agent.wiring.health import driver_level
 from agent.wiring.presence_sink import MemorySink, OutboxSink, TelemetrySink
@@ -31,6 +33,15 @@ if TYPE_CHECKING:
 __all__ = ["BLEPresence", "settings_from_config"]
 
 log = logging.getLogger(__name__)
+
+# The presence thresholds the cloud may change live: the engine takes new settings at once.
+PRESENCE_LIVE_KEYS = (
+    "presence.enter_rssi",
+    "presence.exit_rssi",
+    "presence.enter_sightings",
+    "presence.away_after_s",
+    "presence.stay_interval_s",
+)
 
 
 def settings_from_config(config: ShopEdgeConfig) -> PresenceSettings:
@@ -88,30 +99,53 @@ class BLEPresence:
                 return wall0 + (source.now() - now0) if source.virtual_time else self.ctx.wall_clock()
 
             engine = self.engine = PresenceEngine(settings_from_config(config), now=now0, wall=wall())
-            next_tick = now0 + TICK_S
-            self._report(source.status, engine, sink_problem)
-            facts = ops_facts(self.ctx)
-            while True:
-                advert = await source.next_advert(max(0.0, next_tick - source.now()))
-                events: list[Event] = []
-                if advert is not None:
-                    events = engine.observe(
-                        now=advert.at,
-                        wall=wall(),
-                        address=advert.address,
-                        rssi=advert.rssi,
-                        frames=decode_advert(advert.manufacturer_data, advert.service_data),
-                    )
-                now = source.now()
-                if now >= next_tick:
-                    events += engine.tick(now=now, wall=wall())
-                    next_tick = now + TICK_S
-                    self._report(source.status, engine, sink_problem)
-                    wall_now = wall()
-                    for hwid, seen in engine.store_beacons_heard().items():
-                        facts.record_beacon(hwid, at=wall_now - (now - seen))
-                for event in events:
-                    await self._emit(sink, event)
+            live = live_config(self.ctx.services, config)
+
+            def follow(cfg: ShopEdgeConfig) -> None:
+                engine.settings = settings_from_config(cfg)
+
+            live.follow("ble", PRESENCE_LIVE_KEYS, follow)
+            try:
+                await self._loop(source, engine, wall, sink, sink_problem, now0)
+            finally:
+                live.unfollow("ble")
+
+    async def _loop(
+        self,
+        source: AdvertSource,
+        engine: PresenceEngine,
+        wall: Callable[[], float],
+        sink: TelemetrySink,
+        sink_problem: str,
+        now0: float,
+    ) -> None:
+        next_tick = now0 + TICK_S
+        self._report(source.status, engine, sink_problem)
+        facts = ops_facts(self.ctx)
+        while True:
+            advert = await source.next_advert(max(0.0, next_tick - source.now()))
+            events: list[Event] = []
+            if advert is not None:
+                events = engine.observe(
+                    now=advert.at,
+                    wall=wall(),
+                    address=advert.address,
+                    rssi=advert.rssi,
+                    frames=decode_advert(advert.manufacturer_data, advert.service_data),
+                )
+            now = source.now()
+            if now >= next_tick:
+                events += engine.tick(now=now, wall=wall())
+                next_tick = now + TICK_S
+                self._report(source.status, engine, sink_problem)
+                # "Last heard" is for people reading a real clock: a replay's virtual seconds
+                # run `speed` times faster, so its age is scaled back, never into the future.
+                wall_now = self.ctx.wall_clock()
+                speed = float(getattr(source, "speed", 1.0)) if source.virtual_time else 1.0
+                for hwid, seen in engine.store_beacons_heard().items():
+                    facts.record_beacon(hwid, at=wall_now - max(0.0, now - seen) / speed)
+            for event in events:
+                await self._emit(sink, event)
 
     async def _emit(self, sink: TelemetrySink, event: Event) -> None:
         payload = event.payload()

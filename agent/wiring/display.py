@@ -9,6 +9,7 @@ from __future__ import annotations
 import dataclasses
 from typing import TYPE_CHECKING, Any
 
+from agent.live_config import live_config
 from agent.wiring.health import DriverHealth
 from drivers.display.screens import (
     FailedScreen,
@@ -45,6 +46,8 @@ def build_display(ctx: AgentContext) -> DisplayService:
     )
     ctx.services["display"] = service
     ctx.services["screens"] = ScreenPort(service)
+    live = live_config(ctx.services, config)
+    live.follow("display", ["display.language"], lambda cfg: service.set_language(cfg.display.language))
     return service
 
 

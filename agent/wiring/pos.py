@@ -16,12 +16,13 @@ import logging
 from aiohttp import web
 
 from agent.context import AgentContext
+from agent.live_config import live_config
 from agent.ops_http import add_ops_routes, ops_facts
 from base.config import split_listen
 from base.health import Level
 from membership.binding import binding_url_provider, phone_hasher
 from membership.coupons import Fact, FactKind, add_coupon_routes, record_fact
-from pos_bridge.api import create_pos_app
+from pos_bridge.api import LIMIT_KEY, create_pos_app
 from pos_bridge.journal import Journal
 from pos_bridge.linepay import LinePayClient
 from pos_bridge.payment_flow import Payment, State
@@ -45,7 +46,7 @@ class PosBridge:
 
     async def run(self) -> None:
         ctx, config = self.ctx, self.ctx.config
-        client = LinePayClient(config.linepay, config.timeouts)
+        client = LinePayClient(config.linepay, config.timeouts, device_id=config.device.device_id)
         journal = Journal(
             ctx.engine,
             outbox=lambda: ctx.services.get("outbox"),
@@ -63,6 +64,9 @@ class PosBridge:
             wall_clock=ctx.wall_clock,
         )
         app = create_pos_app(service, config)
+        limit = app[LIMIT_KEY]
+        live = live_config(ctx.services, config)
+        live.follow("pos", ["pos.max_amount_twd"], lambda cfg: limit.set(cfg.pos.max_amount_twd))
         # Other capabilities' routes join this app here: the till's coupon routes, and the
         # technician's /status, /status.json and /metrics (no token: read-only, no secrets).
         add_coupon_routes(app, ctx)
@@ -84,6 +88,7 @@ class PosBridge:
                     self._report(service)
                     await asyncio.sleep(HEALTH_INTERVAL_S)
         finally:
+            live.unfollow("pos")
             ctx.services.pop("payments", None)
             self.service = None
             await runner.cleanup()

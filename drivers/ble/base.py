@@ -23,7 +23,16 @@ from drivers.ble.const import ADVERT_QUEUE_SIZE
 if TYPE_CHECKING:
     from drivers.ble.config import BLEConfig
 
-__all__ = ["Advert", "AdvertSource", "QueueSource", "RealTimer", "SourceStatus", "Timer", "open_source"]
+__all__ = [
+    "Advert",
+    "AdvertSource",
+    "QueueSource",
+    "RealTimer",
+    "SourceStatus",
+    "Timer",
+    "open_source",
+    "replay_path",
+]
 
 
 @dataclass(frozen=True, kw_only=True, slots=True)
@@ -147,14 +156,23 @@ class QueueSource:
         return self._queue.get_nowait()
 
 
+def replay_path(config: BLEConfig) -> Path:
+    """The capture `driver = "replay"` plays: `ble.replay_file`, else the bundled demo shop.
+    One rule for the daemon and for whoever checks it (the doctor)."""
+    from drivers.ble.replay import DEMO_CAPTURE
+
+    return config.replay_file or DEMO_CAPTURE
+
+
 def open_source(config: BLEConfig, *, timer: Timer | None = None) -> AdvertSource:
     """The configured source: the bleak scanner, or a replay of a capture (the demo's by default)."""
     timer = timer or RealTimer()
     if config.driver == "replay":
-        from drivers.ble.replay import DEMO_CAPTURE, ReplaySource
+        from drivers.ble.replay import ReplaySource
 
-        path: Path = config.replay_file or DEMO_CAPTURE
-        return ReplaySource(path, speed=config.replay_speed, loop=config.replay_loop, timer=timer)
+        return ReplaySource(
+            replay_path(config), speed=config.replay_speed, loop=config.replay_loop, timer=timer
+        )
     from drivers.ble.scanner import BleakSource
 
     return BleakSource(adapter=config.adapter, scanning_mode=config.scanning_mode, timer=timer)

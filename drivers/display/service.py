@@ -142,6 +142,12 @@ class DisplayService:
         self._screen = screen
         self._changed.set()
 
+    def set_language(self, language: str) -> None:
+        """Draw in `language` from the next frame on (a live `display.language` change)."""
+        if language != self.config.language:
+            self.config = self.config.model_copy(update={"language": language})
+            self._changed.set()
+
     def set_pending_sync(self, count: int) -> None:
         """Records waiting to sync; above zero the offline banner shows the number."""
         count = max(0, int(count))

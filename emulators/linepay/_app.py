@@ -74,6 +74,11 @@ def create_emulator_app(
         if nonce in state.nonces:
             raise LedgerError("1106", "header information error: nonce already used")
         state.nonces.add(nonce)
+        # The optional device pair (offline API): both or neither (EMULATOR CHOICE: 1106).
+        device = {k: v for k, v in request.headers.items() if k.lower().startswith("x-line-merchantdevice")}
+        if len(device) == 1:
+            raise LedgerError("1106", "header information error: MerchantDeviceProfileId needs its Type")
+        state.device_headers.append((path, device))
 
     async def body_of(request: web.Request) -> dict[str, Any]:
         text = await request.text()
@@ -135,7 +140,7 @@ def create_emulator_app(
 
     async def check(request: web.Request) -> web.Response:
         await query_of(request)
-        return _answer(info=state.check(unquote(request.match_info["order_id"])))
+        return _answer(info=state.check(unquote(request.match_info["order_id"]), clock()))
 
     async def offline_payments(request: web.Request) -> web.Response:
         query = await query_of(request)

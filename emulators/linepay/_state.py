@@ -15,10 +15,11 @@ from typing import Any, Literal
 
 __all__ = ["Charge", "Fault", "LedgerError", "LinePayState", "OneTimeKey", "Reservation"]
 
+_SPECIAL = frozenset({"short", "over", "slow", "cancel", "auth_ready"})
 KEY_LIFETIME_S = 300.0  # "valid 5 minutes after the customer generates it"
 RESERVATION_LIFETIME_S = 20 * 60.0  # 0121: cancelled or timed out (20 min)
 
-FaultKind = Literal["delay", "slow", "timeout", "5xx", "drop", "short"]
+FaultKind = Literal["delay", "slow", "timeout", "5xx", "drop", "short", "over", "cancel", "auth_ready"]
 Endpoint = Literal[
     "pay",
     "check",
@@ -50,7 +51,13 @@ class Fault:
     `seconds` before answering (the client times out after the charge is made); `5xx` answers
     HTTP 500 and `drop` closes the connection, each after applying the call when `after_effect`
     (the dangerous case) or before it otherwise. `short` makes the next charge `amount` TWD
-    smaller than requested (as if part were paid otherwise), to exercise the Σ payInfo check.
+    smaller than requested (as if part were paid otherwise) and `over` `amount` TWD larger, to
+    exercise the Σ payInfo check both ways.
+    `cancel` (pay only) has LINE cancel the order instead of charging it: the pay answers 1199
+    and the offline check answers status `CANCEL` (final, nothing charged), as LINE's sandbox
+    does. `auth_ready` (pay only) charges, but the check answers `AUTH_READY` (authorised,
+    not yet complete: keep polling) for `seconds` before `COMPLETE`. Combine either with a
+    `timeout` fault to make the client find out by checking.
     `slow` (pay only) keeps the order "in process" for `seconds` before charging: meanwhile a
     check answers 1145 and a repeated pay 1198.
     """
@@ -148,6 +155,10 @@ class LinePayState:
         # Audit trail for tests: every pay/confirm call that reached the ledger, and every refund.
         self.charge_attempts: list[str] = []
         self.refund_log: list[tuple[str, int]] = []
+        self.cancelled: set[str] = set()  # offline order ids LINE cancelled (check: CANCEL)
+        self.auth_ready_until: dict[str, float] = {}  # order id -> when AUTH_READY turns COMPLETE
+        # (path, {header: value}) of every authenticated call's X-LINE-MerchantDevice* headers
+        self.device_headers: list[tuple[str, dict[str, str]]] = []
         self.bodies: list[tuple[str, dict[str, Any]]] = []  # (path, body) of every authenticated POST
 
     def next_tx(self) -> str:
@@ -157,7 +168,7 @@ class LinePayState:
 
     def take_fault(self, endpoint: str) -> Fault | None:
         for fault in self.faults:
-            if fault.kind not in ("short", "slow") and fault.endpoint in (endpoint, "any"):
+            if fault.kind not in _SPECIAL and fault.endpoint in (endpoint, "any"):
                 fault.count -= 1
                 if fault.count <= 0:
                     self.faults.remove(fault)
@@ -168,8 +179,12 @@ class LinePayState:
         fault = self.take_special("short", endpoint)
         return fault.amount if fault is not None else 0
 
+    def _overcharge(self, endpoint: str) -> int:
+        fault = self.take_special("over", endpoint)
+        return fault.amount if fault is not None else 0
+
     def take_special(self, kind: str, endpoint: str) -> Fault | None:
-        """Consume a `short` or `slow` fault (they change how LINE processes, not the transport)."""
+        """Consume a fault of `_SPECIAL` (they change how LINE processes, not the transport)."""
         for fault in self.faults:
             if fault.kind == kind and fault.endpoint in (endpoint, "any"):
                 self.faults.remove(fault)
@@ -215,8 +230,11 @@ class LinePayState:
 
     def pay(self, order_id: str, amount: int, currency: str, key: str, now: float) -> Charge:
         self.charge_attempts.append(order_id)
-        if order_id in self.charges:
+        if order_id in self.charges or order_id in self.cancelled:
             raise LedgerError("1172", "orderId already used")
+        if self.take_special("cancel", "pay") is not None:
+            self.cancelled.add(order_id)
+            raise LedgerError("1199", "internal error: the payment was cancelled")  # EMULATOR CHOICE
         entry = self.keys.get(key)
         if entry is None:
             raise LedgerError("1101", "not a LINE Pay member (unknown one-time key)")  # EMULATOR CHOICE
@@ -229,16 +247,23 @@ class LinePayState:
         charge = Charge(
             order_id=order_id,
             transaction_id=self.next_tx(),
-            amount=amount - self._shortfall("pay"),
+            amount=amount - self._shortfall("pay") + self._overcharge("pay"),
             currency=currency,
             method="offline",
             created_at=now,
         )
         self.charges[order_id] = charge
+        ready = self.take_special("auth_ready", "pay")
+        if ready is not None:
+            self.auth_ready_until[order_id] = now + ready.seconds
         return charge
 
-    def check(self, order_id: str) -> dict[str, Any]:
+    def check(self, order_id: str, now: float = 0.0) -> dict[str, Any]:
+        if order_id in self.cancelled:
+            return {"status": "CANCEL"}
         charge = self.charges.get(order_id)
+        if charge is not None and now < self.auth_ready_until.get(order_id, 0.0):
+            return {"status": "AUTH_READY", "transactionId": int(charge.transaction_id)}
         if charge is None or charge.method != "offline":
             if order_id in self.processing:
                 raise LedgerError("1145", "payment in process")

@@ -4,7 +4,7 @@ Owns LINE's documented server-side behaviour that ShopEdge's delivery code depen
 and the demo exercise the real failure modes instead of an accept-anything mock:
 
 - `Authorization: Bearer <token>` is checked on every API call (401 otherwise).
-- Reply tokens are single-use and expire (`reply_token_ttl`, default 30 s as observed on LINE);
+- Reply tokens are single-use and expire (`reply_token_ttl`, default 60 s: LINE's one minute);
   a used or stale token answers 400 "Invalid reply token". Replies are free (no quota).
 - `X-Line-Retry-Key` is accepted only by push (400 elsewhere), must be a UUID, and is remembered
   24 h: a resend of an accepted key answers 409 "The retry key is already accepted" with
@@ -119,7 +119,7 @@ class MessagingEmulator:
 
     access_tokens: set[str] = field(default_factory=set)
     clock: Callable[[], float] = time.time
-    reply_token_ttl: float = 30.0
+    reply_token_ttl: float = 60.0
     quota_type: Literal["none", "limited"] = "limited"
     quota_value: int = 200
     total_usage: int = 0

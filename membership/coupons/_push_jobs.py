@@ -1,5 +1,9 @@
 """The paid half of welcome-coupon delivery: draining the private `coupon_job` outbox stream.
 
+A push whose handling raises follows the outbox's consumer rule (`offline_queue.settle_failure`):
+transient failures retry with backoff, a record that fails for good or the same way
+`DEFAULT_REPEATS` times is dead-lettered, and the rest of the stream goes on.
+
 For each queued push: the campaign's monthly budget and the account's quota, the push with the
 row's `X-Line-Retry-Key`, and the action `PUSH_ACTIONS` names for LINE's answer (mark sent,
 retry later with the same key, refresh the token, stop the campaign for the month, or bury).
@@ -38,7 +42,7 @@ from membership.coupons._policy import (
     classify,
     local_month,
 )
-from offline_queue import Durability
+from offline_queue import Durability, FailureKind, settle_failure
 
 __all__ = ["PUSH_STREAM", "SERVICE_NAME", "OutboxLike", "PushJobs"]
 
@@ -69,7 +73,13 @@ class OutboxLike(Protocol):
     async def ack(self, ids: Iterable[int]) -> None: ...
 
     async def release(
-        self, record_id: int, error: str, *, retry_at: float | None = None, permanent: bool = False
+        self,
+        record_id: int,
+        error: str,
+        *,
+        retry_at: float | None = None,
+        permanent: bool = False,
+        transient: bool = False,
     ) -> None: ...
 
 
@@ -122,7 +132,19 @@ class PushJobs:
                         waiting.id, "waiting: LINE asked to back off", retry_at=self._pause_until
                     )
                 break
-            await self._process(record)
+            try:
+                await self._process(record)
+            except Exception as exc:  # the consumer rule: this record retries or is buried, the rest go on
+                failure = await settle_failure(self.outbox, record.id, record.attempts, exc)
+                verb = "dead-lettered" if failure.dead else "will be retried"
+                log.error("coupon push failed", extra={"record_id": record.id, "error": failure.reason})
+                level = Level.RED if failure.kind is FailureKind.TRANSIENT else Level.AMBER
+                self.ctx.health.set(
+                    self.name,
+                    level,
+                    f"coupon push {record.id} {verb}: {failure.reason}"
+                    + ("; see `shopedge queue dead-letters --stream coupon_job`" if failure.dead else ""),
+                )
         return len(records)
 
     async def _budget(self: _Service, campaign: CampaignConfig, month: str) -> Budget:

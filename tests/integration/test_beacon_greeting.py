@@ -234,7 +234,7 @@ async def test_stay_and_banner_are_recorded_not_answered(rig: Rig) -> None:
 
 
 async def test_a_stale_token_without_push_fallback_sends_nothing(rig: Rig) -> None:
-    outcome = await rig.handle(rig.event(21, age=25))  # reply_token_ttl_s is 20
+    outcome = await rig.handle(rig.event(21, age=45))  # reply_token_ttl_s is 40
     assert outcome.reason is Reason.STALE_TOKEN
     assert rig.emulator.deliveries == []
 
@@ -243,7 +243,7 @@ async def test_a_stale_token_without_push_fallback_sends_nothing(rig: Rig) -> No
 async def test_push_fallback_stays_within_the_greeting_budget(rig: Rig) -> None:
     results = []
     for n in (30, 31, 32):
-        results.append(await rig.handle(rig.event(n, age=25)))
+        results.append(await rig.handle(rig.event(n, age=45)))
     assert [(r.channel, r.result) for r in results] == [("push", "sent"), ("push", "sent"), ("push", "held")]
     assert "budget of 2 pushes" in results[2].detail
     assert [d.via for d in rig.emulator.deliveries] == ["push", "push"]
@@ -256,7 +256,7 @@ async def test_push_fallback_stays_within_the_greeting_budget(rig: Rig) -> None:
 @pytest.mark.parametrize("rig", [{"greeting": {"push_fallback": True}, "quota": 5}], indirect=True)
 async def test_push_fallback_stops_at_the_account_quota(rig: Rig) -> None:
     rig.emulator.set_quota(usage=5)
-    outcome = await rig.handle(rig.event(40, age=25))
+    outcome = await rig.handle(rig.event(40, age=45))
     assert (outcome.result, outcome.detail) == ("held", "account quota spent (5/5)")
     assert rig.emulator.deliveries == []
     # not greeted, so no cool-down: a later fresh visit is greeted

@@ -190,7 +190,7 @@ async def test_push_path_uses_the_ledger_retry_key(rig: Rig) -> None:
 
 
 async def test_stale_token_is_not_tried(rig: Rig) -> None:
-    await deliver_welcome(rig.ctx, rig.request(3, token=True, age=25))  # older than reply_token_ttl_s=20
+    await deliver_welcome(rig.ctx, rig.request(3, token=True, age=41))  # older than reply_token_ttl_s=40
     await rig.drain()
     assert [d.via for d in rig.emulator.deliveries] == ["push"]
 

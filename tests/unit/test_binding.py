@@ -10,6 +10,7 @@ from hypothesis import strategies as st
 
 from agent.config import parse_config
 from membership.binding import (
+    CLOCK_SKEW_S,
     MAX_QR_VERSION,
     URL_PROMPT,
     BindingClaims,
@@ -275,7 +276,7 @@ def test_extreme_sizes_round_trip_and_are_found_in_text(order: str) -> None:
         token = encode_token(claims, KEY)
         assert 30 <= len(token) <= 308
         assert find_token(f"{URL_PROMPT}{token}") == token
-        assert verify_token(token, key=KEY, store_id=ident, now=0) == claims
+        assert verify_token(token, key=KEY, store_id=ident, now=claims.issued_at) == claims
 
 
 def test_binding_url_provider_for_the_payment_service() -> None:
@@ -302,3 +303,11 @@ def test_account_link_url_carries_the_token_as_nonce() -> None:
         account_link_url("lt", "A" * 256)
     with pytest.raises(BindingError, match="link_token"):
         account_link_url("", token)
+
+
+def test_a_token_from_the_future_is_not_yet_valid() -> None:
+    claims = BindingClaims(store_id="s", device_id="d", order_id="o", issued_at=10_000, ttl_minutes=30)
+    token = encode_token(claims, KEY)
+    at_skew = claims.issued_at - CLOCK_SKEW_S
+    assert verify_token(token, key=KEY, store_id="s", now=at_skew) == claims  # within the skew
+    assert verify_token(token, key=KEY, store_id="s", now=at_skew - 1) is Rejection.NOT_YET_VALID

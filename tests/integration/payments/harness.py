@@ -72,13 +72,20 @@ class RecordingOutbox:
 PHONE_SALT = "test-phone-salt"
 
 
-def make_config(state_dir: Path, linepay_url: str, *, read: float = 2.0, **pos: Any) -> ShopEdgeConfig:
+def make_config(
+    state_dir: Path, linepay_url: str, *, read: float = 2.0, linepay: dict[str, Any] | None = None, **pos: Any
+) -> ShopEdgeConfig:
     return parse_config(
         {
             "device": {"store_id": "s1", "device_id": "c1", "name": "Test Shop"},
             "storage": {"state_dir": str(state_dir)},
             "pos": {"listen": "127.0.0.1:8737", "token": TOKEN, "max_amount_twd": 50_000, **pos},
-            "linepay": {"api_base": linepay_url, "channel_id": CHANNEL_ID, "channel_secret": CHANNEL_SECRET},
+            "linepay": {
+                "api_base": linepay_url,
+                "channel_id": CHANNEL_ID,
+                "channel_secret": CHANNEL_SECRET,
+                **(linepay or {}),
+            },
             "line": {"oa_basic_id": "@shopedge"},
             "binding": {"phone_salt": PHONE_SALT},
             "timeouts": {
@@ -151,13 +158,14 @@ async def running(
     read: float = 2.0,
     real_outbox: bool = False,
     health: Callable[[str, str], None] | None = None,
+    linepay: dict[str, Any] | None = None,
 ) -> AsyncIterator[Harness]:
     """Start a service (reconciling what the journal holds) and its API; stop both on exit.
 
     `health(component, condition)` hears the journal ("journal": "ok"/"write_failed") and, with
     `real_outbox`, the outbox ("outbox": its `OutboxCondition`).
     """
-    config = make_config(state_dir, linepay_url, read=read)
+    config = make_config(state_dir, linepay_url, read=read, linepay=linepay)
     engine = await asyncio.to_thread(open_engine, config.db_path)
     await asyncio.to_thread(migrate, engine)
     display, outbox = RecordingDisplay(), RecordingOutbox()
@@ -167,7 +175,7 @@ async def running(
         durable = await Outbox.open(
             config.db_path, on_health=(lambda c, _d: health("outbox", str(c))) if health else None
         )
-    client = LinePayClient(config.linepay, config.timeouts)
+    client = LinePayClient(config.linepay, config.timeouts, device_id=config.device.device_id)  # as wired
     journal_health: dict[str, Any] = {}
     if health is not None:
         journal_health["on_health"] = lambda ok, _d: health("journal", "ok" if ok else "write_failed")

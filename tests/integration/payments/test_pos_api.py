@@ -41,7 +41,7 @@ async def test_scan_code_payment(tmp_path: Path, emulator: EmulatorServer) -> No
         assert (
             path == "/v4/payments/oneTimeKeys/pay" and sent["orderId"] == "A1" and sent["oneTimeKey"] == key
         )
-        assert sent["options"]["familyService"]["addFriends"] == [{"type": "lineAt", "idList": ["shopedge"]}]
+        assert "options" not in sent  # addFriends is undocumented for offline v4: off by default
         assert h.display.screens[-1].binding_url == "https://bind.example/A1"
         assert h.paid == [("A1", 120, "https://bind.example/A1")]  # funnel hook, once
         states = [payload["state"] for stream, payload, _ in h.outbox.records if payload["order_id"] == "A1"]
@@ -69,7 +69,7 @@ async def test_qr_payment(tmp_path: Path, emulator: EmulatorServer) -> None:
         assert emulator.state.charges["Q1"].amount == 300
         request_body = next(b for p, b in emulator.state.bodies if p == "/v3/payments/request")
         assert request_body["redirectUrls"]["confirmUrlType"] == "NONE"
-        assert request_body["options"]["familyService"]["addFriends"][0]["idList"] == ["shopedge"]
+        assert request_body["options"]["familyService"]["addFriends"][0]["idList"] == ["@shopedge"]
         await h.display.last("PaidScreen")
         assert h.display.kinds()[-2:] == ["WaitingScreen", "PaidScreen"]
 

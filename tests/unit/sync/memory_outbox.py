@@ -93,13 +93,19 @@ class MemoryOutbox:
             self.rows.pop(rid, None)
 
     async def release(
-        self, record_id: int, error: str, *, retry_at: float | None = None, permanent: bool = False
+        self,
+        record_id: int,
+        error: str,
+        *,
+        retry_at: float | None = None,
+        permanent: bool = False,
+        transient: bool = False,
     ) -> None:
         self.calls.append(("release", (record_id, error, retry_at)))
         row = self.rows.get(record_id)
         if row is None:
             return
-        if permanent or row.attempts >= self.max_attempts:
+        if permanent or (row.attempts >= self.max_attempts and not transient):
             self.dead.append((record_id, error))
             del self.rows[record_id]
             return
