@@ -1,23 +1,39 @@
 # ShopEdge: `make demo` sets up and plays the counter flow; `make test` runs every check.
+# Each target installs only what it runs: demo = the runtime + the relay the demo plays
+# in-process; test adds the test tools; bench adds the benchmarks' comparison libraries.
 PYTHON ?= python3
 VENV := .venv
 PY := $(VENV)/bin/python
-STAMP := $(VENV)/.installed-$(shell cat pyproject.toml | sha1sum | cut -c1-12)
+HASH := $(shell cat pyproject.toml | sha1sum | cut -c1-12)
+DEMO_STAMP := $(VENV)/.installed-demo-$(HASH)
+TEST_STAMP := $(VENV)/.installed-test-$(HASH)
+BENCH_STAMP := $(VENV)/.installed-bench-$(HASH)
+STAMP := $(TEST_STAMP)
 
 .PHONY: demo demo-once test lint typecheck imports pytest bench clean
 
-$(STAMP): pyproject.toml
-	test -x $(PY) || $(PYTHON) -m venv $(VENV)
+$(VENV)/bin/python:
+	$(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install -q --upgrade pip
-	$(PY) -m pip install -q -e '.[test,bench]'
-	rm -f $(VENV)/.installed-* && touch $(STAMP)
 
-demo: $(STAMP)
+$(DEMO_STAMP): pyproject.toml | $(VENV)/bin/python
+	$(PY) -m pip install -q -e '.[demo]'
+	rm -f $(VENV)/.installed-demo-* && touch $@
+
+$(TEST_STAMP): pyproject.toml $(DEMO_STAMP)
+	$(PY) -m pip install -q -e '.[demo,test]'
+	rm -f $(VENV)/.installed-test-* && touch $@
+
+$(BENCH_STAMP): pyproject.toml $(DEMO_STAMP)
+	$(PY) -m pip install -q -e '.[demo,bench]'
+	rm -f $(VENV)/.installed-bench-* && touch $@
+
+demo: $(DEMO_STAMP)
 	deploy/system-deps.sh demo
 	deploy/ensure-mosquitto.sh
 	$(PY) -m agent demo
 
-demo-once: $(STAMP)
+demo-once: $(DEMO_STAMP)
 	deploy/system-deps.sh demo
 	$(PY) -m agent demo --once
 
@@ -41,8 +57,9 @@ test: $(STAMP)
 	$(VENV)/bin/lint-imports
 	$(PY) -m pytest -q -p no:cacheprovider
 
-bench: $(STAMP)
-	for b in bench/*.py; do echo "== $$b"; $(PY) $$b; done
+bench: $(BENCH_STAMP)
+	deploy/system-deps.sh demo
+	for b in bench/[!_]*.py; do echo "== $$b"; $(PY) $$b; done
 
 clean:
 	rm -rf $(VENV) build *.egg-info .mypy_cache .ruff_cache .pytest_cache

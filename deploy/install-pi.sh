@@ -91,7 +91,11 @@ if [ ! -x "$VENV/bin/python" ]; then
     "$PYTHON" -m venv "$VENV"
 fi
 "$VENV/bin/python" -m pip install --quiet --upgrade pip
-"$VENV/bin/python" -m pip install --quiet --upgrade "$SRC"
+if [ "$relay" -eq 1 ]; then
+    "$VENV/bin/python" -m pip install --quiet --upgrade "${SRC}[relay]"  # line-bot-sdk parses webhooks
+else
+    "$VENV/bin/python" -m pip install --quiet --upgrade "$SRC"  # the device needs no line-bot-sdk
+fi
 mkdir -p "$ROOT/usr/local/bin"
 ln -sfn /opt/shopedge/.venv/bin/shopedge "$ROOT/usr/local/bin/shopedge"
 

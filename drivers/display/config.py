@@ -1,5 +1,4 @@
-"""The display driver's config section, `[display]`.
-"""
+"""The display driver's config section, `[display]`."""
 
 from __future__ import annotations
 

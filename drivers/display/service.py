@@ -4,8 +4,10 @@ Owns the current screen and the offline count, and the one loop that renders and
 them. Other capabilities call `await ctx.services["display"].show(screen)` (returns at once;
 the loop draws the newest state, so a burst of changes never queues stale frames) and
 `set_pending_sync(count)` for the offline banner. The loop redraws on every change and, on the
-pay screen, on each second of the countdown. Rendering runs in a thread so the POS API never
-waits on Pillow.
+pay screen, on each second of the countdown; a wake-up that changes nothing on screen draws
+nothing. Rendering runs in a thread so the POS API never waits on Pillow. The PNG support copy
+(`mirror_path`) follows at most once a second (the newest frame, never a stale one): it is for a
+technician, and encoding and fsyncing it for every frame cost more CPU than drawing.
 
 `open_display(config)` picks the driver; hardware libraries are imported only in their branch.
 """
@@ -36,6 +38,8 @@ from drivers.display.screens import (
 )
 
 if TYPE_CHECKING:
+    from PIL import Image
+
     from drivers.display.config import DisplayConfig
 
 __all__ = ["DisplayService", "friend_url", "open_display"]
@@ -45,6 +49,8 @@ log = logging.getLogger(__name__)
 # A lone change is drawn at once; a burst (a sync backlog counting down, a till sending states
 # back to back) is drawn at most 20 times a second, which no eye misses and a Pi barely notices.
 MIN_FRAME_INTERVAL_S: Final = 0.05
+# The support copy's pace: a technician looking at screen.png sees the screen within a second.
+MIRROR_INTERVAL_S: Final = 1.0
 
 
 def open_display(config: DisplayConfig, *, state_dir: Path) -> DisplayDriver:
@@ -110,6 +116,9 @@ class DisplayService:
         self._fonts_loader = fonts_loader
         self._changed = asyncio.Event()
         self.frames_presented = 0
+        self._mirror_due = 0.0  # monotonic time the support copy may be written again
+        self._mirror_newest: Image.Image | None = None
+        self._mirror_task: asyncio.Task[None] | None = None
 
     @property
     def screen(self) -> Screen:
@@ -160,9 +169,14 @@ class DisplayService:
                 mirror = await stack.enter_async_context(PngDriver(self._mirror_path, driver.size))
             width, height = driver.size
             self.health.set(self.name, Condition.OK, f"{driver.name} {width}x{height}")
+            stack.callback(self._stop_mirror)
+            drawn: tuple[Screen, int] | None = None
             while True:
                 self._changed.clear()
                 screen, pending, now = self._screen, self._pending, self._wall_clock()
+                if drawn == (screen, pending) and not isinstance(screen, PayScreen):
+                    await self._changed.wait()  # woken without a change: the frame shown is right
+                    continue
                 try:
                     frame = await asyncio.to_thread(
                         render,
@@ -180,10 +194,8 @@ class DisplayService:
                     detail = f"cannot draw {screen_name(screen)}: {exc}"
                     self.health.set(self.name, Condition.DEGRADED, detail)
                 else:
-                    if mirror is None:
-                        await driver.present(frame.image)
-                    else:  # side by side: the support copy never delays the shopper's screen
-                        await asyncio.gather(driver.present(frame.image), mirror.present(frame.image))
+                    await self._present(driver, mirror, frame.image)
+                    drawn = (screen, pending)
                     self.frames_presented += 1
                     self.health.set(self.name, Condition.OK, f"{driver.name} {width}x{height}")
                 if self._changed.is_set():  # changes arrived while drawing: cap the frame rate
@@ -193,3 +205,36 @@ class DisplayService:
                 with contextlib.suppress(TimeoutError):  # asyncio.timeout: wait_for (3.11) can eat a cancel
                     async with asyncio.timeout(timeout):
                         await self._changed.wait()
+
+    async def _present(self, driver: DisplayDriver, mirror: PngDriver | None, image: Image.Image) -> None:
+        """The shopper's screen at once; the support copy now if its second is up (side by side,
+        so it never delays the screen), else the newest frame when it is."""
+        if mirror is None:
+            await driver.present(image)
+            return
+        idle = self._mirror_task is None or self._mirror_task.done()
+        if idle and time.monotonic() >= self._mirror_due:
+            self._mirror_due = time.monotonic() + MIRROR_INTERVAL_S
+            await asyncio.gather(driver.present(image), mirror.present(image))
+            return
+        self._mirror_newest = image
+        await driver.present(image)
+        if idle:
+            later = self._mirror_later(mirror)
+            self._mirror_task = asyncio.create_task(later, name="shopedge.display.mirror")
+
+    async def _mirror_later(self, mirror: PngDriver) -> None:
+        await asyncio.sleep(max(0.0, self._mirror_due - time.monotonic()))
+        image, self._mirror_newest = self._mirror_newest, None
+        if image is None:
+            return
+        self._mirror_due = time.monotonic() + MIRROR_INTERVAL_S
+        try:
+            await mirror.present(image)
+        except DisplayError as exc:  # the shopper's screen is fine; only the support copy is stale
+            log.error("support copy not written", extra={"path": str(mirror.path), "error": str(exc)})
+
+    def _stop_mirror(self) -> None:
+        if self._mirror_task is not None:
+            self._mirror_task.cancel()
+            self._mirror_task = None

@@ -1,10 +1,10 @@
 """Welcome coupons and the counter funnel (issue #9).
 
-Pure policy (`_policy`), the ledger (`_ledger`), delivery through line-bot-sdk v3 (`_line`,
-`_service`), redemption at the till (`_redeem`, mounted with `add_coupon_routes`), tag rules
-(`_tags`), the funnel (`_funnel`, `_report`, and `_upstream` for the daily summary) and the demo
-steps (`demo_steps`). Other capabilities feed the funnel with `record_fact`; the binding flow
-calls `deliver_welcome`.
+Pure policy (`_policy`), the ledger (`_ledger`), delivery through a small typed Messaging API
+client (`_line_http`, `_service`), redemption at the till (`_redeem`, mounted with
+`add_coupon_routes`), tag rules (`_tags`), the funnel (`_funnel`, `_report`, and `_upstream`
+for the daily summary) and the demo steps (`demo_steps`). Other capabilities feed the funnel
+with `record_fact`; the binding flow calls `deliver_welcome`.
 """
 
 from membership.coupons._funnel import (
@@ -18,7 +18,7 @@ from membership.coupons._funnel import (
     record_fact_blocking,
 )
 from membership.coupons._ledger import LedgerRow, LedgerState, RedeemStatus
-from membership.coupons._line import CouponsError, LineRefused
+from membership.coupons._line_http import CouponsError, LineRefused
 from membership.coupons._policy import (
     Answer,
     Budget,

@@ -30,7 +30,7 @@ from membership.coupons._ledger import (
     stop_campaign_blocking,
     transition_blocking,
 )
-from membership.coupons._line import LineMessaging, Quota, QuotaUnavailable
+from membership.coupons._line_http import LineMessaging, Quota, QuotaUnavailable
 from membership.coupons._policy import (
     PUSH_ACTIONS,
     RETRY_KEY_SAFE_S,

@@ -39,7 +39,7 @@ from membership.coupons._ledger import (
     rows_in_states_blocking,
     transition_blocking,
 )
-from membership.coupons._line import CouponsError, LineMessaging, LineRefused, Quota
+from membership.coupons._line_http import CouponsError, LineMessaging, LineRefused, Quota
 from membership.coupons._policy import (
     Outcome,
     campaign_active,
@@ -178,7 +178,7 @@ class CouponService(PushJobs):
         return await asyncio.to_thread(fn, self.ctx.engine, *args, **kwargs)
 
     async def line(self) -> LineMessaging:
-        """The SDK client, created on first use inside the running loop."""
+        """The Messaging API client, created on first use inside the running loop."""
         async with self._line_lock:
             if self._line is None:
                 line = LineMessaging(

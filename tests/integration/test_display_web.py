@@ -306,3 +306,48 @@ async def test_the_kiosk_page_follows_a_restarted_agent(tmp_path: Path) -> None:
         if proc.returncode is None:
             proc.terminate()
             await proc.wait()
+
+
+async def test_a_frame_is_encoded_only_when_fetched_and_once(
+    driver: WebDriver, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import drivers.display.web as web_module
+
+    encoded: list[int] = []
+    real_encode = web_module.encode_png
+
+    def counting(image: Image.Image) -> bytes:
+        encoded.append(1)
+        return real_encode(image)
+
+    monkeypatch.setattr(web_module, "encode_png", counting)
+    screens = [qr_screens()[name][0] for name in ("idle", "pay", "paid")]
+    for screen in screens:
+        await driver.present(frame(screen))
+    assert encoded == []  # nobody asked: nothing encoded
+    async with aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=5)) as http:
+        bodies = await asyncio.gather(*(_fetch(http, driver.url + "screen.png") for _ in range(3)))
+        assert len(encoded) == 1 and len(set(bodies)) == 1  # three clients, one encoding
+        image = Image.open(io.BytesIO(bodies[0]))
+        assert image.convert("RGB").tobytes() == frame(screens[-1]).tobytes()  # the newest frame
+
+
+async def _fetch(http: aiohttp.ClientSession, url: str) -> bytes:
+    async with http.get(url) as resp:
+        assert resp.status == 200 and resp.headers["X-Screen-Version"] == "3"
+        return await resp.read()
+
+
+@pytest.mark.parametrize("name", ["idle", "pay", "paid"])
+def test_encoded_png_is_the_frame_exactly_and_small(name: str) -> None:
+    from drivers.display.web import encode_png
+
+    image = frame(qr_screens()[name][0])
+    png = encode_png(image)
+    decoded = Image.open(io.BytesIO(png))
+    assert decoded.format == "PNG" and decoded.mode == "RGB" and decoded.size == SIZE
+    assert decoded.tobytes() == image.tobytes()
+    assert len(png) < 120_000  # flat screens: tens of kB, not the 1.1 MB of raw pixels
+    assert zxingcpp.read_barcode(decoded).text == qr_screens()[name][1]
+    grey = encode_png(image.convert("L"))
+    assert Image.open(io.BytesIO(grey)).convert("L").tobytes() == image.convert("L").tobytes()

@@ -218,3 +218,60 @@ async def test_status_reporter_stops_when_cancelled_as_health_changes() -> None:
     task.cancel()
     with pytest.raises(asyncio.CancelledError):
         await asyncio.wait_for(asyncio.shield(task), 5)
+
+
+async def test_a_wake_without_a_change_draws_nothing(
+    running: tuple[DisplayService, MemoryDriver, HealthBoard],
+) -> None:
+    service, driver, _ = running
+    await service.show(WaitingScreen(180))
+    await asyncio.wait_for(driver.wait_frames(2), 10)
+    drawn = service.frames_presented
+    for _ in range(5):
+        await service.show(WaitingScreen(180))  # the till repeats its state
+        await asyncio.sleep(0.02)
+    await asyncio.sleep(0.1)
+    assert service.frames_presented == drawn
+    await service.show(PaidScreen(180, BINDING_URL))
+    await asyncio.wait_for(driver.wait_frames(drawn + 1), 10)
+
+
+async def test_the_support_copy_follows_a_burst_once_a_second_with_its_newest_frame(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import drivers.display.png as png_module
+
+    writes: list[Path] = []
+    real_write = png_module.write_png_atomic
+
+    def counting(image: Image.Image, path: Path) -> None:
+        writes.append(path)
+        real_write(image, path)
+
+    monkeypatch.setattr(png_module, "write_png_atomic", counting)
+    driver = MemoryDriver((480, 320))
+    service = DisplayService(
+        config=DisplayConfig(size="480x320"),
+        health=DriverHealth(HealthBoard()),
+        initial=IdleScreen("Store"),
+        driver_factory=lambda: driver,
+        mirror_path=tmp_path / "screen.png",
+        wall_clock=Clock(NOW),
+    )
+    task = asyncio.create_task(service.run())
+    try:
+        await asyncio.wait_for(driver.wait_frames(1), 10)
+        for amount in range(100, 110):  # ten states inside one second
+            await service.show(WaitingScreen(amount))
+            await asyncio.sleep(0.06)
+        await service.show(PaidScreen(999, BINDING_URL))
+        await asyncio.sleep(2.2)  # the last frame is drawn within 50 ms, its support copy within 1 s
+    finally:
+        task.cancel()
+        with pytest.raises(asyncio.CancelledError):
+            await task
+    assert service.frames_presented >= 5  # the shopper's screen followed the burst
+    assert len(writes) <= 3  # the support copy did not
+    with Image.open(tmp_path / "screen.png") as png:
+        assert png.convert("RGB").tobytes() == driver.frames[-1].tobytes()
+    assert service.screen == PaidScreen(999, BINDING_URL)
