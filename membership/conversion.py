@@ -39,7 +39,7 @@ from sqlalchemy import (
 
 from membership.binding import BindingClaims, BindingError, Rejection, find_token, phone_hash, verify_token
 from membership.context import MembershipContext
-from membership.event_time import epoch_seconds
+from membership.event_time import event_time
 
 if TYPE_CHECKING:
     from membership.conversion_consumer import ConversionConsumer
@@ -190,9 +190,9 @@ def _parse(envelope_data: dict[str, Any]) -> _BindingMessage | None:
         return None
     relay = envelope_data.get("relay")
     relay = relay if isinstance(relay, dict) else {}
-    sent_at = epoch_seconds(event.get("timestamp"), milliseconds=True) or 0.0
+    sent_at = event_time(event.get("timestamp"), field="event.timestamp", milliseconds=True) or 0.0
     # a reply token is only usable while fresh: without any time for it, it is dropped
-    received_at = epoch_seconds(relay.get("received_at")) or (sent_at or None)
+    received_at = event_time(relay.get("received_at"), field="relay.received_at") or (sent_at or None)
     reply = event.get("replyToken")
     return _BindingMessage(
         token=token,

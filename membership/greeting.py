@@ -35,7 +35,7 @@ from zoneinfo import ZoneInfo
 
 from membership.beacon_code import Verdict, verify
 from membership.config import GreetingConfig
-from membership.event_time import epoch_seconds
+from membership.event_time import EventTimeError, event_time
 
 __all__ = [
     "EVENT_TYPES",
@@ -119,8 +119,11 @@ def parse_beacon_event(envelope_data: Mapping[str, Any]) -> BeaconVisit | Malfor
         dm = bytes.fromhex(dm_text)
     relay = data.get("relay")
     relay = relay if isinstance(relay, Mapping) else {}
-    sent_at = epoch_seconds(event.get("timestamp"), milliseconds=True)
-    received_at = epoch_seconds(relay.get("received_at")) or sent_at
+    try:
+        sent_at = event_time(event.get("timestamp"), field="timestamp", milliseconds=True)
+        received_at = event_time(relay.get("received_at"), field="relay.received_at") or sent_at
+    except EventTimeError as exc:
+        return Malformed(why=str(exc), webhook_event_id=event_id)
     reply = event.get("replyToken")
     delivery = event.get("deliveryContext")
     return BeaconVisit(

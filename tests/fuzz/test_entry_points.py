@@ -45,6 +45,7 @@ from emulators.linepay import EmulatorServer
 from emulators.messaging.webhooks import sign
 from membership.binding import BindingClaims, Rejection, encode_token, verify_token
 from membership.conversion import _parse as parse_binding_message
+from membership.event_time import EventTimeError
 from membership.greeting import BeaconVisit, Malformed, parse_beacon_event
 from tests.integration._broker import mosquitto
 from tests.integration.payments.conftest import CHANNEL_ID, CHANNEL_SECRET
@@ -476,8 +477,15 @@ line_event_data = _relayed(_spoiled(binding_events, EVENT_KEYS)) | json_values.m
 @given(data=line_event_data)
 @FUZZ
 def test_downlink_line_event_parsing(data: dict[str, Any]) -> None:
-    """The `line_event` handler's pure part: reading the relayed event and checking its token."""
-    message = parse_binding_message(data)
+    """The `line_event` handler's pure part: reading the relayed event and checking its token.
+    A number that is no time (a negative timestamp) is the one defined refusal: a permanent
+    `EventTimeError`, which the consumer dead-letters."""
+    try:
+        message = parse_binding_message(data)
+    except EventTimeError as exc:
+        permanent = exc.permanent
+        assert permanent is True
+        return
     if message is not None:
         verdict = verify_token(
             message.token, key=BINDING_KEY, store_id=STORE, device_id=DEVICE, now=time.time()
@@ -692,7 +700,7 @@ def test_downlink_deeply_nested_json_is_dropped_as_malformed() -> None:
 
 
 @pytest.mark.parametrize("where", ["event.timestamp", "relay.received_at"])
-def test_line_event_huge_integer_time_is_not_an_exception(where: str) -> None:
+def test_line_event_huge_integer_time_is_a_permanent_malformed_event(where: str) -> None:
     token = encode_token(
         BindingClaims(
             store_id=STORE, device_id=DEVICE, order_id="A-1", issued_at=int(time.time()), ttl_minutes=30
@@ -710,8 +718,9 @@ def test_line_event_huge_integer_time_is_not_an_exception(where: str) -> None:
         event["timestamp"] = 10**400  # a JSON integer literal of 401 digits
     else:
         data["relay"]["received_at"] = 10**400
-    message = parse_binding_message(data)
-    assert message is not None and message.token == token
+    with pytest.raises(EventTimeError, match="is not a time") as info:
+        parse_binding_message(data)
+    assert info.value.permanent is True  # the consumers' rule: a dead letter at once, the stream goes on
 
 
 @pytest.mark.parametrize("where", ["event.timestamp", "relay.received_at"])

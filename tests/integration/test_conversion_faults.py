@@ -96,7 +96,7 @@ async def test_an_absurd_line_timestamp_is_dead_lettered_and_later_messages_go_o
         await until(drained)
     assert recorded(engine) == ["B-2"]
     [letter] = await outbox.dead_letters(LINE_INBOX_STREAM)
-    assert letter.reason.startswith("permanent error: OverflowError")
+    assert letter.reason.startswith("permanent error: EventTimeError: event.timestamp is not a time")
     assert letter.payload["id"] == "00000000-0000-4000-8000-000000000001"
     health = ctx.health.get("conversion")
     assert health is not None and health.level == "amber"
