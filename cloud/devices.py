@@ -17,7 +17,13 @@ from sqlalchemy import Engine, func, select
 from cloud.fleet_config import CloudSection
 from cloud.fleet_db.tables import devices, quarantine, seq_gaps, stream_positions
 
-__all__ = ["DeviceRow", "format_devices", "load_devices_blocking", "quarantine_count_blocking"]
+__all__ = [
+    "DeviceRow",
+    "age_text",
+    "format_devices",
+    "load_devices_blocking",
+    "quarantine_count_blocking",
+]
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -113,17 +119,18 @@ def quarantine_count_blocking(engine: Engine) -> int:
         return int(conn.execute(select(func.count()).select_from(quarantine)).scalar_one())
 
 
-def _ago(now: float, then: float | None) -> str:
+def age_text(now: float, then: float | None, *, suffix: str = " ago") -> str:
+    """How long ago `then` was, in the one unit that reads best: `42s ago`, `5m ago`, `3h ago`."""
     if then is None:
         return "-"
     seconds = max(0, int(now - then))
     if seconds < 120:
-        return f"{seconds}s ago"
+        return f"{seconds}s{suffix}"
     if seconds < 7200:
-        return f"{seconds // 60}m ago"
+        return f"{seconds // 60}m{suffix}"
     if seconds < 172800:
-        return f"{seconds // 3600}h ago"
-    return f"{seconds // 86400}d ago"
+        return f"{seconds // 3600}h{suffix}"
+    return f"{seconds // 86400}d{suffix}"
 
 
 def format_devices(rows: Sequence[DeviceRow], *, now: float, quarantined: int) -> str:
@@ -134,13 +141,13 @@ def format_devices(rows: Sequence[DeviceRow], *, now: float, quarantined: int) -
     lines = [header, "-" * len(header)]
     for row in rows:
         last = ", ".join(
-            f"{stream}#{info['last_seq']} {_ago(now, info['last_ts'])}"
+            f"{stream}#{info['last_seq']} {age_text(now, info['last_ts'])}"
             for stream, info in sorted(row.streams.items())
         )
         flag = " BACKLOG" if row.backlogged else ""
         lines.append(
-            f"{row.store_id:<12} {row.device_id:<12} {row.presence:<8} {_ago(now, row.since):>9} "
-            f"{_ago(now, row.last_seen):>9} {row.agent_version or '-':<9} "
+            f"{row.store_id:<12} {row.device_id:<12} {row.presence:<8} {age_text(now, row.since):>9} "
+            f"{age_text(now, row.last_seen):>9} {row.agent_version or '-':<9} "
             f"{'-' if row.outbox_depth is None else row.outbox_depth:>6} {row.missing:>7}  {last}{flag}"
         )
     lines.append(f"{len(rows)} device(s); {quarantined} message(s) in quarantine")

@@ -23,7 +23,7 @@ from collections.abc import Awaitable, Callable
 from aiohttp import web
 from sqlalchemy import Engine
 
-from cloud.devices import DeviceRow, load_devices_blocking, quarantine_count_blocking
+from cloud.devices import DeviceRow, age_text, load_devices_blocking, quarantine_count_blocking
 from cloud.fleet_config import CloudConfig
 from cloud.report import FleetRow, load_report_blocking, parse_since, render_fleet_chart
 
@@ -208,19 +208,6 @@ def _login_page(error: str = "") -> str:
     )
 
 
-def _when(now: float, then: float | None) -> str:
-    if then is None:
-        return "-"
-    seconds = max(0, int(now - then))
-    if seconds < 120:
-        return f"{seconds}s"
-    if seconds < 7200:
-        return f"{seconds // 60}m"
-    if seconds < 172800:
-        return f"{seconds // 3600}h"
-    return f"{seconds // 86400}d"
-
-
 def _fleet_page(
     devices: list[DeviceRow], rows: list[FleetRow], quarantined: int, since: str, store: str | None
 ) -> str:
@@ -248,7 +235,7 @@ def _fleet_page(
         body.append(
             f'<tr class="{" ".join(classes)}" data-device="{esc(d.store_id)}/{esc(d.device_id)}">'
             f"<td>{esc(d.store_id)}</td><td>{esc(d.device_id)}</td><td>{esc(d.presence)}</td>"
-            f"<td>{_when(now, d.since)}</td><td>{_when(now, d.last_seen)}</td>"
+            f"<td>{age_text(now, d.since, suffix='')}</td><td>{age_text(now, d.last_seen, suffix='')}</td>"
             f"<td>{esc(d.agent_version or '-')}</td>"
             f"<td>{'-' if d.outbox_depth is None else d.outbox_depth}</td><td>{d.missing}</td>"
             f"<td>{esc(last)}</td></tr>"

@@ -10,11 +10,10 @@ LINE ad costs per friend. `build_report` is pure; `load_report_blocking` reads t
 
 from __future__ import annotations
 
-import re
 from collections import defaultdict
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
-from datetime import date, datetime, time
+from datetime import datetime
 from pathlib import Path
 from typing import Any
 from zoneinfo import ZoneInfo
@@ -24,6 +23,7 @@ from sqlalchemy import Engine, select
 
 from cloud.fleet_config import ReportConfig
 from cloud.fleet_db.tables import device_days, fleet_facts
+from membership.coupons import parse_since
 
 __all__ = [
     "COUNTS",
@@ -56,27 +56,6 @@ _FACT_COUNTER = {
     "coupon_pushed": "coupons_pushed",
     "coupon_redeemed": "coupons_redeemed",
 }
-_SINCE = re.compile(r"^(\d{1,4})([mhd])$")
-_UNITS = {"m": 60, "h": 3600, "d": 86400}
-
-
-def parse_since(text: str, *, now: float, zone: str) -> float:
-    """`7d`, `24h`, `90m` (back from now) or `YYYY-MM-DD` (that local midnight) -> epoch seconds.
-
-    Raises:
-        ValueError: naming what was expected.
-    """
-    text = text.strip()
-    match = _SINCE.match(text)
-    if match:
-        return now - int(match[1]) * _UNITS[match[2]]
-    try:
-        day = date.fromisoformat(text)
-    except ValueError:
-        raise ValueError(f"--since must be like 7d, 24h, 90m or 2026-11-01, got {text!r}") from None
-    return datetime.combine(day, time(), ZoneInfo(zone)).timestamp()
-
-
 @dataclass(frozen=True, kw_only=True)
 class FleetRow:
     """One store and day (`scope` "day"), one store's total ("store") or the fleet's ("fleet")."""

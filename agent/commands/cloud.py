@@ -127,8 +127,8 @@ def _open_engine(config: CloudConfig) -> Engine:
 
 def _ingest(config: CloudConfig, args: argparse.Namespace) -> int:
     import asyncio
-    import signal
 
+    from agent.commands import until_signal
     from agent.logs import setup_logging
     from cloud.ingest import IngestWorker
 
@@ -143,15 +143,7 @@ def _ingest(config: CloudConfig, args: argparse.Namespace) -> int:
     worker = IngestWorker(config, engine, client_id=config.cloud.client_id(args.worker))
 
     async def main() -> int:
-        task = asyncio.current_task()
-        assert task is not None
-        loop = asyncio.get_running_loop()
-        for sig in (signal.SIGTERM, signal.SIGINT):
-            loop.add_signal_handler(sig, task.cancel)
-        try:
-            await worker.run()
-        except asyncio.CancelledError:
-            return 0
+        await until_signal(worker.run())
         return 0
 
     try:
@@ -284,8 +276,8 @@ def _config(config: CloudConfig, args: argparse.Namespace) -> int:
 
 def _serve(config: CloudConfig, args: argparse.Namespace) -> int:
     import asyncio
-    import signal
 
+    from agent.commands import until_signal
     from agent.logs import setup_logging
     from cloud.hq import serve_hq
 
@@ -296,15 +288,8 @@ def _serve(config: CloudConfig, args: argparse.Namespace) -> int:
     engine = _open_engine(config)
 
     async def main() -> int:
-        task = asyncio.current_task()
-        assert task is not None
-        loop = asyncio.get_running_loop()
-        for sig in (signal.SIGTERM, signal.SIGINT):
-            loop.add_signal_handler(sig, task.cancel)
         try:
-            await serve_hq(config, engine)
-        except asyncio.CancelledError:
-            return 0
+            await until_signal(serve_hq(config, engine))
         except OSError as exc:
             print(f"cloud serve: cannot listen on {config.hq.listen}: {exc}", file=sys.stderr)
             return 1

@@ -9,12 +9,11 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import signal
 import sys
 from typing import TYPE_CHECKING
 
 from agent.cli import add_config_argument
-from agent.commands import load_or_exit
+from agent.commands import load_or_exit, until_signal
 
 if TYPE_CHECKING:
     from agent.config import ShopEdgeConfig
@@ -41,15 +40,8 @@ async def _serve(config: ShopEdgeConfig) -> int:
     from cloud.relay import run_relay
     from offline_queue import OutboxError
 
-    task = asyncio.current_task()
-    assert task is not None
-    loop = asyncio.get_running_loop()
-    for sig in (signal.SIGTERM, signal.SIGINT):
-        loop.add_signal_handler(sig, task.cancel)
     try:
-        await run_relay(config)
-    except asyncio.CancelledError:
-        return 0
+        await until_signal(run_relay(config))
     except OutboxError as exc:
         print(f"relay: {exc}", file=sys.stderr)
         return 1

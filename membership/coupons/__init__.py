@@ -15,6 +15,7 @@ from membership.coupons._funnel import (
     facts_since_blocking,
     funnel_rows,
     funnel_total,
+    parse_since,
     record_fact_blocking,
 )
 from membership.coupons._ledger import LedgerRow, LedgerState, RedeemStatus
@@ -74,6 +75,7 @@ __all__ = [
     "funnel_total",
     "make_code",
     "normalize_code",
+    "parse_since",
     "record_fact",
     "record_fact_blocking",
 ]

@@ -12,12 +12,14 @@ free), divided by the new friends.
 from __future__ import annotations
 
 import json
+import re
 from collections import defaultdict
 from collections.abc import Iterable, Mapping
 from dataclasses import asdict, dataclass
-from datetime import date
+from datetime import date, datetime, time
 from enum import StrEnum
 from typing import Any
+from zoneinfo import ZoneInfo
 
 from sqlalchemy import Engine, select
 from sqlalchemy.dialects.sqlite import insert
@@ -33,6 +35,7 @@ __all__ = [
     "facts_since_blocking",
     "funnel_rows",
     "funnel_total",
+    "parse_since",
     "record_fact_blocking",
 ]
 
@@ -305,3 +308,25 @@ def funnel_total(rows: Iterable[FunnelRow], *, store_id: str = "*", device_id: s
         ):
             sums[name] += getattr(row, name)
     return _from_sums(store_id, device_id, None, sums)
+
+
+# The `--since` grammar of `shopedge report` and `shopedge cloud report`.
+_SINCE = re.compile(r"^(\d{1,4})([mhd])$")
+_UNITS = {"m": 60, "h": 3600, "d": 86400}
+
+
+def parse_since(text: str, *, now: float, zone: str) -> float:
+    """`7d`, `24h`, `90m` (back from now) or `YYYY-MM-DD` (that local midnight) -> epoch seconds.
+
+    Raises:
+        ValueError: naming what was expected.
+    """
+    text = text.strip()
+    match = _SINCE.match(text)
+    if match:
+        return now - int(match[1]) * _UNITS[match[2]]
+    try:
+        day = date.fromisoformat(text)
+    except ValueError:
+        raise ValueError(f"--since must be like 7d, 24h, 90m or 2026-11-01, got {text!r}") from None
+    return datetime.combine(day, time(), ZoneInfo(zone)).timestamp()

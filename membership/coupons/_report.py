@@ -1,22 +1,19 @@
 """The funnel report's three faces, all pure: a text table, a JSON document and a PNG chart.
 
-Owns `parse_since` (the `--since` grammar), the table layout, the JSON shape (the issue's keys at
+Owns the table layout, the JSON shape (the issue's keys at
 the top level, per-day rows under "days") and the Pillow funnel chart. Reading facts from the DB
 is the command's job (`agent/commands/report.py`).
 """
 
 from __future__ import annotations
 
-import re
 from collections.abc import Sequence
-from datetime import date, datetime, time
 from pathlib import Path
 from typing import Any
-from zoneinfo import ZoneInfo
 
 from PIL import Image, ImageDraw, ImageFont
 
-from membership.coupons._funnel import REPORT_KEYS, FunnelRow
+from membership.coupons._funnel import REPORT_KEYS, FunnelRow, parse_since
 
 __all__ = ["CJK_FONTS", "format_table", "parse_since", "render_chart", "report_json"]
 
@@ -24,27 +21,6 @@ CJK_FONTS = (
     Path("/usr/share/fonts/opentype/noto/NotoSansCJK-Regular.ttc"),
     Path("/usr/share/fonts/opentype/noto/NotoSansCJK-Bold.ttc"),
 )
-_SINCE = re.compile(r"^(\d{1,4})([mhd])$")
-_UNITS = {"m": 60, "h": 3600, "d": 86400}
-
-
-def parse_since(text: str, *, now: float, zone: str) -> float:
-    """`7d`, `24h`, `90m` (back from now) or `YYYY-MM-DD` (that local midnight) -> epoch seconds.
-
-    Raises:
-        ValueError: naming what was expected.
-    """
-    text = text.strip()
-    match = _SINCE.match(text)
-    if match:
-        return now - int(match[1]) * _UNITS[match[2]]
-    try:
-        day = date.fromisoformat(text)
-    except ValueError:
-        raise ValueError(f"--since must be like 7d, 24h, 90m or 2026-11-01, got {text!r}") from None
-    return datetime.combine(day, time(), ZoneInfo(zone)).timestamp()
-
-
 _COLUMNS = (
     ("day", "day", 10),
     ("device", "device_id", 10),
