@@ -291,7 +291,7 @@ def _set_values(config: ShopEdgeConfig) -> dict[str, Any]:
     return out
 
 
-_BARE_KEY = re.compile(r"^[A-Za-z0-9_-]+$")
+_BARE_KEY = re.compile(r"^[A-Za-z0-9_-]+\Z")
 
 
 def _key(name: str) -> str:

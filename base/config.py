@@ -27,9 +27,9 @@ __all__ = [
 ]
 
 
-HOSTPORT = re.compile(r"^(?P<host>\[[0-9a-fA-F:]+\]|[A-Za-z0-9.\-]+):(?P<port>\d{1,5})$")
+HOSTPORT = re.compile(r"^(?P<host>\[[0-9a-fA-F:]+\]|[A-Za-z0-9.\-]+):(?P<port>\d{1,5})\Z")
 # A LINE Beacon hardware id as LINE Official Account Manager issues it: 5 bytes, 10 hex digits.
-HWID = re.compile(r"^[0-9a-f]{10}$")
+HWID = re.compile(r"^[0-9a-f]{10}\Z")
 
 
 class Section(BaseModel):

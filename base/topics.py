@@ -50,8 +50,8 @@ DOWN_KINDS: tuple[str, ...] = ("line_event", "config", "command")
 STORE_WIDE = "_store"
 STORE_WIDE_KINDS: tuple[str, ...] = ("line_event",)
 
-_ID = re.compile(r"^[A-Za-z0-9_-]{1,32}$")
-_KIND = re.compile(r"^[a-z][a-z0-9_]{0,31}$")
+_ID = re.compile(r"[A-Za-z0-9_-]{1,32}\Z")
+_KIND = re.compile(r"[a-z][a-z0-9_]{0,31}\Z")
 
 
 class TopicError(ValueError):

@@ -39,8 +39,8 @@ __all__ = [
     "store_devices_blocking",
 ]
 
-_KEY = re.compile(r"^[a-z][a-z0-9_]*\.[a-z][a-z0-9_]*$")
-_ID = re.compile(r"^[A-Za-z0-9_-]{1,32}$")
+_KEY = re.compile(r"^[a-z][a-z0-9_]*\.[a-z][a-z0-9_]*\Z")
+_ID = re.compile(r"^[A-Za-z0-9_-]{1,32}\Z")
 
 
 class ConfigPublishError(RuntimeError):

@@ -130,7 +130,7 @@ class CouponsConfig(Section):
         return value
 
 
-_GREETING_HWID = re.compile(r"^[0-9a-f]{10}$")
+_GREETING_HWID = re.compile(r"^[0-9a-f]{10}\Z")
 
 
 class GreetingConfig(Section):

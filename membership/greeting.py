@@ -53,9 +53,9 @@ __all__ = [
 ]
 
 EVENT_TYPES = ("enter", "banner", "stay")
-_HWID = re.compile(r"^[0-9a-f]{10}$")
-_USER = re.compile(r"^U[0-9a-f]{32}$")
-_DM_HEX = re.compile(r"^(?:[0-9a-fA-F]{2}){1,13}$")
+_HWID = re.compile(r"^[0-9a-f]{10}\Z")
+_USER = re.compile(r"^U[0-9a-f]{32}\Z")
+_DM_HEX = re.compile(r"^(?:[0-9a-fA-F]{2}){1,13}\Z")
 
 
 @dataclass(frozen=True, kw_only=True, slots=True)

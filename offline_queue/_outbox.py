@@ -51,7 +51,7 @@ HealthCallback = Callable[[OutboxCondition, str], None]
 # Brings the database file at a path to the schema the outbox needs (the agent's migrations).
 PrepareDatabase = Callable[[Path], None]
 
-_STREAM = re.compile(r"^[a-z0-9][a-z0-9_.-]{0,63}$")
+_STREAM = re.compile(r"^[a-z0-9][a-z0-9_.-]{0,63}\Z")
 MAX_DEDUPE_KEY = 255
 MAX_CLAIM = 10_000
 # An outbox record is an event, not a file: anything this big is a bug upstream, and one such

@@ -49,7 +49,7 @@ log = logging.getLogger(__name__)
 SERVICE_KEY = web.AppKey("payment_service", PaymentService)
 ORDER_ID = r"^[A-Za-z0-9_-]{1,64}$"
 MAX_WAIT_S = 60.0
-_KEY = re.compile(r"^[\x21-\x7e]{1,200}$")
+_KEY = re.compile(r"^[\x21-\x7e]{1,200}\Z")
 MAX_BODY_BYTES = 64 * 1024
 # How long a till should wait before retrying while the state disk is full: long enough not to
 # hammer a full disk, short enough that the cashier's retry succeeds soon after space is freed.

@@ -13,9 +13,11 @@ import json
 from collections.abc import Mapping
 from dataclasses import dataclass
 from datetime import date
-from typing import Any
+from typing import Any, NamedTuple
 
-from base.envelope import Envelope, MalformedMessage, decode_message, parse_ts
+import orjson
+
+from base.envelope import MalformedMessage, decode_objects, parse_ts
 from base.topics import TopicError, parse_topic
 
 __all__ = [
@@ -31,9 +33,9 @@ __all__ = [
 ]
 
 
-@dataclass(frozen=True, kw_only=True)
-class StoredEnvelope:
-    """One envelope as a row of `envelopes`."""
+class StoredEnvelope(NamedTuple):
+    """One envelope as a row of `envelopes` (a named tuple: a worker makes tens of thousands a
+    second, at a fifth of a frozen dataclass's cost)."""
 
     id: str
     store_id: str
@@ -94,25 +96,22 @@ def read_message(topic: str, payload: bytes) -> Read:
             quarantined=Quarantined(topic=topic, payload=payload, reason="not an uplink topic", **where)
         )
     try:
-        envelopes = decode_message(payload)
+        # orjson: the same refusals as the standard decoder (invalid UTF-8, NaN, Infinity), at
+        # twice its speed; an integer past 64 bits becomes a float (a `seq` so large is refused).
+        objects = decode_objects(payload, loads=orjson.loads)
     except MalformedMessage as exc:
         return Read(quarantined=Quarantined(topic=topic, payload=payload, reason=str(exc), **where))
-    wrong = [e for e in envelopes if e.kind != ref.kind]
+    kind = ref.kind
+    wrong = [obj["kind"] for obj, _ in objects if obj["kind"] != kind]
     if wrong:
-        reason = f"envelope kind {wrong[0].kind!r} on the {ref.kind!r} topic"
+        reason = f"envelope kind {wrong[0]!r} on the {kind!r} topic"
         return Read(quarantined=Quarantined(topic=topic, payload=payload, reason=reason, **where))
-    return Read(envelopes=tuple(_stored(ref.store_id, ref.device_id, e) for e in envelopes))
-
-
-def _stored(store_id: str, device_id: str, envelope: Envelope) -> StoredEnvelope:
-    return StoredEnvelope(
-        id=envelope.id,
-        store_id=store_id,
-        device_id=device_id,
-        stream=envelope.kind,
-        seq=envelope.seq,
-        ts=parse_ts(envelope.ts),
-        data=envelope.data,
+    store_id, device_id = ref.store_id, ref.device_id
+    return Read(
+        envelopes=tuple(
+            StoredEnvelope(obj["id"], store_id, device_id, kind, obj["seq"], epoch, obj["data"])
+            for obj, epoch in objects
+        )
     )
 
 

@@ -19,7 +19,7 @@ __all__ = [
 ]
 
 
-_HWID = re.compile(r"^[0-9a-f]{10}$")
+_HWID = re.compile(r"^[0-9a-f]{10}\Z")
 
 
 class BLEConfig(Section):

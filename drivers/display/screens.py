@@ -37,7 +37,7 @@ MAX_AMOUNT_TWD: Final = 99_999_999
 # A byte-mode QR at version 10 / EC Q holds 119 bytes; payment and binding URLs are ~40-120
 # characters. 300 keeps even a long LINE Pay web URL (version 13 at M) scannable at 480x320.
 MAX_QR_TEXT: Final = 300
-_TOKEN = re.compile(r"^\d{12}$")
+_TOKEN = re.compile(r"^\d{12}\Z")
 
 
 class DisplayError(Exception):

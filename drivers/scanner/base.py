@@ -14,7 +14,7 @@ from typing import Protocol, Self
 
 __all__ = ["ONE_TIME_KEY", "Scanner", "WedgeDecoder"]
 
-ONE_TIME_KEY = re.compile(r"^[0-9]{18}$")
+ONE_TIME_KEY = re.compile(r"^[0-9]{18}\Z")
 _DIGITS = {f"KEY_{d}": str(d) for d in range(10)} | {f"KEY_KP{d}": str(d) for d in range(10)}
 _ENTER = {"KEY_ENTER", "KEY_KPENTER"}
 _SHIFT = {"KEY_LEFTSHIFT", "KEY_RIGHTSHIFT"}

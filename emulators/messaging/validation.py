@@ -57,8 +57,8 @@ COUPON_TIMEZONES = frozenset(
         "PACIFIC_TONGATAPU",
     ]
 )
-USER_ID = re.compile(r"^U[0-9a-f]{32}$")
-UUID = re.compile(r"^[0-9a-fA-F]{8}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{12}$")
+USER_ID = re.compile(r"^U[0-9a-f]{32}\Z")
+UUID = re.compile(r"^[0-9a-fA-F]{8}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{12}\Z")
 _MESSAGE_TYPES = frozenset(
     {
         "text",

@@ -311,7 +311,7 @@ def funnel_total(rows: Iterable[FunnelRow], *, store_id: str = "*", device_id: s
 
 
 # The `--since` grammar of `shopedge report` and `shopedge cloud report`.
-_SINCE = re.compile(r"^(\d{1,4})([mhd])$")
+_SINCE = re.compile(r"^(\d{1,4})([mhd])\Z")
 _UNITS = {"m": 60, "h": 3600, "d": 86400}
 
 

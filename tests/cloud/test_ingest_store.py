@@ -107,3 +107,45 @@ def test_wrong_kind_on_topic_is_quarantined() -> None:
     topic, payload = message(envelope("sale", 1, {}))
     read = read_message(topic.replace("/up/sale", "/up/payment"), payload)
     assert read.quarantined is not None and "on the 'payment' topic" in read.quarantined.reason
+
+
+ODD_DATA = {
+    "backslash": "C:\\till\\new",
+    "escapes": "tab\there\nnewline\rreturn \\t literal",
+    "quote": 'say "hi"',
+    "zh": "拿鐵 大杯 NT$120",
+    "emoji": "☕🎉",
+    "controls": "".join(chr(c) for c in range(1, 32)),
+    "copy_marker": "\\.",
+    "numbers": [0, -1, 2**53, 1.5e-300, 0.1, -2.5],
+    "nested": {"a": [{"b": [None, True, False]}], "empty": {}},
+}
+
+
+def test_envelope_data_is_stored_exactly_whatever_it_holds(fleet_url: str) -> None:
+    """COPY text has its own escapes (backslash, tab, newline, `\\.`); what a device sent
+    comes back unchanged, on the COPY path and on the staged path of a mixed batch."""
+    engine = _engine(fleet_url)
+    first = envelope("presence", 1, ODD_DATA)
+    write_batch_blocking(engine, _reads(message(first)), T0)
+    mixed = _reads(message(first, envelope("presence", 2, {**ODD_DATA, "seq": 2})))
+    outcome = write_batch_blocking(engine, mixed, T0 + 1)
+    assert (outcome.stored, outcome.duplicates) == (1, 1)
+    with engine.connect() as conn:
+        rows = {r.seq: r for r in conn.execute(select(envelopes).order_by(envelopes.c.seq))}
+    assert rows[1].data == ODD_DATA
+    assert rows[2].data == {**ODD_DATA, "seq": 2}
+    assert rows[1].received_at == T0 and rows[2].received_at == T0 + 1
+    assert rows[1].ts == first.epoch
+
+
+def test_a_duplicate_inside_a_batch_of_new_envelopes_is_stored_once(fleet_url: str) -> None:
+    engine = _engine(fleet_url)
+    write_batch_blocking(engine, _reads(message(envelope("presence", 3, {}))), T0)
+    batch = _reads(message(*(envelope("presence", seq, {"n": seq}) for seq in range(1, 200))))
+    outcome = write_batch_blocking(engine, batch, T0 + 1)
+    assert (outcome.stored, outcome.duplicates) == (198, 1)
+    with engine.connect() as conn:
+        assert conn.execute(select(func.count()).select_from(envelopes)).scalar_one() == 199
+        pos = conn.execute(select(stream_positions)).one()
+    assert (pos.last_seq, pos.envelopes, pos.missing) == (199, 199, 0)
