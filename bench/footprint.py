@@ -285,12 +285,16 @@ async def measure(
     paid: list[str] = []
     run_id = f"{target.name}-{int(time.time())}"
     ids = [f"{run_id}-{i}" for i in range(sales)]
+    spy = _profiler(pid, PROFILE if target.name == "daemon" else None)
     (user0, sys0), t0, version0 = cpu_split_s(pid), time.monotonic(), kiosk.version
     await drive(tills, ids[:FIRST_MARK], paid)
     rss_500 = rss_mb(pid)
     await drive(tills, ids[FIRST_MARK:], paid)
     elapsed = time.monotonic() - t0
     user1, sys1 = cpu_split_s(pid)
+    if spy is not None:
+        spy.send_signal(signal.SIGINT)
+        spy.wait(60)
     cpu_per_sale_ms = (user1 - user0 + sys1 - sys0) * 1000 / sales
     frames_per_sale = (kiosk.version - version0) / sales
     rss_2000 = rss_mb(pid)
@@ -334,6 +338,20 @@ async def measure(
     if uplink is not None:
         result["lost_in_uplink"] = len(set(paid) - uplink.paid)
     return result
+
+
+PROFILE: Path | None = None
+
+
+def _profiler(pid: int, out: Path | None) -> subprocess.Popen[bytes] | None:
+    """`--profile FILE`: py-spy samples the daemon's threads holding the GIL over the sales
+    (raw collapsed stacks; the profiler's own CPU is not the daemon's, but it slows it a little:
+    a profiled run's figures are not the bench's)."""
+    if out is None:
+        return None
+    spy = Path(sys.executable).with_name("py-spy")
+    command = [str(spy), "record", "-p", str(pid), "-o", str(out), "--format", "raw", "-r", "200"]
+    return subprocess.Popen([*command, "--threads", "--gil", "--nonblocking"], stdout=subprocess.DEVNULL)
 
 
 def _journaled_blocking(db: Path, sql: str) -> set[str]:
@@ -516,7 +534,12 @@ def main() -> None:
     parser.add_argument("--sales", type=int, default=2000)
     parser.add_argument("--soak", action="store_true", help="one sale per second, RSS every minute")
     parser.add_argument("--soak-minutes", type=int, default=60)
+    parser.add_argument(
+        "--profile", type=Path, help="py-spy (pip install py-spy) the daemon over the sales into FILE"
+    )
     args = parser.parse_args()
+    global PROFILE
+    PROFILE = args.profile
     result: Awaitable[dict[str, Any]] = soak(args.soak_minutes) if args.soak else footprint(args.sales)
     print(json.dumps(asyncio.run(result)))  # type: ignore[arg-type]
 
