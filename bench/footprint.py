@@ -76,6 +76,23 @@ def rss_mb(pid: int) -> float:
         return round(int(f.read().split()[1]) * PAGE_KB / 1024, 1)
 
 
+def memory_split_mb(pid: int) -> dict[str, float]:
+    """RSS split as the kernel counts it: anonymous (heap, the daemon's own), file-backed (shared
+    libraries, the mmap'ed fonts: every FreeType face maps the font file anew, so the same
+    page-cache pages count once per face), and PSS (shared pages divided among their users)."""
+    status = dict(
+        line.split(":", 1) for line in Path(f"/proc/{pid}/status").read_text().splitlines() if ":" in line
+    )
+    rollup = Path(f"/proc/{pid}/smaps_rollup").read_text().splitlines()
+    pss = next(int(line.split()[1]) for line in rollup if line.startswith("Pss:"))
+    kb = {key: int(status[key].split()[0]) for key in ("RssAnon", "RssFile", "RssShmem")}
+    return {
+        "anon_mb": round(kb["RssAnon"] / 1024, 1),
+        "file_mb": round((kb["RssFile"] + kb["RssShmem"]) / 1024, 1),
+        "pss_mb": round(pss / 1024, 1),
+    }
+
+
 def cpu_split_s(pid: int) -> tuple[float, float]:
     """(utime, stime) of the whole process (all threads), in seconds."""
     with open(f"/proc/{pid}/stat") as f:
@@ -298,6 +315,7 @@ async def measure(
     cpu_per_sale_ms = (user1 - user0 + sys1 - sys0) * 1000 / sales
     frames_per_sale = (kiosk.version - version0) / sales
     rss_2000 = rss_mb(pid)
+    split_2000 = memory_split_mb(pid)
     latencies = await pos_to_display(tills[0], kiosk, run_id)
     rss_end = rss_mb(pid)
     if uplink is not None:
@@ -318,6 +336,7 @@ async def measure(
         "rss_after_500_mb": rss_500,
         "rss_after_2000_mb": rss_2000,
         "rss_growth_500_to_2000_mb": round(rss_2000 - rss_500, 1),
+        "memory_after_2000": split_2000,
         "rss_after_latency_phase_mb": rss_end,
         "cpu_per_sale_ms": round(cpu_per_sale_ms, 2),
         "cpu_user_sys_per_sale_ms": [
