@@ -2,9 +2,11 @@
 scans the counter QR), plus the pure request `signature()`.
 
 Owns the wire format: which path, which headers, which body, how each answer maps to a
-result or to one of this module's errors. It is synchronous on purpose (one `requests.Session`,
-explicit connect/read timeouts from `config.timeouts`, LINE's documented minimums); the payment
-service runs every call through `asyncio.to_thread`.
+result or to one of this module's errors. It is async on the daemon's one event loop: one
+aiohttp session (created at the first call inside the running loop, closed by `close()`), and
+per-request connect/read timeouts from `config.timeouts`, LINE's documented minimums. Each
+request goes out once: aiohttp's own resend of an idempotent request after a dropped
+connection would reuse the single-use nonce, so that is refused and counts as a dropped call.
 
 The body that is signed is exactly the body that is sent: it is serialised once, to bytes, and
 the same bytes go to `signature()` and to the socket. transactionId is a 19-digit number that
@@ -23,10 +25,12 @@ import uuid
 from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass
 from decimal import Decimal
+from types import TracebackType
 from typing import Any, Literal
 from urllib.parse import quote, urlencode
 
-import requests
+import aiohttp
+from yarl import URL
 
 from pos_bridge.config import LinePayConfig
 from pos_bridge.ports import LinePayTimeouts
@@ -131,12 +135,13 @@ def _refund_sum(refunds: Any) -> int:
 
 
 class LinePayClient:
-    """Blocking LINE Pay API client; one per process, shared by every payment.
+    """Async LINE Pay API client; one per process, shared by every payment. `close()` it (or use
+    it with `async with`) when the daemon stops.
 
     Args:
         config: the `[linepay]` section (credentials, mode, optional `api_base`).
         timeouts: the `[timeouts]` section.
-        session: the HTTP session (injected so tests can share or instrument it).
+        session: an HTTP session the caller owns and closes; None makes the client own one.
         nonce: nonce factory, UUID4 by default.
         device_id: this device's id, the default X-LINE-MerchantDeviceProfileId sent (with
             X-LINE-MerchantDeviceType) on every offline call.
@@ -147,7 +152,7 @@ class LinePayClient:
         config: LinePayConfig,
         timeouts: LinePayTimeouts,
         *,
-        session: requests.Session | None = None,
+        session: aiohttp.ClientSession | None = None,
         nonce: Callable[[], str] = lambda: str(uuid.uuid4()),
         device_id: str = "",
     ) -> None:
@@ -155,16 +160,38 @@ class LinePayClient:
         # X-LINE-MerchantDeviceProfileId: the configured terminal id, else this device's id.
         self.device_profile_id = config.merchant_device_profile_id or device_id
         self._timeouts = timeouts
-        self._session = session or requests.Session()
+        self._session = session
+        self._owns_session = session is None
+        self._closed = False
         self._nonce = nonce
         self.base = (config.api_base or HOSTS[config.mode]).rstrip("/")
 
-    def close(self) -> None:
-        self._session.close()
+    async def __aenter__(self) -> LinePayClient:
+        return self
+
+    async def __aexit__(
+        self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
+    ) -> None:
+        await self.close()
+
+    async def close(self) -> None:
+        """Close the session the client owns (an injected one stays open); later calls fail."""
+        self._closed = True
+        if self._session is not None and self._owns_session:
+            await self._session.close()
+        self._session = None
+
+    def _http(self) -> aiohttp.ClientSession:
+        # Created here, not in __init__: an aiohttp session needs the running loop.
+        if self._closed:
+            raise RuntimeError("LinePayClient used after close()")
+        if self._session is None:
+            self._session = aiohttp.ClientSession()
+        return self._session
 
     # ------------------------------------------------------------------ offline v4
 
-    def pay_blocking(
+    async def pay(
         self,
         *,
         order_id: str,
@@ -188,14 +215,16 @@ class LinePayClient:
             body["options"] = {
                 "familyService": {"addFriends": [{"type": "lineAt", "idList": add_friend_ids}]}
             }
-        info = self._call("POST", "/v4/payments/oneTimeKeys/pay", body=body, read=self._timeouts.linepay_pay)
+        info = await self._call(
+            "POST", "/v4/payments/oneTimeKeys/pay", body=body, read=self._timeouts.linepay_pay
+        )
         return PayResult(transaction_id=_tx(info), paid_amount=_amount_sum(info.get("payInfo")))
 
-    def check_order_blocking(self, order_id: str) -> OrderDetails:
+    async def check_order(self, order_id: str) -> OrderDetails:
         """Offline status by order id: check, then the payment list for amounts when it completed."""
         path = f"/v4/payments/orders/{quote(order_id, safe='')}/check"
         try:
-            info = self._call("GET", path, read=self._timeouts.linepay_check)
+            info = await self._call("GET", path, read=self._timeouts.linepay_check)
         except LinePayRejected as exc:
             if exc.code == "1150":
                 return OrderDetails(status="NOT_FOUND")
@@ -207,17 +236,17 @@ class LinePayClient:
             raise LinePayOutcomeUnknown(f"check returned unknown status {status!r}")
         if status in ("FAIL", "CANCEL", "AUTH_READY"):
             return OrderDetails(status=status)  # type: ignore[arg-type]
-        return self._details("/v4/payments", order_id, status)  # type: ignore[arg-type]
+        return await self._details("/v4/payments", order_id, status)  # type: ignore[arg-type]
 
-    def refund_offline_blocking(self, order_id: str, amount: int | None) -> None:
+    async def refund_offline(self, order_id: str, amount: int | None) -> None:
         """POST /v4/payments/orders/{orderId}/refund; `amount` None refunds in full."""
         body: dict[str, Any] = {} if amount is None else {"refundAmount": amount}
         path = f"/v4/payments/orders/{quote(order_id, safe='')}/refund"
-        self._call("POST", path, body=body, read=self._timeouts.linepay_capture)
+        await self._call("POST", path, body=body, read=self._timeouts.linepay_capture)
 
     # ------------------------------------------------------------------ online v3
 
-    def request_blocking(
+    async def request(
         self, *, order_id: str, amount: int, currency: str, product_name: str, add_friend_ids: list[str]
     ) -> RequestResult:
         """POST /v3/payments/request with confirmUrlType NONE (read timeout >= 10 s)."""
@@ -232,7 +261,9 @@ class LinePayClient:
             "redirectUrls": {"confirmUrl": UNUSED_CONFIRM_URL, "confirmUrlType": "NONE"},
             "options": options,
         }
-        info = self._call("POST", "/v3/payments/request", body=body, read=self._timeouts.linepay_request)
+        info = await self._call(
+            "POST", "/v3/payments/request", body=body, read=self._timeouts.linepay_request
+        )
         url = info.get("paymentUrl")
         web = url.get("web") if isinstance(url, Mapping) else None
         if not isinstance(web, str) or not web:
@@ -242,18 +273,18 @@ class LinePayClient:
             transaction_id=_tx(info), payment_url=web, access_token=str(token) if token is not None else None
         )
 
-    def check_request_blocking(self, transaction_id: str) -> str:
+    async def check_request(self, transaction_id: str) -> str:
         """GET /v3/payments/requests/{transactionId}/check: the returnCode (0000/0110/0121/0122/0123)."""
         path = f"/v3/payments/requests/{transaction_id}/check"
         try:
-            self._call("GET", path, read=self._timeouts.linepay_check)
+            await self._call("GET", path, read=self._timeouts.linepay_check)
         except LinePayRejected as exc:
             return exc.code
         return "0000"
 
-    def confirm_blocking(self, transaction_id: str, amount: int, currency: str) -> PayResult:
+    async def confirm(self, transaction_id: str, amount: int, currency: str) -> PayResult:
         """POST /v3/payments/{transactionId}/confirm (captures: TW auto-capture)."""
-        info = self._call(
+        info = await self._call(
             "POST",
             f"/v3/payments/{transaction_id}/confirm",
             body={"amount": amount, "currency": currency},
@@ -263,25 +294,25 @@ class LinePayClient:
             transaction_id=_tx(info, transaction_id), paid_amount=_amount_sum(info.get("payInfo"))
         )
 
-    def online_details_blocking(self, order_id: str) -> OrderDetails:
+    async def online_details(self, order_id: str) -> OrderDetails:
         """GET /v3/payments?orderId=: a confirmed payment, or NOT_FOUND when none was confirmed."""
         try:
-            return self._details("/v3/payments", order_id, None)
+            return await self._details("/v3/payments", order_id, None)
         except LinePayRejected as exc:
             if exc.code in ("1150", "1159"):
                 return OrderDetails(status="NOT_FOUND")
             raise
 
-    def refund_online_blocking(self, transaction_id: str, amount: int | None) -> None:
+    async def refund_online(self, transaction_id: str, amount: int | None) -> None:
         body: dict[str, Any] = {} if amount is None else {"refundAmount": amount}
-        self._call(
+        await self._call(
             "POST", f"/v3/payments/{transaction_id}/refund", body=body, read=self._timeouts.linepay_capture
         )
 
     # ------------------------------------------------------------------ wire
 
-    def _details(self, path: str, order_id: str, status: CheckStatus | None) -> OrderDetails:
-        info = self._call("GET", path, query={"orderId": order_id}, read=self._timeouts.linepay_check)
+    async def _details(self, path: str, order_id: str, status: CheckStatus | None) -> OrderDetails:
+        info = await self._call("GET", path, query={"orderId": order_id}, read=self._timeouts.linepay_check)
         rows = info if isinstance(info, list) else info.get("list", [])
         if not rows:
             return OrderDetails(status=status or "NOT_FOUND")
@@ -310,7 +341,14 @@ class LinePayClient:
             headers["X-LINE-MerchantDeviceType"] = self._config.merchant_device_type
         return headers
 
-    def _call(
+    def _timeout(self, read: float) -> aiohttp.ClientTimeout:
+        """One call's timeouts: `sock_connect` bounds TCP and TLS, `sock_read` each wait for data.
+        `connect` also bounds DNS and the wait for a pooled connection, so a call reaches LINE
+        within the connect timeout, as the payment flow's settle window (connect + read) assumes."""
+        connect = self._timeouts.linepay_connect
+        return aiohttp.ClientTimeout(total=None, connect=connect, sock_connect=connect, sock_read=read)
+
+    async def _call(
         self,
         method: str,
         path: str,
@@ -329,14 +367,23 @@ class LinePayClient:
             qs = urlencode(query or {})
             headers = self.headers(path, qs)
             url = self.base + path + (f"?{qs}" if qs else "")
-        timeout = (self._timeouts.linepay_connect, read)
         with _map_errors():
-            response = self._session.request(method, url, data=data, headers=headers, timeout=timeout)
-            if response.status_code >= 500:
-                raise LinePayOutcomeUnknown(f"LINE Pay answered HTTP {response.status_code}")
-            answer = json.loads(response.content, parse_float=Decimal)
+            async with self._http().request(
+                method,
+                URL(url, encoded=True),  # sent as signed: no requoting of the path or query
+                data=data,
+                headers=headers,
+                timeout=self._timeout(read),
+                allow_redirects=False,  # a signed call is for this path only
+                middlewares=(_single_attempt(),),
+            ) as response:
+                status = response.status
+                if status >= 500:
+                    raise LinePayOutcomeUnknown(f"LINE Pay answered HTTP {status}")
+                content = await response.read()
+            answer = json.loads(content, parse_float=Decimal)
         if not isinstance(answer, dict) or "returnCode" not in answer:
-            raise LinePayOutcomeUnknown(f"LINE Pay answered HTTP {response.status_code} without a returnCode")
+            raise LinePayOutcomeUnknown(f"LINE Pay answered HTTP {status} without a returnCode")
         code = str(answer["returnCode"])
         if code != "0000":
             raise LinePayRejected(code, str(answer.get("returnMessage", "")))
@@ -361,14 +408,39 @@ def _tx(info: Any, default: str | None = None) -> str:
     return str(value)
 
 
+class _NotResent(aiohttp.ClientConnectionError):
+    """aiohttp wanted to send a request again after its connection dropped."""
+
+
+def _single_attempt() -> aiohttp.ClientMiddlewareType:
+    """A per-call middleware that lets its request through once.
+
+    aiohttp resends an idempotent request (a GET check) once when its connection drops, with the
+    same headers: the nonce LINE may already have seen would come back as 1106, a refusal where
+    the truth is "unknown". Refusing the resend keeps a dropped call a dropped call.
+    """
+    sent = False
+
+    async def once(
+        request: aiohttp.ClientRequest, handler: aiohttp.ClientHandlerType
+    ) -> aiohttp.ClientResponse:
+        nonlocal sent
+        if sent:
+            raise _NotResent("connection dropped; not resent (the nonce is single-use)")
+        sent = True
+        return await handler(request)
+
+    return once
+
+
 @contextlib.contextmanager
 def _map_errors() -> Iterator[None]:
     """Every transport failure becomes LinePayOutcomeUnknown: whether LINE acted is unknown."""
     try:
         yield
-    except requests.Timeout as exc:
+    except TimeoutError as exc:  # aiohttp's timeouts are TimeoutError (and some ClientError too)
         raise LinePayOutcomeUnknown(f"LINE Pay timed out: {type(exc).__name__}") from exc
-    except requests.RequestException as exc:
+    except (aiohttp.ClientError, OSError) as exc:
         raise LinePayOutcomeUnknown(f"LINE Pay connection failed: {type(exc).__name__}") from exc
     except ValueError as exc:
         raise LinePayOutcomeUnknown(f"LINE Pay answer is not JSON: {exc}") from exc

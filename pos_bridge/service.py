@@ -1,11 +1,11 @@
 """The payment service: the imperative shell around `payment_flow`.
 
 Owns carrying out commands: it journals every new payment state before performing what that
-state implies, calls LINE Pay off the event loop, feeds each answer back to the state machine
-as an event, shows screens on the injected display and wakes long-polling tills. One driver
-task per payment with work pending runs in the service's TaskGroup; a command is tagged with
-the payment version that produced it and dropped if the payment has moved on since (e.g. a
-status poll after the till cancelled).
+state implies, calls LINE Pay, feeds each answer back to the state machine as an event, shows
+screens on the injected display and wakes long-polling tills. One driver task per payment with
+work pending runs in the service's TaskGroup; a command is tagged with the payment version that
+produced it and dropped if the payment has moved on since (e.g. a status poll after the till
+cancelled).
 
 A journal write that SQLite refuses (a full disk) leaves the payment where its last durable
 state put it; the service remembers that storage failed and re-reconciles every payment that
@@ -513,8 +513,7 @@ class PaymentService:
         client = self._client
         try:
             if isinstance(command, CallPay):
-                result = await asyncio.to_thread(
-                    client.pay_blocking,
+                result = await client.pay(
                     order_id=p.line_order_id,
                     amount=p.amount,
                     currency=p.currency,
@@ -524,8 +523,7 @@ class PaymentService:
                 )
                 return PayAnswered(transaction_id=result.transaction_id, paid_amount=result.paid_amount)
             if isinstance(command, CallRequest):
-                req = await asyncio.to_thread(
-                    client.request_blocking,
+                req = await client.request(
                     order_id=p.line_order_id,
                     amount=p.amount,
                     currency=p.currency,
@@ -539,22 +537,14 @@ class PaymentService:
                 )
             if isinstance(command, PollRequest):
                 assert p.transaction_id is not None
-                return RequestStatus(
-                    code=await asyncio.to_thread(client.check_request_blocking, p.transaction_id)
-                )
+                return RequestStatus(code=await client.check_request(p.transaction_id))
             if isinstance(command, CallConfirm):
                 assert p.transaction_id is not None
-                result = await asyncio.to_thread(
-                    client.confirm_blocking, p.transaction_id, p.amount, p.currency
-                )
+                result = await client.confirm(p.transaction_id, p.amount, p.currency)
                 return PayAnswered(transaction_id=result.transaction_id, paid_amount=result.paid_amount)
             if isinstance(command, CheckLedger):
-                check = (
-                    client.check_order_blocking
-                    if p.method is Method.SCAN_CODE
-                    else client.online_details_blocking
-                )
-                details = await asyncio.to_thread(check, p.line_order_id)
+                check = client.check_order if p.method is Method.SCAN_CODE else client.online_details
+                details = await check(p.line_order_id)
                 return LedgerStatus(
                     status=details.status,
                     transaction_id=details.transaction_id,
@@ -563,10 +553,10 @@ class PaymentService:
                 )
             if isinstance(command, CallRefund):
                 if p.method is Method.SCAN_CODE:
-                    await asyncio.to_thread(client.refund_offline_blocking, p.line_order_id, command.amount)
+                    await client.refund_offline(p.line_order_id, command.amount)
                 else:
                     assert p.transaction_id is not None
-                    await asyncio.to_thread(client.refund_online_blocking, p.transaction_id, command.amount)
+                    await client.refund_online(p.transaction_id, command.amount)
                 return RefundAnswered()
         except LinePayRejected as exc:
             return Rejected(code=exc.code, message=exc.message)

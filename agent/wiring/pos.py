@@ -92,7 +92,7 @@ class PosBridge:
             ctx.services.pop("payments", None)
             self.service = None
             await runner.cleanup()
-            client.close()
+            await client.close()
 
     def _journal_health(self, ok: bool, detail: str) -> None:
         """The payment journal's own writes on the board: red from a refused write until one commits."""

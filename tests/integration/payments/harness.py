@@ -204,7 +204,7 @@ async def running(
             with contextlib.suppress(asyncio.CancelledError):
                 await task
             await runner.cleanup()
-            client.close()
+            await client.close()
             if durable is not None:
                 await durable.close()
             engine.dispose()
