@@ -32,6 +32,7 @@ from sqlalchemy import (
     String,
     Table,
     UniqueConstraint,
+    bindparam,
     insert,
     select,
     update,
@@ -94,6 +95,31 @@ binding_rejections = Table(
     Column("count", Integer, nullable=False),
     Column("last_at", Float, nullable=False),
 )
+
+
+# Built once (each binding message runs them): a reused statement skips SQLAlchemy's per-call
+# construction and cache-key generation. The INSERTs and the counter's SET take their columns
+# from the parameter dict; `w_` names bind the WHERE clauses.
+_SALE = (
+    conversions.c.store_id == bindparam("w_store_id"),
+    conversions.c.device_id == bindparam("w_device_id"),
+    conversions.c.order_id == bindparam("w_order_id"),
+)
+_EXISTING = select(conversions.c.webhook_event_id, conversions.c.line_user_id).where(*_SALE)
+_EXISTS = select(conversions.c.id).where(*_SALE)
+_STORED = select(conversions).where(*_SALE)
+_INSERT_CONVERSION = insert(conversions)
+_REJECTIONS = select(binding_rejections.c.count).where(binding_rejections.c.reason == bindparam("w_reason"))
+_INSERT_REJECTION = insert(binding_rejections)
+_COUNT_REJECTION = (
+    update(binding_rejections)
+    .where(binding_rejections.c.reason == bindparam("w_reason"))
+    .values(count=binding_rejections.c.count + 1)
+)
+
+
+def _sale(store_id: str, device_id: str, order_id: str) -> dict[str, str]:
+    return {"w_store_id": store_id, "w_device_id": device_id, "w_order_id": order_id}
 
 
 class ConversionStatus(StrEnum):
@@ -212,11 +238,7 @@ def record_conversion_blocking(engine: Engine, conversion: Conversion) -> Conver
     """Insert the conversion unless its sale already has one (then DUPLICATE or ALREADY_USED)."""
     with engine.begin() as conn:
         existing = conn.execute(
-            select(conversions.c.webhook_event_id, conversions.c.line_user_id).where(
-                conversions.c.store_id == conversion.store_id,
-                conversions.c.device_id == conversion.device_id,
-                conversions.c.order_id == conversion.order_id,
-            )
+            _EXISTING, _sale(conversion.store_id, conversion.device_id, conversion.order_id)
         ).first()
         if existing is not None:
             same_event = conversion.webhook_event_id is not None and (
@@ -227,32 +249,21 @@ def record_conversion_blocking(engine: Engine, conversion: Conversion) -> Conver
             _count_blocking(conn, Rejection.ALREADY_USED, conversion.recorded_at)
             return Rejection.ALREADY_USED
         values = {k: v for k, v in asdict(conversion).items() if k != "reply_token_received_at"}
-        conn.execute(insert(conversions).values(**values))
+        conn.execute(_INSERT_CONVERSION, values)
     return ConversionStatus.RECORDED
 
 
 def _count_blocking(conn: Any, reason: Rejection, now: float) -> None:
-    where = binding_rejections.c.reason == reason
-    row = conn.execute(select(binding_rejections.c.count).where(where)).first()
+    row = conn.execute(_REJECTIONS, {"w_reason": reason}).first()
     if row is None:
-        conn.execute(insert(binding_rejections).values(reason=reason.value, count=1, last_at=now))
+        conn.execute(_INSERT_REJECTION, {"reason": reason.value, "count": 1, "last_at": now})
     else:
-        conn.execute(
-            update(binding_rejections)
-            .where(binding_rejections.c.reason == reason)
-            .values(count=binding_rejections.c.count + 1, last_at=now)
-        )
+        conn.execute(_COUNT_REJECTION, {"last_at": now, "w_reason": reason})
 
 
 def conversion_exists_blocking(engine: Engine, store_id: str, device_id: str, order_id: str) -> bool:
     with engine.connect() as conn:
-        row = conn.execute(
-            select(conversions.c.id).where(
-                conversions.c.store_id == store_id,
-                conversions.c.device_id == device_id,
-                conversions.c.order_id == order_id,
-            )
-        ).first()
+        row = conn.execute(_EXISTS, _sale(store_id, device_id, order_id)).first()
     return row is not None
 
 
@@ -286,13 +297,7 @@ def stored_conversion_blocking(
     engine: Engine, store_id: str, device_id: str, order_id: str
 ) -> Conversion | None:
     with engine.connect() as conn:
-        row = conn.execute(
-            select(conversions).where(
-                conversions.c.store_id == store_id,
-                conversions.c.device_id == device_id,
-                conversions.c.order_id == order_id,
-            )
-        ).first()
+        row = conn.execute(_STORED, _sale(store_id, device_id, order_id)).first()
     if row is None:
         return None
     data = {k: v for k, v in row._mapping.items() if k != "id"}

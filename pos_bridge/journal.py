@@ -34,6 +34,7 @@ from sqlalchemy import (
     Table,
     Text,
     and_,
+    bindparam,
     func,
     insert,
     select,
@@ -101,6 +102,43 @@ idempotency = Table(
 )
 
 _FIELDS = [f.name for f in dataclasses.fields(Payment)]
+
+# The per-sale statements, built once: a reused statement keeps its cache key, so each call
+# skips SQLAlchemy's statement construction, coercion and cache-key generation. INSERTs take
+# their columns from the parameter dict; `w_`-prefixed names bind the WHERE clauses (a bound
+# name may not be a column name the UPDATE sets).
+_COUNT_ATTEMPTS = (
+    select(func.count()).select_from(payments).where(payments.c.order_id == bindparam("w_order_id"))
+)
+_INSERT_PAYMENT = insert(payments)
+_INSERT_KEY = insert(idempotency)
+_LATEST = (
+    select(payments)
+    .where(payments.c.order_id == bindparam("w_order_id"))
+    .order_by(payments.c.attempt.desc())
+    .limit(1)
+)
+_BY_LINE = select(payments).where(payments.c.line_order_id == bindparam("w_line_order_id"))
+_BY_KEY = select(idempotency).where(
+    and_(idempotency.c.scope == bindparam("w_scope"), idempotency.c.key == bindparam("w_key"))
+)
+# SET takes every column named in the parameter dict (the payment's fields and updated_at).
+_SAVE = update(payments).where(
+    and_(
+        payments.c.line_order_id == bindparam("w_line_order_id"),
+        payments.c.version < bindparam("w_version"),
+    )
+)
+_MARK_OUTBOXED = (
+    update(payments)
+    .where(
+        and_(
+            payments.c.line_order_id == bindparam("w_line_order_id"),
+            payments.c.outboxed_version < bindparam("w_version"),
+        )
+    )
+    .values(outboxed_version=bindparam("w_version"))
+)
 
 
 class DuplicateOrder(Exception):
@@ -206,22 +244,21 @@ class Journal:
     ) -> Payment:
         now = self._clock()
         with self._engine.begin() as conn:
-            attempts = conn.execute(
-                select(func.count()).select_from(payments).where(payments.c.order_id == payment.order_id)
-            ).scalar_one()
+            attempts = conn.execute(_COUNT_ATTEMPTS, {"w_order_id": payment.order_id}).scalar_one()
             attempt = int(attempts) + 1
             # "." never appears in a POS order id (API pattern), so retries cannot collide with another order.
             line_order_id = payment.order_id if attempt == 1 else f"{payment.order_id}.{attempt}"
             fresh = dataclasses.replace(payment, line_order_id=line_order_id)
             try:
                 conn.execute(
-                    insert(payments).values(
+                    _INSERT_PAYMENT,
+                    {
                         **_row(fresh),
-                        attempt=attempt,
-                        member_phone_hash=phone_hash,
-                        updated_at=now,
-                        outboxed_version=-1,
-                    )
+                        "attempt": attempt,
+                        "member_phone_hash": phone_hash,
+                        "updated_at": now,
+                        "outboxed_version": -1,
+                    },
                 )
             except IntegrityError:
                 existing = self._latest(conn, payment.order_id)
@@ -230,25 +267,21 @@ class Journal:
                 raise DuplicateOrder(existing) from None
             if idempotency_key is not None:
                 conn.execute(
-                    insert(idempotency).values(
-                        scope=str(IdempotencyScope.PAYMENT),
-                        key=idempotency_key,
-                        request_hash=request_hash,
-                        order_id=payment.order_id,
-                        line_order_id=line_order_id,
-                        created_at=now,
-                    )
+                    _INSERT_KEY,
+                    {
+                        "scope": str(IdempotencyScope.PAYMENT),
+                        "key": idempotency_key,
+                        "request_hash": request_hash,
+                        "order_id": payment.order_id,
+                        "line_order_id": line_order_id,
+                        "created_at": now,
+                    },
                 )
         return fresh
 
     @staticmethod
     def _latest(conn: Any, order_id: str) -> Payment | None:
-        row = conn.execute(
-            select(payments)
-            .where(payments.c.order_id == order_id)
-            .order_by(payments.c.attempt.desc())
-            .limit(1)
-        ).first()
+        row = conn.execute(_LATEST, {"w_order_id": order_id}).first()
         return _payment(row) if row is not None else None
 
     def _latest_blocking(self, order_id: str) -> Payment | None:
@@ -257,43 +290,39 @@ class Journal:
 
     def _by_line_blocking(self, line_order_id: str) -> Payment | None:
         with self._engine.connect() as conn:
-            row = conn.execute(select(payments).where(payments.c.line_order_id == line_order_id)).first()
+            row = conn.execute(_BY_LINE, {"w_line_order_id": line_order_id}).first()
         return _payment(row) if row is not None else None
 
     def _by_key_blocking(self, scope: IdempotencyScope, key: str) -> tuple[str, Payment] | None:
         with self._engine.connect() as conn:
-            row = conn.execute(
-                select(idempotency).where(and_(idempotency.c.scope == str(scope), idempotency.c.key == key))
-            ).first()
+            row = conn.execute(_BY_KEY, {"w_scope": str(scope), "w_key": key}).first()
             if row is None:
                 return None
-            found = conn.execute(
-                select(payments).where(payments.c.line_order_id == row.line_order_id)
-            ).first()
+            found = conn.execute(_BY_LINE, {"w_line_order_id": row.line_order_id}).first()
         return (row.request_hash, _payment(found)) if found is not None else None
 
     def _save_blocking(self, payment: Payment, remember: Remembered | None = None) -> None:
         with self._engine.begin() as conn:
             if remember is not None:  # same transaction: a replayed request can never apply twice
                 conn.execute(
-                    insert(idempotency).values(
-                        scope=str(remember.scope),
-                        key=remember.key,
-                        request_hash=remember.request_hash,
-                        order_id=payment.order_id,
-                        line_order_id=payment.line_order_id,
-                        created_at=self._clock(),
-                    )
+                    _INSERT_KEY,
+                    {
+                        "scope": str(remember.scope),
+                        "key": remember.key,
+                        "request_hash": remember.request_hash,
+                        "order_id": payment.order_id,
+                        "line_order_id": payment.line_order_id,
+                        "created_at": self._clock(),
+                    },
                 )
             result = conn.execute(
-                update(payments)
-                .where(
-                    and_(
-                        payments.c.line_order_id == payment.line_order_id,
-                        payments.c.version < payment.version,
-                    )
-                )
-                .values(**_row(payment), updated_at=self._clock())
+                _SAVE,
+                {
+                    **_row(payment),
+                    "updated_at": self._clock(),
+                    "w_line_order_id": payment.line_order_id,
+                    "w_version": payment.version,
+                },
             )
             if result.rowcount != 1:
                 raise StaleWrite(f"{payment.line_order_id} v{payment.version}")
@@ -316,11 +345,7 @@ class Journal:
 
     def _mark_outboxed_blocking(self, line_order_id: str, version: int) -> None:
         with self._engine.begin() as conn:
-            conn.execute(
-                update(payments)
-                .where(and_(payments.c.line_order_id == line_order_id, payments.c.outboxed_version < version))
-                .values(outboxed_version=version)
-            )
+            conn.execute(_MARK_OUTBOXED, {"w_line_order_id": line_order_id, "w_version": version})
 
     # ------------------------------------------------------------ async
 

@@ -13,7 +13,19 @@ import time
 from collections.abc import Iterable, Mapping, Sequence
 from typing import Any
 
-from sqlalchemy import Column, Engine, Float, Integer, MetaData, String, Table, Text, delete, select
+from sqlalchemy import (
+    Column,
+    Engine,
+    Float,
+    Integer,
+    MetaData,
+    String,
+    Table,
+    Text,
+    bindparam,
+    delete,
+    select,
+)
 from sqlalchemy.dialects.sqlite import insert
 
 __all__ = [
@@ -50,6 +62,31 @@ sync_live_config = Table(
     Column("updated_at", Float, nullable=False),
 )
 
+# The statements of every claim, built once: a reused statement skips SQLAlchemy's per-call
+# construction and cache-key generation. INSERTs take their columns from the parameter dicts;
+# `w_` names bind the rest (an expanding IN renders one placeholder per id, as a list would).
+_FORGET = delete(sync_seq).where(sync_seq.c.record_id.in_(bindparam("w_ids", expanding=True)))
+_KNOWN = select(sync_seq.c.record_id, sync_seq.c.seq).where(
+    sync_seq.c.record_id.in_(bindparam("w_ids", expanding=True))
+)
+_LAST = select(sync_streams.c.last_seq).where(sync_streams.c.stream == bindparam("w_stream"))
+_INSERT_SEQ = insert(sync_seq)
+_UPSERT_SEQ = _INSERT_SEQ.on_conflict_do_update(
+    index_elements=["record_id"], set_={"seq": _INSERT_SEQ.excluded.seq}
+)
+_SET_LAST = insert(sync_streams).on_conflict_do_update(
+    index_elements=["stream"], set_={"last_seq": bindparam("w_last_seq")}
+)
+
+
+def _forget(conn: Any, acked: list[int]) -> None:
+    for start in range(0, len(acked), 500):
+        conn.execute(_FORGET, {"w_ids": acked[start : start + 500]})
+
+
+def _set_last(conn: Any, stream: str, last: int) -> None:
+    conn.execute(_SET_LAST, {"stream": stream, "last_seq": last, "w_last_seq": last})
+
 
 def assign_seqs_blocking(
     engine: Engine, stream: str, record_ids: Sequence[int], *, acked: Iterable[int] = ()
@@ -58,31 +95,23 @@ def assign_seqs_blocking(
 
     `acked` ids are forgotten in the same transaction (their records are gone from the outbox).
     """
-    acked = list(acked)
     with engine.begin() as conn:
-        for start in range(0, len(acked), 500):
-            conn.execute(delete(sync_seq).where(sync_seq.c.record_id.in_(acked[start : start + 500])))
+        _forget(conn, list(acked))
         known: dict[int, int] = {}
         for start in range(0, len(record_ids), 500):
-            chunk = record_ids[start : start + 500]
-            rows = conn.execute(
-                select(sync_seq.c.record_id, sync_seq.c.seq).where(sync_seq.c.record_id.in_(chunk))
-            )
+            rows = conn.execute(_KNOWN, {"w_ids": list(record_ids[start : start + 500])})
             known.update({int(row.record_id): int(row.seq) for row in rows})
         fresh = [rid for rid in record_ids if rid not in known]
         if fresh:
-            last = conn.execute(
-                select(sync_streams.c.last_seq).where(sync_streams.c.stream == stream)
-            ).scalar()
+            last = conn.execute(_LAST, {"w_stream": stream}).scalar()
             seq = int(last or 0)
             values = []
             for rid in sorted(fresh):
                 seq += 1
                 known[rid] = seq
                 values.append({"record_id": rid, "stream": stream, "seq": seq})
-            conn.execute(insert(sync_seq), values)
-            upsert = insert(sync_streams).values(stream=stream, last_seq=seq)
-            conn.execute(upsert.on_conflict_do_update(index_elements=["stream"], set_={"last_seq": seq}))
+            conn.execute(_INSERT_SEQ, values)
+            _set_last(conn, stream, seq)
     return {rid: known[rid] for rid in record_ids}
 
 
@@ -93,20 +122,14 @@ def record_seqs_blocking(
 
     A record numbered again (a dead letter put back) takes its new number.
     """
-    acked = list(acked)
     with engine.begin() as conn:
-        for start in range(0, len(acked), 500):
-            conn.execute(delete(sync_seq).where(sync_seq.c.record_id.in_(acked[start : start + 500])))
+        _forget(conn, list(acked))
         if not seqs:
             return
-        stmt = insert(sync_seq)
         conn.execute(
-            stmt.on_conflict_do_update(index_elements=["record_id"], set_={"seq": stmt.excluded.seq}),
-            [{"record_id": rid, "stream": stream, "seq": seq} for rid, seq in seqs.items()],
+            _UPSERT_SEQ, [{"record_id": rid, "stream": stream, "seq": seq} for rid, seq in seqs.items()]
         )
-        last = max(seqs.values())
-        upsert = insert(sync_streams).values(stream=stream, last_seq=last)
-        conn.execute(upsert.on_conflict_do_update(index_elements=["stream"], set_={"last_seq": last}))
+        _set_last(conn, stream, max(seqs.values()))
 
 
 def last_seqs_blocking(engine: Engine) -> dict[str, int]:

@@ -9,12 +9,21 @@ from __future__ import annotations
 
 import asyncio
 
-from sqlalchemy import Engine, select
+from sqlalchemy import Engine, bindparam, select
 
 from membership.conversion import SaleFacts
 from pos_bridge.journal import payments
 
 __all__ = ["JournalSaleLookup"]
+
+# Built once (every binding message asks): a reused statement skips SQLAlchemy's per-call
+# construction and cache-key generation.
+_SALE = (
+    select(payments.c.amount, payments.c.paid_amount, payments.c.member_phone_hash)
+    .where(payments.c.order_id == bindparam("w_order_id"))
+    .order_by(payments.c.attempt.desc())
+    .limit(1)
+)
 
 
 class JournalSaleLookup:
@@ -28,14 +37,8 @@ class JournalSaleLookup:
         return await asyncio.to_thread(self.sale_facts_blocking, order_id)
 
     def sale_facts_blocking(self, order_id: str) -> SaleFacts | None:
-        query = (
-            select(payments.c.amount, payments.c.paid_amount, payments.c.member_phone_hash)
-            .where(payments.c.order_id == order_id)
-            .order_by(payments.c.attempt.desc())
-            .limit(1)
-        )
         with self.engine.connect() as conn:
-            row = conn.execute(query).first()
+            row = conn.execute(_SALE, {"w_order_id": order_id}).first()
         if row is None:
             return None
         amount = int(row.paid_amount or row.amount)

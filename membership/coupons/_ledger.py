@@ -17,7 +17,7 @@ from dataclasses import dataclass
 from enum import StrEnum
 from typing import Any
 
-from sqlalchemy import Engine, func, select, update
+from sqlalchemy import Engine, bindparam, func, select, update
 from sqlalchemy.dialects.sqlite import insert
 
 from membership.coupons._tables import campaign_stops, ledger
@@ -96,15 +96,36 @@ def _row(mapping: Any) -> LedgerRow:
     )
 
 
+# Statements used on every coupon event, built once: a reused statement keeps its cache key, so
+# each call skips SQLAlchemy's construction, coercion and cache-key generation. INSERTs and the
+# SET of an UPDATE take their columns from the parameter dict; `w_` names bind WHERE clauses (a
+# bound name may not be a column name the UPDATE sets).
+_COLUMNS = frozenset(ledger.c.keys())
+_USER = (ledger.c.campaign == bindparam("w_campaign"), ledger.c.line_user_id == bindparam("w_user"))
+_GET = select(ledger).where(*_USER)
+_CLAIM = insert(ledger).on_conflict_do_nothing()
+_TRANSITION = update(ledger).where(*_USER, ledger.c.state.in_(bindparam("w_states", expanding=True)))
+_TRANSITION_UNATTEMPTED = _TRANSITION.where(ledger.c.attempts == 0)
+_RELEASE = ledger.delete().where(
+    *_USER, ledger.c.state == bindparam("w_state"), ledger.c.reply_ambiguous.is_(False)
+)
+_PUSHES = select(func.count()).where(
+    ledger.c.campaign == bindparam("w_campaign"),
+    ledger.c.month == bindparam("w_month"),
+    ledger.c.channel == "push",
+    ledger.c.state == LedgerState.SENT.value,
+)
+_STOP = insert(campaign_stops).on_conflict_do_nothing()
+_STOPPED = select(campaign_stops.c.reason).where(
+    campaign_stops.c.campaign == bindparam("w_campaign"), campaign_stops.c.month == bindparam("w_month")
+)
+_BY_CODE = select(ledger).where(ledger.c.code == bindparam("w_code"))
+_REDEEM = update(ledger).where(ledger.c.code == bindparam("w_code"), ledger.c.redeemed_at.is_(None))
+
+
 def get_blocking(engine: Engine, campaign: str, line_user_id: str) -> LedgerRow | None:
     with engine.connect() as conn:
-        found = (
-            conn.execute(
-                select(ledger).where(ledger.c.campaign == campaign, ledger.c.line_user_id == line_user_id)
-            )
-            .mappings()
-            .first()
-        )
+        found = conn.execute(_GET, {"w_campaign": campaign, "w_user": line_user_id}).mappings().first()
     return _row(found) if found is not None else None
 
 
@@ -123,27 +144,23 @@ def claim_blocking(
 ) -> tuple[bool, LedgerRow | None]:
     """Insert the user's row unless one exists. Returns (won, row); row is None only when the
     code or retry key collided with another user's (the caller draws new ones)."""
-    stmt = (
-        insert(ledger)
-        .values(
-            campaign=campaign,
-            line_user_id=line_user_id,
-            state=LedgerState.CLAIMED.value,
-            code=code,
-            retry_key=retry_key,
-            store_id=store_id,
-            device_id=device_id,
-            order_id=order_id,
-            reply_token=reply_token,
-            reply_ambiguous=False,
-            attempts=0,
-            created_at=now,
-            updated_at=now,
-        )
-        .on_conflict_do_nothing()
-    )
+    row = {
+        "campaign": campaign,
+        "line_user_id": line_user_id,
+        "state": LedgerState.CLAIMED.value,
+        "code": code,
+        "retry_key": retry_key,
+        "store_id": store_id,
+        "device_id": device_id,
+        "order_id": order_id,
+        "reply_token": reply_token,
+        "reply_ambiguous": False,
+        "attempts": 0,
+        "created_at": now,
+        "updated_at": now,
+    }
     with engine.begin() as conn:
-        won = conn.execute(stmt).rowcount == 1
+        won = conn.execute(_CLAIM, row).rowcount == 1
     return won, get_blocking(engine, campaign, line_user_id)
 
 
@@ -160,16 +177,20 @@ def transition_blocking(
 ) -> bool:
     """Move the row to `to_state` (setting `values`) only if it is in one of `from_states`
     (and, with `unattempted`, only if no push was ever tried for it)."""
-    conditions = [
-        ledger.c.campaign == campaign,
-        ledger.c.line_user_id == line_user_id,
-        ledger.c.state.in_([s.value for s in from_states]),
-    ]
-    if unattempted:
-        conditions.append(ledger.c.attempts == 0)
-    stmt = update(ledger).where(*conditions).values(state=to_state.value, updated_at=now, **values)
+    unknown = values.keys() - _COLUMNS
+    if unknown:  # a prebuilt UPDATE would skip them silently
+        raise ValueError(f"not columns of coupon_ledger: {sorted(unknown)}")
+    stmt = _TRANSITION_UNATTEMPTED if unattempted else _TRANSITION
+    params = {
+        **values,
+        "state": to_state.value,
+        "updated_at": now,
+        "w_campaign": campaign,
+        "w_user": line_user_id,
+        "w_states": [s.value for s in from_states],
+    }
     with engine.begin() as conn:
-        return conn.execute(stmt).rowcount == 1
+        return conn.execute(stmt, params).rowcount == 1
 
 
 def release_blocking(engine: Engine, campaign: str, line_user_id: str, *, from_state: LedgerState) -> bool:
@@ -177,12 +198,7 @@ def release_blocking(engine: Engine, campaign: str, line_user_id: str, *, from_s
     coupon whose reply did not go out and that may not be pushed. True if the row was removed."""
     with engine.begin() as conn:
         result = conn.execute(
-            ledger.delete().where(
-                ledger.c.campaign == campaign,
-                ledger.c.line_user_id == line_user_id,
-                ledger.c.state == from_state.value,
-                ledger.c.reply_ambiguous.is_(False),
-            )
+            _RELEASE, {"w_campaign": campaign, "w_user": line_user_id, "w_state": from_state.value}
         )
     return bool(result.rowcount == 1)
 
@@ -198,35 +214,19 @@ def rows_in_states_blocking(engine: Engine, states: tuple[LedgerState, ...]) -> 
 def campaign_pushes_blocking(engine: Engine, campaign: str, month: str) -> int:
     """Pushes this campaign has had confirmed in `month` (replies are free and not counted)."""
     with engine.connect() as conn:
-        count = conn.execute(
-            select(func.count()).where(
-                ledger.c.campaign == campaign,
-                ledger.c.month == month,
-                ledger.c.channel == "push",
-                ledger.c.state == LedgerState.SENT.value,
-            )
-        ).scalar_one()
+        count = conn.execute(_PUSHES, {"w_campaign": campaign, "w_month": month}).scalar_one()
     return int(count)
 
 
 def stop_campaign_blocking(engine: Engine, campaign: str, month: str, reason: str, now: float) -> None:
-    stmt = (
-        insert(campaign_stops)
-        .values(campaign=campaign, month=month, reason=reason, stopped_at=now)
-        .on_conflict_do_nothing()
-    )
     with engine.begin() as conn:
-        conn.execute(stmt)
+        conn.execute(_STOP, {"campaign": campaign, "month": month, "reason": reason, "stopped_at": now})
 
 
 def campaign_stop_blocking(engine: Engine, campaign: str, month: str) -> str | None:
     """Why the campaign is stopped for `month`, or None while it runs."""
     with engine.connect() as conn:
-        reason = conn.execute(
-            select(campaign_stops.c.reason).where(
-                campaign_stops.c.campaign == campaign, campaign_stops.c.month == month
-            )
-        ).scalar_one_or_none()
+        reason = conn.execute(_STOPPED, {"w_campaign": campaign, "w_month": month}).scalar_one_or_none()
     return None if reason is None else str(reason)
 
 
@@ -246,7 +246,7 @@ def redeem_blocking(
     `valid_s` maps campaign name to how long after delivery its codes stay valid.
     """
     with engine.begin() as conn:
-        found = conn.execute(select(ledger).where(ledger.c.code == code)).mappings().first()
+        found = conn.execute(_BY_CODE, {"w_code": code}).mappings().first()
         if found is None:
             return RedeemStatus.UNKNOWN_CODE, None
         row = _row(found)
@@ -257,9 +257,7 @@ def redeem_blocking(
         if now - row.sent_at > valid_s.get(row.campaign, 0.0):
             return RedeemStatus.EXPIRED, row
         done = conn.execute(
-            update(ledger)
-            .where(ledger.c.code == code, ledger.c.redeemed_at.is_(None))
-            .values(redeemed_at=now, redeemed_order_id=order_id, updated_at=now)
+            _REDEEM, {"redeemed_at": now, "redeemed_order_id": order_id, "updated_at": now, "w_code": code}
         ).rowcount
     if done != 1:
         return RedeemStatus.ALREADY_REDEEMED, get_blocking(engine, row.campaign, row.line_user_id)
