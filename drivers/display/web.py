@@ -16,7 +16,6 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import ipaddress
 import json
 import logging
 import secrets
@@ -71,14 +70,12 @@ def _chunk(kind: bytes, data: bytes) -> bytes:
     return struct.pack(">I", len(data)) + kind + data + struct.pack(">I", zlib.crc32(kind + data))
 
 
-def encode_png(image: Image.Image, *, level: int = 1) -> bytes:
-    """PNG bytes for the kiosk: 8-bit RGB, every row unfiltered, deflate at `level`.
+def encode_png(image: Image.Image) -> bytes:
+    """PNG bytes for the kiosk: 8-bit RGB, every row unfiltered, deflate level 1.
 
     The screens are flat colours and text, so unfiltered rows deflate about as well as Pillow's
     per-row adaptive filters (~35 kB for 800x480) while costing a quarter less CPU: trying five
-    filters on every row was the larger part of the encoding. Level 0 (stored, ~1.1 MB) is for
-    a browser on this machine: deflate is then two thirds of the frame's cost and bytes over
-    loopback cost nothing. Any other mode is converted.
+    filters on every row was the larger part of the encoding. Any other mode is converted.
     """
     rgb = image if image.mode == "RGB" else image.convert("RGB")
     width, height = rgb.size
@@ -86,15 +83,7 @@ def encode_png(image: Image.Image, *, level: int = 1) -> bytes:
     raw = rgb.tobytes()
     rows = b"".join(b"\x00" + raw[i : i + stride] for i in range(0, len(raw), stride))
     header = struct.pack(">IIBBBBB", width, height, 8, 2, 0, 0, 0)  # 8-bit, truecolour, no interlace
-    return _PNG_SIGNATURE + _chunk(b"IHDR", header) + _chunk(b"IDAT", zlib.compress(rows, level)) + _IEND
-
-
-def on_this_machine(remote: str | None) -> bool:
-    """A kiosk browser on the Pi itself (loopback), as opposed to a tablet over the shop's Wi-Fi."""
-    try:
-        return remote is not None and ipaddress.ip_address(remote).is_loopback
-    except ValueError:
-        return False
+    return _PNG_SIGNATURE + _chunk(b"IHDR", header) + _chunk(b"IDAT", zlib.compress(rows, 1)) + _IEND
 
 
 _PNG_SIGNATURE: Final = b"\x89PNG\r\n\x1a\n"
@@ -114,8 +103,7 @@ class WebDriver:
         self._size = size
         self._heartbeat_s = heartbeat_s
         self._image: Image.Image | None = None
-        # (version, deflate level) -> its encoding, for the current version only
-        self._png: dict[tuple[int, int], asyncio.Future[bytes]] = {}
+        self._png: tuple[int, asyncio.Future[bytes]] | None = None  # (version, its encoding)
         self._version = 0
         self._clients: set[asyncio.Queue[int | None]] = set()
         self._runner: web.AppRunner | None = None
@@ -181,19 +169,18 @@ class WebDriver:
     async def _page(self, request: web.Request) -> web.Response:
         return web.Response(text=KIOSK_PAGE, content_type="text/html", headers={"Cache-Control": "no-store"})
 
-    async def png(self, *, level: int = 1) -> tuple[int, bytes] | None:
+    async def png(self) -> tuple[int, bytes] | None:
         """The current frame's version and PNG bytes (encoded on the first ask); None before any."""
         image, version = self._image, self._version
         if image is None:
             return None
-        key = (version, level)
-        if key not in self._png:
-            self._png = {k: v for k, v in self._png.items() if k[0] == version}
-            self._png[key] = asyncio.ensure_future(asyncio.to_thread(encode_png, image, level=level))
-        return version, await asyncio.shield(self._png[key])
+        if self._png is None or self._png[0] != version:
+            encoding = asyncio.ensure_future(asyncio.to_thread(encode_png, image))
+            self._png = (version, encoding)
+        return version, await asyncio.shield(self._png[1])
 
     async def _screen(self, request: web.Request) -> web.Response:
-        current = await self.png(level=0 if on_this_machine(request.remote) else 1)
+        current = await self.png()
         if current is None:
             return web.Response(status=503, text="no screen yet", headers={"Retry-After": "1"})
         version, body = current
