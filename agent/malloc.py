@@ -5,6 +5,13 @@ threads (SQLite, rendering, PNG encoding, LINE Pay calls) each grow one and keep
 megabytes, so resident memory creeps up with no leak in Python. Two arenas keep the threads from
 contending on one lock and return that memory: measured by bench/footprint.py, ~15 MB less
 after 400 sales. Equivalent to `MALLOC_ARENA_MAX=2`, which still wins when it is set.
+
+Every frame the display draws and encodes passes through buffers of about 1.2 MB (the pixels,
+the PNG's rows). Above glibc's mmap threshold (128 kB until it adapts, and in a thread's arena it
+did not) each is a fresh mmap and munmap: ~800 page faults and 3 ms of kernel time a frame.
+Holding allocations up to 4 MB on the heap, and trimming the heap only past 8 MB free, reuses
+the same pages: 10 faults and 0.7 ms a frame (docs/performance.md).
+`MALLOC_MMAP_THRESHOLD_` / `MALLOC_TRIM_THRESHOLD_` set by the operator still win.
 """
 
 from __future__ import annotations
@@ -15,17 +22,33 @@ import logging
 import os
 from typing import Final
 
-__all__ = ["ARENA_MAX", "limit_malloc_arenas"]
+__all__ = ["ARENA_MAX", "MMAP_THRESHOLD", "TRIM_THRESHOLD", "keep_frame_buffers", "limit_malloc_arenas"]
 
 log = logging.getLogger(__name__)
 
 ARENA_MAX: Final = 2
-_M_ARENA_MAX: Final = -8  # glibc malloc.h
+MMAP_THRESHOLD: Final = 4 * 1024 * 1024
+TRIM_THRESHOLD: Final = 8 * 1024 * 1024
+_M_TRIM_THRESHOLD: Final = -1  # glibc malloc.h
+_M_MMAP_THRESHOLD: Final = -3
+_M_ARENA_MAX: Final = -8
 
 
 def limit_malloc_arenas(arenas: int = ARENA_MAX) -> bool:
     """Cap glibc's arenas (before threads start); False where there is no glibc mallopt."""
-    if "MALLOC_ARENA_MAX" in os.environ:
+    return _mallopt(_M_ARENA_MAX, arenas, env="MALLOC_ARENA_MAX")
+
+
+def keep_frame_buffers() -> bool:
+    """Keep frame-sized buffers on the heap (see above); False where not applied."""
+    if "MALLOC_MMAP_THRESHOLD_" in os.environ or "MALLOC_TRIM_THRESHOLD_" in os.environ:
+        return False
+    trim = _mallopt(_M_TRIM_THRESHOLD, TRIM_THRESHOLD, env="MALLOC_TRIM_THRESHOLD_")
+    return _mallopt(_M_MMAP_THRESHOLD, MMAP_THRESHOLD, env="MALLOC_MMAP_THRESHOLD_") and trim
+
+
+def _mallopt(param: int, value: int, *, env: str) -> bool:
+    if env in os.environ:
         return False  # the operator chose; glibc has read it already
     name = ctypes.util.find_library("c")
     if name is None:
@@ -36,7 +59,7 @@ def limit_malloc_arenas(arenas: int = ARENA_MAX) -> bool:
         return False
     mallopt.argtypes = [ctypes.c_int, ctypes.c_int]
     mallopt.restype = ctypes.c_int
-    applied = bool(mallopt(_M_ARENA_MAX, arenas))
+    applied = bool(mallopt(param, value))
     if not applied:
-        log.warning("malloc arena limit not applied", extra={"arenas": arenas})
+        log.warning("malloc setting not applied", extra={"setting": env, "value": value})
     return applied

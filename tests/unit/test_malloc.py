@@ -27,6 +27,25 @@ def test_applied_on_glibc_in_a_fresh_process() -> None:
     assert out.stdout.strip() == "True"
 
 
+def test_frame_buffers_kept_on_glibc_in_a_fresh_process() -> None:
+    code = "from agent.malloc import keep_frame_buffers; print(keep_frame_buffers())"
+    out = subprocess.run(
+        [sys.executable, "-c", code],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        check=True,
+        env={"PATH": "/usr/bin:/bin"},
+    )
+    assert out.stdout.strip() == "True"
+
+
+@pytest.mark.parametrize("name", ["MALLOC_MMAP_THRESHOLD_", "MALLOC_TRIM_THRESHOLD_"])
+def test_operator_thresholds_win(monkeypatch: pytest.MonkeyPatch, name: str) -> None:
+    monkeypatch.setenv(name, "131072")
+    assert malloc.keep_frame_buffers() is False
+
+
 def test_operator_setting_wins(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("MALLOC_ARENA_MAX", "4")
     assert malloc.limit_malloc_arenas() is False
@@ -40,3 +59,44 @@ def test_no_mallopt_is_not_an_error(monkeypatch: pytest.MonkeyPatch) -> None:
 
     monkeypatch.setattr(malloc.ctypes, "CDLL", no_libc)
     assert malloc.limit_malloc_arenas() is False
+
+
+FAULTS = """
+import resource, sys, threading
+from agent.malloc import keep_frame_buffers, limit_malloc_arenas
+limit_malloc_arenas()
+if sys.argv[1] == "tuned":
+    assert keep_frame_buffers()
+
+def draw():  # as the daemon does: in a worker thread, so in a thread's arena
+    frame = b"x" * 1_200_000
+    del frame
+    before = resource.getrusage(resource.RUSAGE_SELF).ru_minflt
+    for _ in range(50):
+        pixels = b"x" * 1_200_000  # a frame's pixels, written
+        rows = pixels + b"y"  # and its PNG rows
+        del pixels, rows
+    print(resource.getrusage(resource.RUSAGE_SELF).ru_minflt - before)
+
+worker = threading.Thread(target=draw)
+worker.start()
+worker.join()
+"""
+
+
+def _faults(mode: str) -> int:
+    out = subprocess.run(
+        [sys.executable, "-c", FAULTS, mode],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        check=True,
+        env={"PATH": "/usr/bin:/bin"},
+    )
+    return int(out.stdout)
+
+
+def test_a_frame_sized_buffer_reuses_its_pages_instead_of_faulting_them_in_anew() -> None:
+    default, tuned = _faults("default"), _faults("tuned")
+    assert default > 50 * 200  # ~293 pages a buffer: mmap'ed and faulted in every time
+    assert tuned < 500
