@@ -75,15 +75,18 @@ def encode_png(image: Image.Image) -> bytes:
 
     The screens are flat colours and text, so unfiltered rows deflate about as well as Pillow's
     per-row adaptive filters (~35 kB for 800x480) while costing a quarter less CPU: trying five
-    filters on every row was the larger part of the encoding. Any other mode is converted.
+    filters on every row was the larger part of the encoding. The rows get their filter byte
+    (0) by pasting the pixels' bytes one column into a one-column-wider greyscale image, in C:
+    a third less than joining 480 slices in Python. Any other mode is converted.
     """
     rgb = image if image.mode == "RGB" else image.convert("RGB")
     width, height = rgb.size
     stride = width * 3
-    raw = rgb.tobytes()
-    rows = b"".join(b"\x00" + raw[i : i + stride] for i in range(0, len(raw), stride))
+    rows = Image.new("L", (stride + 1, height), 0)
+    rows.paste(Image.frombytes("L", (stride, height), rgb.tobytes()), (1, 0))
     header = struct.pack(">IIBBBBB", width, height, 8, 2, 0, 0, 0)  # 8-bit, truecolour, no interlace
-    return _PNG_SIGNATURE + _chunk(b"IHDR", header) + _chunk(b"IDAT", zlib.compress(rows, 1)) + _IEND
+    idat = zlib.compress(rows.tobytes(), 1)
+    return _PNG_SIGNATURE + _chunk(b"IHDR", header) + _chunk(b"IDAT", idat) + _IEND
 
 
 _PNG_SIGNATURE: Final = b"\x89PNG\r\n\x1a\n"
