@@ -297,8 +297,21 @@ class PaymentService:
         return await self._apply(payment.line_order_id, Begin(one_time_key=request.one_time_key)), True
 
     async def get(self, order_id: str) -> Payment | None:
+        live = self._live_attempt(order_id)
+        if live is not None:
+            return live
         payment = await self._journal.latest(order_id)
         return None if payment is None else self._cached(payment)
+
+    def _live_attempt(self, order_id: str) -> Payment | None:
+        """The order's attempt this process is driving, from memory (a till's long poll asks on
+        every change). Every journal write updates the cache, and while an attempt is not final
+        no newer one can exist (a sale is tried again only after it failed or was cancelled),
+        so this is the journal's latest without a read."""
+        for payment in self._cache.values():
+            if payment.order_id == order_id and payment.state in NON_FINAL:
+                return payment
+        return None
 
     async def wait_change(self, order_id: str, *, after_version: int | None, wait_s: float) -> Payment:
         """The order's payment once its version differs from `after_version` (or after `wait_s`)."""

@@ -329,3 +329,40 @@ async def test_member_phone_is_kept_only_as_the_agent_wide_salted_hash(
         for name in ("shopedge.db", "shopedge.db-wal"):
             path = tmp_path / name
             assert not path.exists() or b"912345678" not in path.read_bytes()
+
+
+async def test_a_live_sale_is_read_from_memory_and_a_settled_one_from_the_journal(
+    tmp_path: Path, emulator: EmulatorServer, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A till's long poll asks on every change: while the attempt is live the service answers
+    from what it wrote, and its answer is what the journal holds; once settled, the journal."""
+    from pos_bridge.journal import Journal
+
+    reads: list[str] = []
+    real_latest = Journal.latest
+
+    async def counting(self: Journal, order_id: str) -> object:
+        reads.append(order_id)
+        return await real_latest(self, order_id)
+
+    monkeypatch.setattr(Journal, "latest", counting)
+    async with running(tmp_path, emulator.url) as h:
+        status, body = await h.post("/v1/payments", qr("M1"))
+        assert status == 201
+        body = await h.until("M1", "requested")
+        reads.clear()
+        for _ in range(5):
+            status, live = await h.get("/v1/payments/M1")
+            assert status == 200 and live["status"] == "requested"
+        assert reads == []
+        stored = await real_latest(h.service._journal, "M1")
+        assert stored is not None and stored.version == live["version"]
+        emulator.state.approve(body["transaction_id"], time.time())
+        await h.until("M1", "paid")
+        for _ in range(100):
+            if not h.service._cache:
+                break
+            await asyncio.sleep(0.02)
+        reads.clear()
+        status, settled = await h.get("/v1/payments/M1")
+        assert status == 200 and settled["status"] == "paid" and reads == ["M1"]
