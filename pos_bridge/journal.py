@@ -17,6 +17,7 @@ Blocking functions end in `_blocking` and run only through `asyncio.to_thread`.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import dataclasses
 import logging
 from collections.abc import Callable
@@ -236,6 +237,7 @@ class Journal:
         self._clock = clock
         self._on_health = on_health
         self._healthy: bool | None = None
+        self._marking: set[asyncio.Task[None]] = set()
 
     # ------------------------------------------------------------ blocking
 
@@ -428,10 +430,17 @@ class Journal:
 
     async def flush_outbox(self) -> int:
         """Send the outbox every journal entry it is missing (after a crash); returns how many."""
+        await self.settle_marks()
         unsent = await asyncio.to_thread(self._unsent_blocking)
         for payment in unsent:
             await self._to_outbox(payment)
+        await self.settle_marks()
         return len(unsent)
+
+    async def settle_marks(self) -> None:
+        """Wait for the outboxed marks still being written."""
+        if self._marking:
+            await asyncio.gather(*self._marking, return_exceptions=True)
 
     async def _to_outbox(self, payment: Payment) -> None:
         outbox = self._outbox()
@@ -445,7 +454,13 @@ class Journal:
             # The journal row is the truth and is already durable; the next start re-sends it.
             log.exception("outbox put failed; payment journal entry will be re-sent at start")
             return
-        try:
-            await self._write(self._mark_outboxed_blocking, payment.line_order_id, payment.version)
-        except JournalWriteError:
-            return  # the outbox has it (deduped by key); the next flush re-sends and marks it
+        # The mark only spares the next start a re-send (deduped by key), so it is written off
+        # the sale's path: a sale no longer waits a thread hop and a commit for it per state.
+        mark = asyncio.create_task(self._mark_outboxed(payment.line_order_id, payment.version))
+        self._marking.add(mark)
+        mark.add_done_callback(self._marking.discard)
+
+    async def _mark_outboxed(self, line_order_id: str, version: int) -> None:
+        with contextlib.suppress(JournalWriteError):
+            # Not written: the outbox has it (deduped by key); the next flush re-sends and marks it.
+            await self._write(self._mark_outboxed_blocking, line_order_id, version)

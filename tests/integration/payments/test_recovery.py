@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import threading
 import time
 from pathlib import Path
 from typing import Any
@@ -135,3 +136,40 @@ async def test_every_journal_entry_reaches_the_real_outbox(tmp_path: Path, emula
         assert "payment_url" not in records[-1].payload
     finally:
         await outbox.close()
+
+
+async def test_the_outboxed_mark_is_off_the_sales_path_and_settles(tmp_path: Path) -> None:
+    """A state change waits for the outbox copy, not for the mark that spares the next start a
+    re-send; the mark lands soon after, and a flush waits for it before it counts."""
+    engine = await asyncio.to_thread(open_engine, tmp_path / "s.db")
+    await asyncio.to_thread(migrate, engine)
+    outbox = FlakyOutbox()
+    outbox.fail = False
+    journal = Journal(engine, outbox=lambda: outbox, clock=time.time)
+    written: list[tuple[str, int]] = []
+    release = threading.Event()
+    real_mark = journal._mark_outboxed_blocking
+
+    def slow_mark(line_order_id: str, version: int) -> None:
+        release.wait(5)
+        real_mark(line_order_id, version)
+        written.append((line_order_id, version))
+
+    journal._mark_outboxed_blocking = slow_mark  # type: ignore[method-assign]
+    draft = Payment(
+        order_id="K1",
+        line_order_id="K1",
+        method=Method.QR,
+        amount=5,
+        currency="TWD",
+        product_name="x",
+        state=State.CREATED,
+        created_at=time.time(),
+    )
+    created = await asyncio.wait_for(journal.create(draft), timeout=2)
+    assert outbox.keys == ["payment:K1:0"]  # the outbox copy: before create returned
+    assert written == []  # the mark: still waiting, and create did not wait for it
+    release.set()
+    assert await journal.flush_outbox() == 0  # waited for the mark, then found nothing unsent
+    assert written == [(created.line_order_id, created.version)]
+    engine.dispose()
