@@ -162,6 +162,11 @@ class WebDriver:
     async def present(self, image: Image.Image) -> None:
         self._image = image
         self._version += 1
+        if self._clients:
+            # A kiosk is following and will ask for this frame at once: encode while the event
+            # travels to it and its request comes back, not after (with nobody following,
+            # nothing is encoded until someone asks).
+            self._encoding(image, self._version)
         for queue in list(self._clients):
             _offer(queue, self._version)
 
@@ -177,10 +182,13 @@ class WebDriver:
         image, version = self._image, self._version
         if image is None:
             return None
+        return version, await asyncio.shield(self._encoding(image, version))
+
+    def _encoding(self, image: Image.Image, version: int) -> asyncio.Future[bytes]:
+        """The PNG of frame `version`, started once (shared by every client that asks)."""
         if self._png is None or self._png[0] != version:
-            encoding = asyncio.ensure_future(asyncio.to_thread(encode_png, image))
-            self._png = (version, encoding)
-        return version, await asyncio.shield(self._png[1])
+            self._png = (version, asyncio.ensure_future(asyncio.to_thread(encode_png, image)))
+        return self._png[1]
 
     async def _screen(self, request: web.Request) -> web.Response:
         current = await self.png()

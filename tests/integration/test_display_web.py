@@ -351,3 +351,37 @@ def test_encoded_png_is_the_frame_exactly_and_small(name: str) -> None:
     assert zxingcpp.read_barcode(decoded).text == qr_screens()[name][1]
     grey = encode_png(image.convert("L"))
     assert Image.open(io.BytesIO(grey)).convert("L").tobytes() == image.convert("L").tobytes()
+
+
+async def test_a_followed_frame_is_encoded_before_the_kiosk_asks(
+    driver: WebDriver, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import drivers.display.web as web_module
+
+    encoded: list[int] = []
+    real_encode = web_module.encode_png
+
+    def counting(image: Image.Image) -> bytes:
+        encoded.append(1)
+        return real_encode(image)
+
+    monkeypatch.setattr(web_module, "encode_png", counting)
+    async with (
+        aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=5)) as http,
+        http.get(driver.url + "events") as resp,
+    ):
+        await resp.content.readuntil(b"\n\n")
+        await driver.present(frame(qr_screens()["paid"][0]))
+        assert await read_event(resp) == {"version": 1, "epoch": driver.epoch}
+        async with asyncio.timeout(5):
+            while not encoded:  # noqa: ASYNC110
+                await asyncio.sleep(0.01)
+        body = await _fetch_version(http, driver.url + "screen.png", "1")
+        assert encoded == [1]  # started by the frame, used by the request: once
+        assert Image.open(io.BytesIO(body)).convert("RGB").tobytes() == frame(qr_screens()["paid"][0]).tobytes()
+
+
+async def _fetch_version(http: aiohttp.ClientSession, url: str, version: str) -> bytes:
+    async with http.get(url) as resp:
+        assert resp.status == 200 and resp.headers["X-Screen-Version"] == version
+        return await resp.read()
