@@ -308,9 +308,7 @@ async def test_the_kiosk_page_follows_a_restarted_agent(tmp_path: Path) -> None:
             await proc.wait()
 
 
-async def test_a_frame_is_encoded_only_when_fetched_and_once(
-    driver: WebDriver, monkeypatch: pytest.MonkeyPatch
-) -> None:
+def _count_encodings(monkeypatch: pytest.MonkeyPatch) -> list[int]:
     import drivers.display.web as web_module
 
     encoded: list[int] = []
@@ -321,6 +319,13 @@ async def test_a_frame_is_encoded_only_when_fetched_and_once(
         return real_encode(image)
 
     monkeypatch.setattr(web_module, "encode_png", counting)
+    return encoded
+
+
+async def test_a_frame_is_encoded_only_when_fetched_and_once(
+    driver: WebDriver, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    encoded = _count_encodings(monkeypatch)
     screens = [qr_screens()[name][0] for name in ("idle", "pay", "paid")]
     for screen in screens:
         await driver.present(frame(screen))
@@ -356,16 +361,7 @@ def test_encoded_png_is_the_frame_exactly_and_small(name: str) -> None:
 async def test_a_followed_frame_is_encoded_before_the_kiosk_asks(
     driver: WebDriver, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    import drivers.display.web as web_module
-
-    encoded: list[int] = []
-    real_encode = web_module.encode_png
-
-    def counting(image: Image.Image) -> bytes:
-        encoded.append(1)
-        return real_encode(image)
-
-    monkeypatch.setattr(web_module, "encode_png", counting)
+    encoded = _count_encodings(monkeypatch)
     async with (
         aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=5)) as http,
         http.get(driver.url + "events") as resp,

@@ -14,30 +14,26 @@ from agent import malloc
 ROOT = Path(__file__).resolve().parents[2]
 
 
-def test_applied_on_glibc_in_a_fresh_process() -> None:
-    code = "from agent.malloc import limit_malloc_arenas; print(limit_malloc_arenas())"
+def _fresh_process(code: str, *args: str) -> str:
     out = subprocess.run(
-        [sys.executable, "-c", code],
+        [sys.executable, "-c", code, *args],
         cwd=ROOT,
         capture_output=True,
         text=True,
         check=True,
         env={"PATH": "/usr/bin:/bin"},
     )
-    assert out.stdout.strip() == "True"
+    return out.stdout.strip()
+
+
+def test_applied_on_glibc_in_a_fresh_process() -> None:
+    code = "from agent.malloc import limit_malloc_arenas; print(limit_malloc_arenas())"
+    assert _fresh_process(code) == "True"
 
 
 def test_frame_buffers_kept_on_glibc_in_a_fresh_process() -> None:
     code = "from agent.malloc import keep_frame_buffers; print(keep_frame_buffers())"
-    out = subprocess.run(
-        [sys.executable, "-c", code],
-        cwd=ROOT,
-        capture_output=True,
-        text=True,
-        check=True,
-        env={"PATH": "/usr/bin:/bin"},
-    )
-    assert out.stdout.strip() == "True"
+    assert _fresh_process(code) == "True"
 
 
 @pytest.mark.parametrize("name", ["MALLOC_MMAP_THRESHOLD_", "MALLOC_TRIM_THRESHOLD_"])
@@ -85,15 +81,7 @@ worker.join()
 
 
 def _faults(mode: str) -> int:
-    out = subprocess.run(
-        [sys.executable, "-c", FAULTS, mode],
-        cwd=ROOT,
-        capture_output=True,
-        text=True,
-        check=True,
-        env={"PATH": "/usr/bin:/bin"},
-    )
-    return int(out.stdout)
+    return int(_fresh_process(FAULTS, mode))
 
 
 def test_a_frame_sized_buffer_reuses_its_pages_instead_of_faulting_them_in_anew() -> None:

@@ -64,14 +64,10 @@ class FlakyOutbox:
         return len(self.keys)
 
 
-async def test_outbox_gap_is_repaired_at_start(tmp_path: Path) -> None:
-    engine = await asyncio.to_thread(open_engine, tmp_path / "s.db")
-    await asyncio.to_thread(migrate, engine)
-    outbox = FlakyOutbox()
-    journal = Journal(engine, outbox=lambda: outbox, clock=time.time)
-    draft = Payment(
-        order_id="O1",
-        line_order_id="O1",
+def _draft(order_id: str) -> Payment:
+    return Payment(
+        order_id=order_id,
+        line_order_id=order_id,
         method=Method.QR,
         amount=5,
         currency="TWD",
@@ -79,6 +75,14 @@ async def test_outbox_gap_is_repaired_at_start(tmp_path: Path) -> None:
         state=State.CREATED,
         created_at=time.time(),
     )
+
+
+async def test_outbox_gap_is_repaired_at_start(tmp_path: Path) -> None:
+    engine = await asyncio.to_thread(open_engine, tmp_path / "s.db")
+    await asyncio.to_thread(migrate, engine)
+    outbox = FlakyOutbox()
+    journal = Journal(engine, outbox=lambda: outbox, clock=time.time)
+    draft = _draft("O1")
     created = await journal.create(draft)  # the journal row is written even though the outbox fails
     assert (await journal.latest("O1")) == created and outbox.keys == []
     outbox.fail = False
@@ -156,16 +160,7 @@ async def test_the_outboxed_mark_is_off_the_sales_path_and_settles(tmp_path: Pat
         written.append((line_order_id, version))
 
     journal._mark_outboxed_blocking = slow_mark  # type: ignore[method-assign]
-    draft = Payment(
-        order_id="K1",
-        line_order_id="K1",
-        method=Method.QR,
-        amount=5,
-        currency="TWD",
-        product_name="x",
-        state=State.CREATED,
-        created_at=time.time(),
-    )
+    draft = _draft("K1")
     created = await asyncio.wait_for(journal.create(draft), timeout=2)
     assert outbox.keys == ["payment:K1:0"]  # the outbox copy: before create returned
     assert written == []  # the mark: still waiting, and create did not wait for it
