@@ -38,7 +38,7 @@ from agent.sync._client import PublishRefused, SyncClient
 from agent.sync._store import assign_seqs_blocking, last_seqs_blocking, record_seqs_blocking
 from base.envelope import format_ts
 from base.topics import UP_KINDS, up_topic
-from offline_queue import classify
+from offline_queue import ReleasePort, classify
 
 __all__ = ["OutboxPort", "RecordLike", "Uplink", "UplinkSettings", "event_id", "plan_messages"]
 
@@ -65,20 +65,11 @@ class RecordLike(Protocol):
     def created_at(self) -> float: ...
 
 
-class OutboxPort(Protocol):
+class OutboxPort(ReleasePort, Protocol):
     """The part of `offline_queue.Outbox` the uplink uses (the shared contract)."""
 
     async def claim(self, stream: str, limit: int = 100, lease: float = 30.0) -> Sequence[RecordLike]: ...
     async def ack(self, ids: Iterable[int]) -> None: ...
-    async def release(
-        self,
-        record_id: int,
-        error: str,
-        *,
-        retry_at: float | None = None,
-        permanent: bool = False,
-        transient: bool = False,
-    ) -> None: ...
     async def depth(self, stream: str | None = None) -> int: ...
     async def put(
         self,

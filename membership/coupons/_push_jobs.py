@@ -42,7 +42,7 @@ from membership.coupons._policy import (
     classify,
     local_month,
 )
-from offline_queue import Durability, FailureKind, settle_failure
+from offline_queue import Durability, FailureKind, ReleasePort, settle_failure
 
 __all__ = ["PUSH_STREAM", "SERVICE_NAME", "OutboxLike", "PushJobs"]
 
@@ -55,7 +55,7 @@ SERVICE_NAME = "coupons"
 _T = TypeVar("_T")
 
 
-class OutboxLike(Protocol):
+class OutboxLike(ReleasePort, Protocol):
     """The part of `offline_queue.Outbox` this capability uses (the shared contract)."""
 
     async def put(
@@ -72,15 +72,6 @@ class OutboxLike(Protocol):
 
     async def ack(self, ids: Iterable[int]) -> None: ...
 
-    async def release(
-        self,
-        record_id: int,
-        error: str,
-        *,
-        retry_at: float | None = None,
-        permanent: bool = False,
-        transient: bool = False,
-    ) -> None: ...
 
 
 class _Service(Protocol):
