@@ -4,24 +4,20 @@ screenshotted in real headless Chromium (offline row red, backlogged row amber, 
 from __future__ import annotations
 
 import asyncio
-import base64
-import io
 import json
-import shutil
 import socket
 import subprocess
 import sys
 import time
 from collections.abc import AsyncIterator
 from pathlib import Path
-from typing import Any
 
 import aiohttp
 import pytest
-from PIL import Image
 
 from cloud.fleet_db import migrate_fleet, open_fleet_engine
 from cloud.ingest import read_message, write_batch_blocking
+from tests.chromium import CHROMIUM, chromium_page
 from tests.cloud._messages import envelope, message, payment, status
 
 REPO = Path(__file__).resolve().parents[2]
@@ -120,97 +116,28 @@ async def test_token_is_required_for_every_page_and_api(hq: str) -> None:
             assert resp.status == 400
 
 
-CHROMIUM = shutil.which("chromium") or shutil.which("chromium-browser")
-
-
-class CDP:
-    def __init__(self, ws: aiohttp.ClientWebSocketResponse) -> None:
-        self.ws, self.next_id = ws, 0
-
-    async def call(self, method: str, **params: Any) -> dict[str, Any]:
-        self.next_id += 1
-        call_id = self.next_id
-        await self.ws.send_json({"id": call_id, "method": method, "params": params})
-        while True:
-            msg = json.loads((await self.ws.receive(timeout=30)).data)
-            if msg.get("id") == call_id:
-                if "error" in msg:
-                    raise RuntimeError(f"{method}: {msg['error']}")
-                return dict(msg["result"])
-
-    async def evaluate(self, expression: str) -> Any:
-        result = await self.call("Runtime.evaluate", expression=expression, returnByValue=True)
-        return result["result"].get("value")
-
-    async def wait_for(self, expression: str, within_s: float = 20) -> None:
-        async with asyncio.timeout(within_s):
-            while not await self.evaluate(expression):  # noqa: ASYNC110 (polling the page)
-                await asyncio.sleep(0.1)
-
-
 async def test_chromium_logs_in_and_sees_the_fleet(hq: str, tmp_path: Path) -> None:
     if CHROMIUM is None:
         pytest.fail("chromium is not installed (deploy/system-deps.sh test installs it)")
-    profile = tmp_path / "chromium-profile"
-    proc = await asyncio.create_subprocess_exec(
-        CHROMIUM,
-        "--headless",
-        "--no-sandbox",
-        "--disable-gpu",
-        "--no-first-run",
-        "--hide-scrollbars",
-        "--disable-background-networking",
-        "--disable-component-update",
-        "--disable-sync",
-        f"--user-data-dir={profile}",
-        f"--window-size={SIZE[0]},{SIZE[1]}",
-        "--remote-debugging-port=0",
-        "about:blank",
-        stdout=asyncio.subprocess.DEVNULL,
-        stderr=(tmp_path / "chromium.log").open("wb"),
-    )
-    try:
-        port_file = profile / "DevToolsActivePort"
-        async with asyncio.timeout(60):
-            while not port_file.exists() or not port_file.read_text().strip():
-                assert proc.returncode is None, (tmp_path / "chromium.log").read_text()
-                await asyncio.sleep(0.1)
-        devtools = f"http://127.0.0.1:{int(port_file.read_text().split()[0])}"
-        async with aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=60)) as http:
-            async with http.get(devtools + "/json/list") as resp:
-                page = next(t for t in await resp.json() if t["type"] == "page")
-            async with http.ws_connect(page["webSocketDebuggerUrl"], max_msg_size=64 * 2**20) as ws:
-                cdp = CDP(ws)
-                await cdp.call(
-                    "Emulation.setDeviceMetricsOverride",
-                    width=SIZE[0],
-                    height=SIZE[1],
-                    deviceScaleFactor=1,
-                    mobile=False,
-                )
-                await cdp.call("Page.navigate", url=hq + "/")
-                await cdp.wait_for("document.querySelector('input[name=token]') !== null")
-                await cdp.evaluate(
-                    f"document.querySelector('input[name=token]').value = {json.dumps(TOKEN)};"
-                    "document.querySelector('form').submit(); true"
-                )
-                await cdp.wait_for("document.querySelector('#fleet') !== null")
-                await cdp.wait_for(
-                    "document.querySelector('#chart').complete && "
-                    "document.querySelector('#chart').naturalWidth > 0"
-                )
-                classes = await cdp.evaluate(
-                    "Array.from(document.querySelectorAll('#fleet tr[data-device]'))"
-                    ".map(r => r.dataset.device + ':' + r.className)"
-                )
-                assert classes == ["taichung/c2:offline", "tainan/c3:backlogged", "taipei/c1:"]
-                shot = await cdp.call("Page.captureScreenshot", format="png")
-                image = Image.open(io.BytesIO(base64.b64decode(shot["data"]))).convert("RGB")
-                image.save(tmp_path / "hq.png")
-    finally:
-        if proc.returncode is None:
-            proc.terminate()
-            await proc.wait()
+    async with chromium_page(tmp_path, SIZE, timeout_s=60) as cdp:
+        await cdp.call("Page.navigate", url=hq + "/")
+        await cdp.wait_for("document.querySelector('input[name=token]') !== null")
+        await cdp.evaluate(
+            f"document.querySelector('input[name=token]').value = {json.dumps(TOKEN)};"
+            "document.querySelector('form').submit(); true"
+        )
+        await cdp.wait_for("document.querySelector('#fleet') !== null")
+        await cdp.wait_for(
+            "document.querySelector('#chart').complete && "
+            "document.querySelector('#chart').naturalWidth > 0"
+        )
+        classes = await cdp.evaluate(
+            "Array.from(document.querySelectorAll('#fleet tr[data-device]'))"
+            ".map(r => r.dataset.device + ':' + r.className)"
+        )
+        assert classes == ["taichung/c2:offline", "tainan/c3:backlogged", "taipei/c1:"]
+        image = await cdp.screenshot()
+        image.save(tmp_path / "hq.png")
     assert image.size == SIZE
     colours = {colour for _count, colour in image.getcolors(maxcolors=SIZE[0] * SIZE[1]) or []}
     assert (248, 201, 196) in colours, "the offline row is highlighted red"

@@ -3,10 +3,8 @@
 from __future__ import annotations
 
 import asyncio
-import base64
 import io
 import json
-import shutil
 import socket
 from collections.abc import AsyncIterator
 from pathlib import Path
@@ -22,10 +20,10 @@ from drivers.display.fonts import find_fonts
 from drivers.display.layout import render
 from drivers.display.screens import Screen
 from drivers.display.web import WebDriver
+from tests.chromium import CDP, CHROMIUM, chromium_page
 from tests.display_samples import BINDING_URL, NOW, PAY_URL, qr_screens
 
 SIZE = (800, 480)
-CHROMIUM = shutil.which("chromium") or shutil.which("chromium-browser")
 
 
 def frame(screen: Screen) -> Image.Image:
@@ -115,72 +113,9 @@ async def test_port_in_use_is_a_clear_error() -> None:
 # ---------------------------------------------------------------- real Chromium over CDP
 
 
-class CDP:
-    """The few Chrome DevTools Protocol calls the test needs, over one websocket."""
-
-    def __init__(self, ws: aiohttp.ClientWebSocketResponse) -> None:
-        self.ws = ws
-        self.next_id = 0
-
-    async def call(self, method: str, **params: Any) -> dict[str, Any]:
-        self.next_id += 1
-        call_id = self.next_id
-        await self.ws.send_json({"id": call_id, "method": method, "params": params})
-        while True:
-            message = json.loads((await self.ws.receive(timeout=30)).data)
-            if message.get("id") == call_id:
-                if "error" in message:
-                    raise RuntimeError(f"{method}: {message['error']}")
-                result: dict[str, Any] = message["result"]
-                return result
-
-    async def shown_version(self) -> str:
-        result = await self.call(
-            "Runtime.evaluate", expression="document.body.dataset.version", returnByValue=True
-        )
-        return str(result["result"].get("value"))
-
-    async def wait_version(self, version: int) -> None:
-        async with asyncio.timeout(20):
-            while await self.shown_version() != str(version):  # noqa: ASYNC110
-                await asyncio.sleep(0.1)
-
-    async def screenshot(self) -> Image.Image:
-        shot = await self.call("Page.captureScreenshot", format="png")
-        return Image.open(io.BytesIO(base64.b64decode(shot["data"]))).convert("RGB")
-
-
-async def _start_chromium(tmp_path: Path) -> tuple[asyncio.subprocess.Process, str]:
-    assert CHROMIUM is not None
-    profile = tmp_path / "chromium-profile"
-    log = (tmp_path / "chromium.log").open("wb")
-    proc = await asyncio.create_subprocess_exec(
-        CHROMIUM,
-        "--headless",
-        "--no-sandbox",
-        "--disable-gpu",
-        "--disable-background-networking",
-        "--disable-component-update",
-        "--disable-sync",
-        "--no-first-run",
-        "--hide-scrollbars",
-        f"--user-data-dir={profile}",
-        f"--window-size={SIZE[0]},{SIZE[1]}",
-        "--remote-debugging-port=0",
-        "about:blank",
-        stdout=log,
-        stderr=log,
-    )
-    port_file = profile / "DevToolsActivePort"
-    async with asyncio.timeout(60):
-        while not port_file.exists() or not port_file.read_text().strip():
-            if proc.returncode is not None:
-                raise RuntimeError(
-                    f"chromium exited {proc.returncode}: {(tmp_path / 'chromium.log').read_text()}"
-                )
-            await asyncio.sleep(0.1)
-    port = int(port_file.read_text().split()[0])
-    return proc, f"http://127.0.0.1:{port}"
+async def _wait_version(cdp: CDP, version: int) -> None:
+    """Until the kiosk page says it shows frame `version`."""
+    await cdp.wait_for(f"document.body.dataset.version === {json.dumps(str(version))}")
 
 
 @pytest.mark.skipif(
@@ -191,42 +126,19 @@ async def test_headless_chromium_follows_a_screen_change_and_its_qr_decodes(
 ) -> None:
     screens = qr_screens()
     await driver.present(frame(screens["pay"][0]))
-    proc, devtools = await _start_chromium(tmp_path)
-    try:
-        async with aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=30)) as http:
-            async with http.get(devtools + "/json/list") as resp:
-                targets = await resp.json()
-            page = next(t for t in targets if t["type"] == "page")
-            async with http.ws_connect(page["webSocketDebuggerUrl"], max_msg_size=64 * 2**20) as ws:
-                cdp = CDP(ws)
-                await cdp.call(
-                    "Emulation.setDeviceMetricsOverride",
-                    width=SIZE[0],
-                    height=SIZE[1],
-                    deviceScaleFactor=1,
-                    mobile=False,
-                )
-                await cdp.call("Page.navigate", url=driver.url)
-                await cdp.wait_version(1)
-                first = await cdp.screenshot()
-                assert first.size == SIZE
-                assert [r.text for r in zxingcpp.read_barcodes(first)] == [PAY_URL]
+    async with chromium_page(tmp_path, SIZE) as cdp:
+        await cdp.call("Page.navigate", url=driver.url)
+        await _wait_version(cdp, 1)
+        first = await cdp.screenshot()
+        assert first.size == SIZE
+        assert [r.text for r in zxingcpp.read_barcodes(first)] == [PAY_URL]
 
-                await driver.present(frame(screens["paid"][0]))  # no reload: SSE tells the page
-                await cdp.wait_version(2)
-                second = await cdp.screenshot()
-                assert [r.text for r in zxingcpp.read_barcodes(second)] == [BINDING_URL]
-                # shown 1:1: the screenshot is the rendered frame, pixel for pixel
-                assert second.tobytes() == frame(screens["paid"][0]).tobytes()
-    finally:
-        if proc.returncode is None:
-            proc.terminate()
-            try:
-                async with asyncio.timeout(10):
-                    await proc.wait()
-            except TimeoutError:
-                proc.kill()
-                await proc.wait()
+        await driver.present(frame(screens["paid"][0]))  # no reload: SSE tells the page
+        await _wait_version(cdp, 2)
+        second = await cdp.screenshot()
+        assert [r.text for r in zxingcpp.read_barcodes(second)] == [BINDING_URL]
+        # shown 1:1: the screenshot is the rendered frame, pixel for pixel
+        assert second.tobytes() == frame(screens["paid"][0]).tobytes()
 
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -278,34 +190,19 @@ async def test_the_kiosk_page_follows_a_restarted_agent(tmp_path: Path) -> None:
     port = first.port
     await first.present(frame(screens["pay"][0]))
     await first.present(frame(screens["paid"][0]))
-    proc, devtools = await _start_chromium(tmp_path)
     try:
-        async with aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=30)) as http:
-            async with http.get(devtools + "/json/list") as resp:
-                page = next(t for t in await resp.json() if t["type"] == "page")
-            async with http.ws_connect(page["webSocketDebuggerUrl"], max_msg_size=64 * 2**20) as ws:
-                cdp = CDP(ws)
-                await cdp.call(
-                    "Emulation.setDeviceMetricsOverride",
-                    width=SIZE[0],
-                    height=SIZE[1],
-                    deviceScaleFactor=1,
-                    mobile=False,
-                )
-                await cdp.call("Page.navigate", url=first.url)
-                await cdp.wait_version(2)
-                await first.__aexit__(None, None, None)
-                async with WebDriver("127.0.0.1", port, SIZE) as second:
-                    idle, friend = screens["idle"]
-                    await second.present(frame(idle))
-                    await cdp.wait_version(1)
-                    shot = await cdp.screenshot()
-                    assert [r.text for r in zxingcpp.read_barcodes(shot)] == [friend]
+        async with chromium_page(tmp_path, SIZE) as cdp:
+            await cdp.call("Page.navigate", url=first.url)
+            await _wait_version(cdp, 2)
+            await first.__aexit__(None, None, None)
+            async with WebDriver("127.0.0.1", port, SIZE) as second:
+                idle, friend = screens["idle"]
+                await second.present(frame(idle))
+                await _wait_version(cdp, 1)
+                shot = await cdp.screenshot()
+                assert [r.text for r in zxingcpp.read_barcodes(shot)] == [friend]
     finally:
         await first.__aexit__(None, None, None)
-        if proc.returncode is None:
-            proc.terminate()
-            await proc.wait()
 
 
 def _count_encodings(monkeypatch: pytest.MonkeyPatch) -> list[int]:
