@@ -6,9 +6,7 @@ from __future__ import annotations
 import contextlib
 import os
 import re
-import shutil
 import signal
-import socket
 import subprocess
 import sys
 import time
@@ -22,50 +20,17 @@ from sqlalchemy import func, select
 
 from cloud.fleet_db import open_fleet_engine
 from cloud.fleet_db.tables import envelopes
+from tests.integration._broker import mosquitto
 
 REPO = Path(__file__).resolve().parents[2]
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
 
 
 @contextlib.contextmanager
 def fleet_broker(tmp_path: Path) -> Iterator[int]:
     """Mosquitto as a fleet broker is set up (docs/cloud.md): unlimited queue for offline
     persistent sessions, so a killed worker's share waits for it."""
-    binary = shutil.which("mosquitto") or "/usr/sbin/mosquitto"
-    if not Path(binary).exists():
-        pytest.fail("mosquitto is not installed (deploy/system-deps.sh test)")
-    port = free_port()
-    conf = tmp_path / "mosquitto.conf"
-    conf.write_text(
-        f"listener {port} 127.0.0.1\nallow_anonymous true\npersistence false\n"
-        "max_queued_messages 0\nmax_inflight_messages 0\n",
-        encoding="utf-8",
-    )
-    proc = subprocess.Popen([binary, "-c", str(conf)], stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
-    try:
-        deadline = time.monotonic() + 10
-        while True:
-            with contextlib.suppress(OSError), socket.create_connection(("127.0.0.1", port), timeout=0.2):
-                break
-            if proc.poll() is not None or time.monotonic() > deadline:
-                why = proc.stderr.read().decode(errors="replace") if proc.stderr else ""
-                pytest.fail(f"mosquitto did not start: {why}")
-            time.sleep(0.05)
+    with mosquitto(tmp_path, extra_conf="max_queued_messages 0\nmax_inflight_messages 0\n") as port:
         yield port
-    finally:
-        proc.terminate()
-        try:
-            proc.wait(5)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-            proc.wait()
-        if proc.stderr:
-            proc.stderr.close()
 
 
 def write_cloud_toml(

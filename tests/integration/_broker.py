@@ -24,14 +24,17 @@ def free_port() -> int:
 
 
 @contextlib.contextmanager
-def mosquitto(tmp_path: Path, port: int | None = None) -> Iterator[int]:
-    """Start Mosquitto (anonymous, loopback) and yield its port; stopped and reaped after."""
+def mosquitto(tmp_path: Path, port: int | None = None, *, extra_conf: str = "") -> Iterator[int]:
+    """Start Mosquitto (anonymous, loopback; `extra_conf`: more lines of mosquitto.conf) and
+    yield its port; stopped and reaped after."""
     binary = shutil.which("mosquitto") or "/usr/sbin/mosquitto"
     if not Path(binary).exists():
         pytest.fail("mosquitto is not installed (deploy/system-deps.sh test)")
     port = port or free_port()
     conf = tmp_path / "mosquitto.conf"
-    conf.write_text(f"listener {port} 127.0.0.1\nallow_anonymous true\npersistence false\n", encoding="utf-8")
+    conf.write_text(
+        f"listener {port} 127.0.0.1\nallow_anonymous true\npersistence false\n{extra_conf}", encoding="utf-8"
+    )
     proc = subprocess.Popen([binary, "-c", str(conf)], stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
     try:
         deadline = time.monotonic() + 10
