@@ -60,6 +60,17 @@ def check_hwid(hwid: str) -> str:
     return hwid
 
 
+def check_timezone(value: str) -> str:
+    """An IANA time zone name (the device's and the cloud's report days), or ValueError."""
+    from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
+
+    try:
+        ZoneInfo(value)
+    except (ZoneInfoNotFoundError, ValueError):
+        raise ValueError(f"must be an IANA time zone such as 'Asia/Taipei', got {value!r}") from None
+    return value
+
+
 class ConfigError(Exception):
     """A configuration that cannot be used; `problems` holds one printable line per fault."""
 

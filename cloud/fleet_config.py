@@ -17,7 +17,7 @@ from typing import Annotated, Any
 
 from pydantic import Field, SecretStr, ValidationError, field_validator, model_validator
 
-from base.config import ConfigError, Section, check_listen, iter_problems, read_toml
+from base.config import ConfigError, Section, check_listen, check_timezone, iter_problems, read_toml
 from base.mqtt import MQTTConfig
 
 __all__ = [
@@ -110,16 +110,7 @@ class ReportConfig(Section):
     monthly_message_quota: Annotated[int, Field(ge=0)] = 200
     ad_cost_per_friend_twd: tuple[float, float] = (20.0, 50.0)
 
-    @field_validator("timezone")
-    @classmethod
-    def _zone(cls, value: str) -> str:
-        from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
-
-        try:
-            ZoneInfo(value)
-        except (ZoneInfoNotFoundError, ValueError):
-            raise ValueError(f"not an IANA time zone, got {value!r}") from None
-        return value
+    _zone = field_validator("timezone")(check_timezone)
 
 
 class CloudConfig(Section):

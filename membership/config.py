@@ -7,11 +7,10 @@ from __future__ import annotations
 import re
 from datetime import date
 from typing import Annotated
-from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from pydantic import Field, SecretStr, field_validator, model_validator
 
-from base.config import Section
+from base.config import Section, check_timezone
 
 __all__ = [
     "BindingConfig",
@@ -113,14 +112,7 @@ class CouponsConfig(Section):
     # The funnel's greeted_then_paid: a payment by the greeted shopper within this many hours.
     visit_attribution_h: Annotated[float, Field(gt=0, le=24 * 31)] = 2.0
 
-    @field_validator("timezone")
-    @classmethod
-    def _zone(cls, value: str) -> str:
-        try:
-            ZoneInfo(value)
-        except (ZoneInfoNotFoundError, ValueError):
-            raise ValueError(f"must be an IANA time zone such as 'Asia/Taipei', got {value!r}") from None
-        return value
+    _zone = field_validator("timezone")(check_timezone)
 
     @field_validator("barcode_url")
     @classmethod
