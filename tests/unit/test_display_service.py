@@ -119,7 +119,8 @@ async def test_missing_font_marks_red_and_raises() -> None:
     assert item is not None and item.level is Level.RED and "fonts-noto-cjk" in item.detail
 
 
-async def test_png_mirror_gets_the_same_frame(tmp_path: Path) -> None:
+def _mirrored(tmp_path: Path) -> tuple[MemoryDriver, DisplayService]:
+    """A 480x320 memory driver with the PNG support copy at tmp_path/screen.png."""
     driver = MemoryDriver((480, 320))
     service = DisplayService(
         config=DisplayConfig(size="480x320"),
@@ -129,6 +130,11 @@ async def test_png_mirror_gets_the_same_frame(tmp_path: Path) -> None:
         mirror_path=tmp_path / "screen.png",
         wall_clock=Clock(NOW),
     )
+    return driver, service
+
+
+async def test_png_mirror_gets_the_same_frame(tmp_path: Path) -> None:
+    driver, service = _mirrored(tmp_path)
     task = asyncio.create_task(service.run())
     try:
         frame = await asyncio.wait_for(driver.wait_frames(1), 10)
@@ -249,15 +255,7 @@ async def test_the_support_copy_follows_a_burst_once_a_second_with_its_newest_fr
         real_write(image, path)
 
     monkeypatch.setattr(png_module, "write_png_atomic", counting)
-    driver = MemoryDriver((480, 320))
-    service = DisplayService(
-        config=DisplayConfig(size="480x320"),
-        health=DriverHealth(HealthBoard()),
-        initial=IdleScreen("Store"),
-        driver_factory=lambda: driver,
-        mirror_path=tmp_path / "screen.png",
-        wall_clock=Clock(NOW),
-    )
+    driver, service = _mirrored(tmp_path)
     task = asyncio.create_task(service.run())
     try:
         await asyncio.wait_for(driver.wait_frames(1), 10)
