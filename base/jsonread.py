@@ -30,6 +30,10 @@ def _no_constant(name: str) -> Any:
     raise ValueError(f"{name} is not valid JSON")
 
 
+def _standard_loads(text: bytes | bytearray | str) -> Any:
+    return json.loads(text, parse_constant=_no_constant)
+
+
 def read_json(
     raw: bytes | bytearray | str,
     *,
@@ -48,17 +52,14 @@ def read_json(
     """
     if len(raw) > max_bytes:
         raise JsonInputError(f"body is {len(raw)} bytes, over the {max_bytes} byte limit")
+    if loads is None:
+        try:
+            raw = raw if isinstance(raw, str) else bytes(raw).decode("utf-8")
+        except UnicodeDecodeError:
+            raise JsonInputError("body is not UTF-8") from None
+        loads = _standard_loads
     try:
-        if loads is not None:
-            value = loads(raw)
-        else:
-            try:
-                text = raw if isinstance(raw, str) else bytes(raw).decode("utf-8")
-            except UnicodeDecodeError:
-                raise JsonInputError("body is not UTF-8") from None
-            value = json.loads(text, parse_constant=_no_constant)
-    except JsonInputError:
-        raise
+        value = loads(raw)
     except RecursionError:
         raise JsonInputError(f"body is nested deeper than {max_depth} levels") from None
     except ValueError as exc:
