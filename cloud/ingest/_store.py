@@ -154,11 +154,11 @@ def copy_text(ordered: Sequence[StoredEnvelope], now: float) -> str:
 
     The worker's Python (one GIL) is its limit, and a row per `write_row` call cost it about a
     quarter of its rate (one worker 19,100 -> 26,200 envelopes/s in bench/ingest_bench.py;
-    the bare COPY loops show the server takes both forms alike). Safe without general escaping: the id is a checked UUID,
-    store, device and stream are topic segments ([A-Za-z0-9_-], checked by `base.topics`), seq
-    an int, the times finite floats, and orjson's JSON has no raw tab, newline or carriage
-    return (JSON escapes every control character), so a backslash is the one character COPY
-    would misread.
+    the bare COPY loops show the server takes both forms alike). Safe without general
+    escaping: the id is a checked UUID, store, device and stream are topic segments
+    ([A-Za-z0-9_-], checked by `base.topics`), seq an int, the times finite floats, and
+    orjson's JSON has no raw tab, newline or carriage return (JSON escapes every control
+    character), so a backslash is the one character COPY would misread.
     """
     received = repr(now)
     return "".join(
