@@ -20,7 +20,8 @@ import asyncio
 import contextlib
 import dataclasses
 import logging
-from collections.abc import Callable
+import sqlite3
+from collections.abc import Callable, Sequence
 from enum import StrEnum
 from typing import Any, ParamSpec, Protocol, TypeVar
 
@@ -34,15 +35,9 @@ from sqlalchemy import (
     String,
     Table,
     Text,
-    and_,
-    bindparam,
-    func,
-    insert,
-    select,
-    update,
 )
-from sqlalchemy.exc import IntegrityError, OperationalError
 
+from base.statedb import transaction
 from pos_bridge.payment_flow import NON_FINAL, Method, Payment, State
 
 __all__ = [
@@ -103,42 +98,31 @@ idempotency = Table(
 )
 
 _FIELDS = [f.name for f in dataclasses.fields(Payment)]
+_COLUMNS = ", ".join(column.name for column in payments.columns)
+_NAMES = [column.name for column in payments.columns]
 
-# The per-sale statements, built once: a reused statement keeps its cache key, so each call
-# skips SQLAlchemy's statement construction, coercion and cache-key generation. INSERTs take
-# their columns from the parameter dict; `w_`-prefixed names bind the WHERE clauses (a bound
-# name may not be a column name the UPDATE sets).
-_COUNT_ATTEMPTS = (
-    select(func.count()).select_from(payments).where(payments.c.order_id == bindparam("w_order_id"))
+# The per-sale statements are plain SQL on the pooled sqlite3 connection: the journal is the
+# device's own SQLite file, and SQLAlchemy's execute path (result objects, events, parameter
+# processing) cost a sale more CPU than SQLite itself did (bench/footprint.py, issue 17). The
+# `payments` Table above stays the schema's description for readers and reports.
+_COUNT_ATTEMPTS = "SELECT count(*) FROM payments WHERE order_id = ?"
+_INSERT_PAYMENT = (
+    f"INSERT INTO payments ({_COLUMNS}) VALUES ({', '.join(':' + name for name in _NAMES)})"
 )
-_INSERT_PAYMENT = insert(payments)
-_INSERT_KEY = insert(idempotency)
-_LATEST = (
-    select(payments)
-    .where(payments.c.order_id == bindparam("w_order_id"))
-    .order_by(payments.c.attempt.desc())
-    .limit(1)
+_INSERT_KEY = (
+    "INSERT INTO payment_idempotency (scope, key, request_hash, order_id, line_order_id, created_at)"
+    " VALUES (:scope, :key, :request_hash, :order_id, :line_order_id, :created_at)"
 )
-_BY_LINE = select(payments).where(payments.c.line_order_id == bindparam("w_line_order_id"))
-_BY_KEY = select(idempotency).where(
-    and_(idempotency.c.scope == bindparam("w_scope"), idempotency.c.key == bindparam("w_key"))
-)
-# SET takes every column named in the parameter dict (the payment's fields and updated_at).
-_SAVE = update(payments).where(
-    and_(
-        payments.c.line_order_id == bindparam("w_line_order_id"),
-        payments.c.version < bindparam("w_version"),
-    )
+_LATEST = f"SELECT {_COLUMNS} FROM payments WHERE order_id = ? ORDER BY attempt DESC LIMIT 1"
+_BY_LINE = f"SELECT {_COLUMNS} FROM payments WHERE line_order_id = ?"
+_BY_KEY = "SELECT request_hash, line_order_id FROM payment_idempotency WHERE scope = ? AND key = ?"
+# SET: the payment's fields and updated_at; `w_`-prefixed names bind the WHERE clause.
+_SAVE = (
+    f"UPDATE payments SET {', '.join(f'{name} = :{name}' for name in [*_FIELDS, 'updated_at'])}"
+    " WHERE line_order_id = :w_line_order_id AND version < :w_version"
 )
 _MARK_OUTBOXED = (
-    update(payments)
-    .where(
-        and_(
-            payments.c.line_order_id == bindparam("w_line_order_id"),
-            payments.c.outboxed_version < bindparam("w_version"),
-        )
-    )
-    .values(outboxed_version=bindparam("w_version"))
+    "UPDATE payments SET outboxed_version = ? WHERE line_order_id = ? AND outboxed_version < ?"
 )
 
 
@@ -205,8 +189,9 @@ def _row(payment: Payment) -> dict[str, Any]:
     return values
 
 
-def _payment(row: Any) -> Payment:
-    values = {name: getattr(row, name) for name in _FIELDS}
+def _payment(row: Sequence[Any]) -> Payment:
+    stored = dict(zip(_NAMES, row, strict=True))
+    values = {name: stored[name] for name in _FIELDS}
     values["method"] = Method(values["method"])
     values["state"] = State(values["state"])
     values["fail_after_refund"] = bool(values["fail_after_refund"])
@@ -237,16 +222,20 @@ class Journal:
         self._clock = clock
         self._on_health = on_health
         self._healthy: bool | None = None
-        self._marking: set[asyncio.Task[None]] = set()
+        self._marks: dict[str, int] = {}  # line_order_id -> version the outbox has, not yet marked
+        self._marker: asyncio.Task[None] | None = None
 
     # ------------------------------------------------------------ blocking
+
+    def _transaction(self) -> contextlib.AbstractContextManager[sqlite3.Connection]:
+        return transaction(self._engine)
 
     def _create_blocking(
         self, payment: Payment, *, idempotency_key: str | None, request_hash: str, phone_hash: str | None
     ) -> Payment:
         now = self._clock()
-        with self._engine.begin() as conn:
-            attempts = conn.execute(_COUNT_ATTEMPTS, {"w_order_id": payment.order_id}).scalar_one()
+        with self._transaction() as conn:
+            (attempts,) = conn.execute(_COUNT_ATTEMPTS, (payment.order_id,)).fetchone()
             attempt = int(attempts) + 1
             # "." never appears in a POS order id (API pattern), so retries cannot collide with another order.
             line_order_id = payment.order_id if attempt == 1 else f"{payment.order_id}.{attempt}"
@@ -262,7 +251,7 @@ class Journal:
                         "outboxed_version": -1,
                     },
                 )
-            except IntegrityError:
+            except sqlite3.IntegrityError:
                 existing = self._latest(conn, payment.order_id)
                 if existing is None:
                     raise
@@ -282,29 +271,30 @@ class Journal:
         return fresh
 
     @staticmethod
-    def _latest(conn: Any, order_id: str) -> Payment | None:
-        row = conn.execute(_LATEST, {"w_order_id": order_id}).first()
+    def _latest(conn: sqlite3.Connection, order_id: str) -> Payment | None:
+        row = conn.execute(_LATEST, (order_id,)).fetchone()
         return _payment(row) if row is not None else None
 
     def _latest_blocking(self, order_id: str) -> Payment | None:
-        with self._engine.connect() as conn:
+        with self._transaction() as conn:
             return self._latest(conn, order_id)
 
     def _by_line_blocking(self, line_order_id: str) -> Payment | None:
-        with self._engine.connect() as conn:
-            row = conn.execute(_BY_LINE, {"w_line_order_id": line_order_id}).first()
+        with self._transaction() as conn:
+            row = conn.execute(_BY_LINE, (line_order_id,)).fetchone()
         return _payment(row) if row is not None else None
 
     def _by_key_blocking(self, scope: IdempotencyScope, key: str) -> tuple[str, Payment] | None:
-        with self._engine.connect() as conn:
-            row = conn.execute(_BY_KEY, {"w_scope": str(scope), "w_key": key}).first()
+        with self._transaction() as conn:
+            row = conn.execute(_BY_KEY, (str(scope), key)).fetchone()
             if row is None:
                 return None
-            found = conn.execute(_BY_LINE, {"w_line_order_id": row.line_order_id}).first()
-        return (row.request_hash, _payment(found)) if found is not None else None
+            request_hash, line_order_id = row
+            found = conn.execute(_BY_LINE, (line_order_id,)).fetchone()
+        return (request_hash, _payment(found)) if found is not None else None
 
     def _save_blocking(self, payment: Payment, remember: Remembered | None = None) -> None:
-        with self._engine.begin() as conn:
+        with self._transaction() as conn:
             if remember is not None:  # same transaction: a replayed request can never apply twice
                 conn.execute(
                     _INSERT_KEY,
@@ -317,7 +307,7 @@ class Journal:
                         "created_at": self._clock(),
                     },
                 )
-            result = conn.execute(
+            cursor = conn.execute(
                 _SAVE,
                 {
                     **_row(payment),
@@ -326,28 +316,28 @@ class Journal:
                     "w_version": payment.version,
                 },
             )
-            if result.rowcount != 1:
+            if cursor.rowcount != 1:
                 raise StaleWrite(f"{payment.line_order_id} v{payment.version}")
 
     def _non_final_blocking(self) -> list[Payment]:
-        with self._engine.connect() as conn:
-            rows = conn.execute(
-                select(payments)
-                .where(payments.c.state.in_([str(s) for s in NON_FINAL]))
-                .order_by(payments.c.created_at)
-            ).all()
+        states = [str(state) for state in NON_FINAL]
+        query = (
+            f"SELECT {_COLUMNS} FROM payments WHERE state IN ({', '.join('?' * len(states))})"
+            " ORDER BY created_at"
+        )
+        with self._transaction() as conn:
+            rows = conn.execute(query, states).fetchall()
         return [_payment(row) for row in rows]
 
     def _unsent_blocking(self) -> list[Payment]:
-        with self._engine.connect() as conn:
-            rows = conn.execute(
-                select(payments).where(payments.c.outboxed_version < payments.c.version)
-            ).all()
+        with self._transaction() as conn:
+            query = f"SELECT {_COLUMNS} FROM payments WHERE outboxed_version < version"
+            rows = conn.execute(query).fetchall()
         return [_payment(row) for row in rows]
 
-    def _mark_outboxed_blocking(self, line_order_id: str, version: int) -> None:
-        with self._engine.begin() as conn:
-            conn.execute(_MARK_OUTBOXED, {"w_line_order_id": line_order_id, "w_version": version})
+    def _mark_outboxed_blocking(self, marks: Sequence[tuple[str, int]]) -> None:
+        with self._transaction() as conn:
+            conn.executemany(_MARK_OUTBOXED, [(version, key, version) for key, version in marks])
 
     # ------------------------------------------------------------ async
 
@@ -355,8 +345,8 @@ class Journal:
         """Run one blocking journal write in a thread; a refused write becomes `JournalWriteError`."""
         try:
             result = await asyncio.to_thread(fn, *args, **kwargs)
-        except OperationalError as exc:
-            detail = f"cannot write the payment journal: {exc.orig}"
+        except sqlite3.OperationalError as exc:
+            detail = f"cannot write the payment journal: {exc}"
             self._report(False, detail)
             raise JournalWriteError(detail) from None
         self._report(True, "")
@@ -439,8 +429,8 @@ class Journal:
 
     async def settle_marks(self) -> None:
         """Wait for the outboxed marks still being written."""
-        if self._marking:
-            await asyncio.gather(*self._marking, return_exceptions=True)
+        while self._marker is not None:
+            await asyncio.gather(self._marker, return_exceptions=True)
 
     async def _to_outbox(self, payment: Payment) -> None:
         outbox = self._outbox()
@@ -455,12 +445,18 @@ class Journal:
             log.exception("outbox put failed; payment journal entry will be re-sent at start")
             return
         # The mark only spares the next start a re-send (deduped by key), so it is written off
-        # the sale's path: a sale no longer waits a thread hop and a commit for it per state.
-        mark = asyncio.create_task(self._mark_outboxed(payment.line_order_id, payment.version))
-        self._marking.add(mark)
-        mark.add_done_callback(self._marking.discard)
+        # the sale's path, and the marks that pile up while one is being written go together in
+        # the next transaction: a sale waits no thread hop or commit for them.
+        self._marks[payment.line_order_id] = max(payment.version, self._marks.get(payment.line_order_id, -1))
+        if self._marker is None:
+            self._marker = asyncio.create_task(self._write_marks(), name="shopedge.journal.marks")
 
-    async def _mark_outboxed(self, line_order_id: str, version: int) -> None:
-        with contextlib.suppress(JournalWriteError):
-            # Not written: the outbox has it (deduped by key); the next flush re-sends and marks it.
-            await self._write(self._mark_outboxed_blocking, line_order_id, version)
+    async def _write_marks(self) -> None:
+        try:
+            while self._marks:
+                marks, self._marks = list(self._marks.items()), {}
+                with contextlib.suppress(JournalWriteError):
+                    # Not written: the outbox has them (deduped by key); the next flush re-sends them.
+                    await self._write(self._mark_outboxed_blocking, marks)
+        finally:
+            self._marker = None

@@ -21,7 +21,7 @@ from agent.ops_http import add_ops_routes, ops_facts
 from base.config import split_listen
 from base.health import Level
 from membership.binding import binding_url_provider, phone_hasher
-from membership.coupons import Fact, FactKind, add_coupon_routes, record_fact
+from membership.coupons import Fact, FactKind, add_coupon_routes, record_facts
 from pos_bridge.api import LIMIT_KEY, create_pos_app
 from pos_bridge.journal import Journal
 from pos_bridge.linepay import LinePayClient
@@ -117,9 +117,10 @@ class PosBridge:
                 amount_twd=amount,
             )
 
-        await record_fact(self.ctx, fact(FactKind.PAYMENT, payment.paid_amount))
+        facts = [fact(FactKind.PAYMENT, payment.paid_amount)]
         if binding_url:
-            await record_fact(self.ctx, fact(FactKind.BINDING_QR_SHOWN))
+            facts.append(fact(FactKind.BINDING_QR_SHOWN))
+        await record_facts(self.ctx, facts)  # one transaction for the sale's facts
 
     def _report(self, service: PaymentService) -> None:
         config = self.ctx.config

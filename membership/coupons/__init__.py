@@ -17,6 +17,7 @@ from membership.coupons._funnel import (
     funnel_total,
     parse_since,
     record_fact_blocking,
+    record_facts_blocking,
 )
 from membership.coupons._ledger import LedgerRow, LedgerState, RedeemStatus
 from membership.coupons._line_http import CouponsError, LineRefused
@@ -40,6 +41,7 @@ from membership.coupons._service import (
     WelcomeRequest,
     deliver_welcome,
     record_fact,
+    record_facts,
 )
 from membership.coupons._upstream import FUNNEL_STREAM, FunnelUpstream
 
@@ -78,4 +80,6 @@ __all__ = [
     "parse_since",
     "record_fact",
     "record_fact_blocking",
+    "record_facts",
+    "record_facts_blocking",
 ]

@@ -14,7 +14,7 @@ from __future__ import annotations
 import json
 import re
 from collections import defaultdict
-from collections.abc import Iterable, Mapping
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import asdict, dataclass
 from datetime import date, datetime, time
 from enum import StrEnum
@@ -22,8 +22,8 @@ from typing import Any
 from zoneinfo import ZoneInfo
 
 from sqlalchemy import Engine, select
-from sqlalchemy.dialects.sqlite import insert
 
+from base.statedb import transaction
 from membership.coupons._policy import local_day
 from membership.coupons._tables import funnel_facts
 
@@ -37,6 +37,7 @@ __all__ = [
     "funnel_total",
     "parse_since",
     "record_fact_blocking",
+    "record_facts_blocking",
 ]
 
 
@@ -111,27 +112,52 @@ class Fact:
         return ":".join(part or "" for part in parts)
 
 
-# Built once (several facts per sale): a reused statement skips SQLAlchemy's per-call
-# construction and cache-key generation; the columns come from the parameter dict.
-_INSERT_FACT = insert(funnel_facts).on_conflict_do_nothing()
+# Plain SQL on the pooled sqlite3 connection (base.statedb): a sale records its facts in one
+# transaction, and SQLAlchemy's execute path cost more than the insert (bench/footprint.py).
+_FACT_COLUMNS = (
+    "fact_key",
+    "kind",
+    "store_id",
+    "device_id",
+    "at",
+    "order_id",
+    "line_user_id",
+    "amount_twd",
+    "categories",
+    "campaign",
+)
+_INSERT_FACT = (
+    f"INSERT INTO {funnel_facts.name} ({', '.join(_FACT_COLUMNS)})"
+    f" VALUES ({', '.join('?' * len(_FACT_COLUMNS))}) ON CONFLICT DO NOTHING"
+)
 
 
 def record_fact_blocking(engine: Engine, fact: Fact) -> bool:
     """Record `fact` unless a fact with its key exists; True when it was new."""
-    row = {
-        "fact_key": fact.key,
-        "kind": fact.kind.value,
-        "store_id": fact.store_id,
-        "device_id": fact.device_id,
-        "at": fact.at,
-        "order_id": fact.order_id,
-        "line_user_id": fact.line_user_id,
-        "amount_twd": fact.amount_twd,
-        "categories": json.dumps(list(fact.categories), ensure_ascii=False) if fact.categories else None,
-        "campaign": fact.campaign,
-    }
-    with engine.begin() as conn:
-        return conn.execute(_INSERT_FACT, row).rowcount == 1
+    return record_facts_blocking(engine, [fact])[0]
+
+
+def record_facts_blocking(engine: Engine, facts: Sequence[Fact]) -> list[bool]:
+    """Record `facts` in one transaction, each unless a fact with its key exists; for each,
+    True when it was new."""
+    with transaction(engine) as conn:
+        return [conn.execute(_INSERT_FACT, _fact_row(fact)).rowcount == 1 for fact in facts]
+
+
+def _fact_row(fact: Fact) -> tuple[Any, ...]:
+    categories = json.dumps(list(fact.categories), ensure_ascii=False) if fact.categories else None
+    return (
+        fact.key,
+        fact.kind.value,
+        fact.store_id,
+        fact.device_id,
+        fact.at,
+        fact.order_id,
+        fact.line_user_id,
+        fact.amount_twd,
+        categories,
+        fact.campaign,
+    )
 
 
 def facts_since_blocking(engine: Engine, since: float) -> list[Fact]:

@@ -18,7 +18,7 @@ import contextlib
 import logging
 import re
 import uuid
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass
 from datetime import timedelta
 from enum import StrEnum
@@ -28,7 +28,7 @@ from base.health import Level
 from membership.config import CampaignConfig
 from membership.context import MembershipContext, MembershipSettings, SettingsStore
 from membership.coupons._events import offer_coupon_event
-from membership.coupons._funnel import Fact, FactKind, record_fact_blocking
+from membership.coupons._funnel import Fact, FactKind, record_fact_blocking, record_facts_blocking
 from membership.coupons._ledger import (
     LedgerRow,
     LedgerState,
@@ -64,6 +64,7 @@ __all__ = [
     "WelcomeRequest",
     "deliver_welcome",
     "record_fact",
+    "record_facts",
 ]
 
 log = logging.getLogger(__name__)
@@ -131,6 +132,11 @@ async def record_fact(ctx: MembershipContext, fact: Fact) -> bool:
     """Record a funnel fact (payments, binding QRs, friends, members...) from any capability;
     True when new. Idempotent: the same fact recorded twice counts once."""
     return await asyncio.to_thread(record_fact_blocking, ctx.engine, fact)
+
+
+async def record_facts(ctx: MembershipContext, facts: Sequence[Fact]) -> list[bool]:
+    """`record_fact` for several facts of one moment (a sale's), in one transaction."""
+    return await asyncio.to_thread(record_facts_blocking, ctx.engine, facts)
 
 
 class CouponService(PushJobs):

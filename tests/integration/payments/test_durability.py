@@ -12,6 +12,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import socket
+import sqlite3
 import time
 from pathlib import Path
 from typing import Any
@@ -68,14 +69,21 @@ async def test_the_connections_that_write_are_wal_and_synchronous_full(
     writes: list[tuple[str, int, str]] = []  # (statement, synchronous, journal_mode) per payments write
 
     def on_started(ctx: AgentContext, supervisor: Supervisor) -> None:
-        @event.listens_for(ctx.engine, "after_cursor_execute")
-        def _after(conn: Any, cursor: Any, statement: str, *_: Any) -> None:
-            verb = statement.lstrip().split(" ", 1)[0].upper()
-            if verb in ("INSERT", "UPDATE") and "payments" in statement.split("(", 1)[0]:
-                dbapi = cursor.connection
-                (sync,) = dbapi.execute("PRAGMA synchronous").fetchone()
-                (mode,) = dbapi.execute("PRAGMA journal_mode").fetchone()
-                writes.append((verb, int(sync), str(mode)))
+        # The journal writes plain SQL on the pool's sqlite3 connections, so its statements are
+        # seen by SQLite's own trace callback, set at every checkout with the pragmas that
+        # connection has at that moment.
+        @event.listens_for(ctx.engine, "checkout")
+        def _checkout(dbapi: sqlite3.Connection, *_: Any) -> None:
+            dbapi.set_trace_callback(None)
+            (sync,) = dbapi.execute("PRAGMA synchronous").fetchone()
+            (mode,) = dbapi.execute("PRAGMA journal_mode").fetchone()
+
+            def trace(statement: str) -> None:
+                verb = statement.lstrip().split(" ", 1)[0].upper()
+                if verb in ("INSERT", "UPDATE") and "payments" in statement.split("(", 1)[0]:
+                    writes.append((verb, int(sync), str(mode)))
+
+            dbapi.set_trace_callback(trace)
 
         started.set_result((ctx, supervisor))
 

@@ -154,10 +154,10 @@ async def test_the_outboxed_mark_is_off_the_sales_path_and_settles(tmp_path: Pat
     release = threading.Event()
     real_mark = journal._mark_outboxed_blocking
 
-    def slow_mark(line_order_id: str, version: int) -> None:
+    def slow_mark(marks: list[tuple[str, int]]) -> None:
         release.wait(5)
-        real_mark(line_order_id, version)
-        written.append((line_order_id, version))
+        real_mark(marks)
+        written.extend(marks)
 
     journal._mark_outboxed_blocking = slow_mark  # type: ignore[method-assign]
     draft = _draft("K1")
