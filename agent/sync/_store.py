@@ -9,6 +9,7 @@ has acknowledged their records. Blocking functions end in `_blocking` and run in
 from __future__ import annotations
 
 import json
+import sqlite3
 import time
 from collections.abc import Iterable, Mapping, Sequence
 from typing import Any
@@ -22,11 +23,11 @@ from sqlalchemy import (
     String,
     Table,
     Text,
-    bindparam,
-    delete,
     select,
 )
 from sqlalchemy.dialects.sqlite import insert
+
+from base.statedb import transaction
 
 __all__ = [
     "LIVE_VERSION_KEY",
@@ -62,30 +63,26 @@ sync_live_config = Table(
     Column("updated_at", Float, nullable=False),
 )
 
-# The statements of every claim, built once: a reused statement skips SQLAlchemy's per-call
-# construction and cache-key generation. INSERTs take their columns from the parameter dicts;
-# `w_` names bind the rest (an expanding IN renders one placeholder per id, as a list would).
-_FORGET = delete(sync_seq).where(sync_seq.c.record_id.in_(bindparam("w_ids", expanding=True)))
-_KNOWN = select(sync_seq.c.record_id, sync_seq.c.seq).where(
-    sync_seq.c.record_id.in_(bindparam("w_ids", expanding=True))
-)
-_LAST = select(sync_streams.c.last_seq).where(sync_streams.c.stream == bindparam("w_stream"))
-_INSERT_SEQ = insert(sync_seq)
-_UPSERT_SEQ = _INSERT_SEQ.on_conflict_do_update(
-    index_elements=["record_id"], set_={"seq": _INSERT_SEQ.excluded.seq}
-)
-_SET_LAST = insert(sync_streams).on_conflict_do_update(
-    index_elements=["stream"], set_={"last_seq": bindparam("w_last_seq")}
+# The statements of every claim and uplink batch, as plain SQL on the pooled sqlite3 connection
+# (base.statedb): SQLAlchemy's execute path cost more than these statements (bench/footprint.py).
+_CHUNK = 500  # ids per IN list, well under SQLite's limit on bound parameters
+_LAST = "SELECT last_seq FROM sync_streams WHERE stream = ?"
+_INSERT_SEQ = "INSERT INTO sync_seq (record_id, stream, seq) VALUES (?, ?, ?)"
+_UPSERT_SEQ = _INSERT_SEQ + " ON CONFLICT (record_id) DO UPDATE SET seq = excluded.seq"
+_SET_LAST = (
+    "INSERT INTO sync_streams (stream, last_seq) VALUES (?, ?)"
+    " ON CONFLICT (stream) DO UPDATE SET last_seq = excluded.last_seq"
 )
 
 
-def _forget(conn: Any, acked: list[int]) -> None:
-    for start in range(0, len(acked), 500):
-        conn.execute(_FORGET, {"w_ids": acked[start : start + 500]})
+def _in_list(ids: Sequence[int]) -> str:
+    return ", ".join("?" * len(ids))
 
 
-def _set_last(conn: Any, stream: str, last: int) -> None:
-    conn.execute(_SET_LAST, {"stream": stream, "last_seq": last, "w_last_seq": last})
+def _forget(conn: sqlite3.Connection, acked: list[int]) -> None:
+    for start in range(0, len(acked), _CHUNK):
+        chunk = acked[start : start + _CHUNK]
+        conn.execute(f"DELETE FROM sync_seq WHERE record_id IN ({_in_list(chunk)})", chunk)
 
 
 def assign_seqs_blocking(
@@ -95,23 +92,26 @@ def assign_seqs_blocking(
 
     `acked` ids are forgotten in the same transaction (their records are gone from the outbox).
     """
-    with engine.begin() as conn:
+    with transaction(engine) as conn:
         _forget(conn, list(acked))
         known: dict[int, int] = {}
-        for start in range(0, len(record_ids), 500):
-            rows = conn.execute(_KNOWN, {"w_ids": list(record_ids[start : start + 500])})
-            known.update({int(row.record_id): int(row.seq) for row in rows})
+        for start in range(0, len(record_ids), _CHUNK):
+            chunk = list(record_ids[start : start + _CHUNK])
+            rows = conn.execute(
+                f"SELECT record_id, seq FROM sync_seq WHERE record_id IN ({_in_list(chunk)})", chunk
+            )
+            known.update({int(rid): int(seq) for rid, seq in rows})
         fresh = [rid for rid in record_ids if rid not in known]
         if fresh:
-            last = conn.execute(_LAST, {"w_stream": stream}).scalar()
-            seq = int(last or 0)
+            row = conn.execute(_LAST, (stream,)).fetchone()
+            seq = int(row[0]) if row is not None else 0
             values = []
             for rid in sorted(fresh):
                 seq += 1
                 known[rid] = seq
-                values.append({"record_id": rid, "stream": stream, "seq": seq})
-            conn.execute(_INSERT_SEQ, values)
-            _set_last(conn, stream, seq)
+                values.append((rid, stream, seq))
+            conn.executemany(_INSERT_SEQ, values)
+            conn.execute(_SET_LAST, (stream, seq))
     return {rid: known[rid] for rid in record_ids}
 
 
@@ -122,14 +122,12 @@ def record_seqs_blocking(
 
     A record numbered again (a dead letter put back) takes its new number.
     """
-    with engine.begin() as conn:
+    with transaction(engine) as conn:
         _forget(conn, list(acked))
         if not seqs:
             return
-        conn.execute(
-            _UPSERT_SEQ, [{"record_id": rid, "stream": stream, "seq": seq} for rid, seq in seqs.items()]
-        )
-        _set_last(conn, stream, max(seqs.values()))
+        conn.executemany(_UPSERT_SEQ, [(rid, stream, seq) for rid, seq in seqs.items()])
+        conn.execute(_SET_LAST, (stream, max(seqs.values())))
 
 
 def last_seqs_blocking(engine: Engine) -> dict[str, int]:
