@@ -525,7 +525,8 @@ async def soak(minutes: int) -> dict[str, Any]:
             samples = [{"minute": 0, "rss_mb": rss_mb(pid), "sales": 0}]
             began, sold = time.monotonic(), 0
             while sold < minutes * 60:
-                await till.sale(f"soak-{int(began)}-{sold}", 120)
+                # amounts vary like a till's, so the screens' text caches see new text all hour
+                await till.sale(f"soak-{int(began)}-{sold}", 100 + sold % 400)
                 sold += 1
                 if sold % 60 == 0:
                     samples.append({"minute": sold // 60, "rss_mb": rss_mb(pid), "sales": sold})
