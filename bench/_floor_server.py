@@ -5,7 +5,8 @@ token), journals one row per sale in SQLite (WAL, synchronous=FULL, committed be
 on one writer thread), answers `GET /v1/payments/{order_id}` and `/status.json`, and announces
 each sale to a display client the way the web driver does (an SSE `screen` event, then a fixed
 `/screen.png`). No LINE Pay call, no rendering, no outbox, no MQTT: what is left is Python,
-aiohttp and one durable write, the cost nothing in the daemon can go below.
+aiohttp on uvloop (as the daemon runs) and one durable write, the cost nothing in the daemon
+can go below.
 
 Usage: python bench/_floor_server.py --port P --db PATH --token T   (stops on SIGTERM)
 """
@@ -143,4 +144,6 @@ async def main() -> None:
 
 
 if __name__ == "__main__":
-    asyncio.run(main())
+    import uvloop  # the daemon's loop too (agent/commands/run.py): the floor of the same design
+
+    uvloop.run(main())
