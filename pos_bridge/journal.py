@@ -368,8 +368,12 @@ class Journal:
         idempotency_key: str | None = None,
         request_hash: str = "",
         phone_hash: str | None = None,
+        replicate: bool = True,
     ) -> Payment:
         """Journal a new attempt (before any LINE Pay call); picks the LINE order id.
+
+        With `replicate=False` the caller sends it to the outbox later with `replicate()`, as
+        with `save`.
 
         Raises:
             DuplicateOrder: the order has a live attempt.
@@ -382,7 +386,8 @@ class Journal:
             request_hash=request_hash,
             phone_hash=phone_hash,
         )
-        await self._to_outbox(fresh)
+        if replicate:
+            await self._to_outbox(fresh)
         return fresh
 
     async def save(

@@ -282,6 +282,7 @@ class PaymentService:
                     idempotency_key=idempotency_key,
                     request_hash=fingerprint,
                     phone_hash=self._phone_hash(request.member_phone),
+                    replicate=False,
                 )
             except DuplicateOrder as exc:
                 raise DuplicateOrderError(str(exc)) from None
@@ -294,7 +295,17 @@ class PaymentService:
                 "method": str(payment.method),
             },
         )
-        return await self._apply(payment.line_order_id, Begin(one_time_key=request.one_time_key)), True
+        # The created row's outbox copy goes with the first state change's, after its screen and
+        # before any LINE Pay call (the shopper's screen and the next till's create do not wait
+        # on it); if that change fails, it goes now (a second put of it is deduped by key).
+        try:
+            begun = await self._apply(
+                payment.line_order_id, Begin(one_time_key=request.one_time_key), replicate_first=payment
+            )
+        except BaseException:
+            await asyncio.shield(self._journal.replicate(payment))
+            raise
+        return begun, True
 
     async def get(self, order_id: str) -> Payment | None:
         live = self._live_attempt(order_id)
@@ -403,7 +414,14 @@ class PaymentService:
         except IllegalTransition as exc:
             raise IllegalRequest(exc.reason) from None
 
-    async def _apply(self, key: str, event: Event, *, remember: Remembered | None = None) -> Payment:
+    async def _apply(
+        self,
+        key: str,
+        event: Event,
+        *,
+        remember: Remembered | None = None,
+        replicate_first: Payment | None = None,
+    ) -> Payment:
         lock = self._locks.setdefault(key, asyncio.Lock())
         async with lock:
             current = self._cache.get(key) or await self._journal.by_line_order_id(key)
@@ -434,6 +452,8 @@ class PaymentService:
                     shown_binding = await self._show(step.payment, command.screen) or shown_binding
             if step.payment.state is State.PAID and current.state in (State.AUTHORIZING, State.UNKNOWN):
                 await self._paid_hook(step.payment, shown_binding)
+            if replicate_first is not None:
+                await self._journal.replicate(replicate_first)
             if step.payment != current:
                 # The durable journal row came first; the outbox copy for the cloud follows the
                 # screens (the shopper never waits on it) but precedes any LINE Pay call.
