@@ -295,17 +295,14 @@ class PaymentService:
                 "method": str(payment.method),
             },
         )
-        # The created row's outbox copy goes with the first state change's, after its screen and
-        # before any LINE Pay call (the shopper's screen and the next till's create do not wait
-        # on it); if that change fails, it goes now (a second put of it is deduped by key).
+        # The created row's outbox copy goes with the first change's, after its screen and before
+        # any LINE Pay call, so neither the shopper's screen nor the next till's create waits on it.
+        begin = Begin(one_time_key=request.one_time_key)
         try:
-            begun = await self._apply(
-                payment.line_order_id, Begin(one_time_key=request.one_time_key), replicate_first=payment
-            )
-        except BaseException:
+            return await self._apply(payment.line_order_id, begin, first=payment), True
+        except BaseException:  # that change failed: the copy goes now (a second put is deduped)
             await asyncio.shield(self._journal.replicate(payment))
             raise
-        return begun, True
 
     async def get(self, order_id: str) -> Payment | None:
         live = self._live_attempt(order_id)
@@ -415,13 +412,10 @@ class PaymentService:
             raise IllegalRequest(exc.reason) from None
 
     async def _apply(
-        self,
-        key: str,
-        event: Event,
-        *,
-        remember: Remembered | None = None,
-        replicate_first: Payment | None = None,
+        self, key: str, event: Event, *, remember: Remembered | None = None, first: Payment | None = None
     ) -> Payment:
+        """Apply `event` to payment `key`; `first` is an earlier state whose outbox copy goes
+        before this change's (a new attempt's created row, sent with its first change)."""
         lock = self._locks.setdefault(key, asyncio.Lock())
         async with lock:
             current = self._cache.get(key) or await self._journal.by_line_order_id(key)
@@ -452,8 +446,8 @@ class PaymentService:
                     shown_binding = await self._show(step.payment, command.screen) or shown_binding
             if step.payment.state is State.PAID and current.state in (State.AUTHORIZING, State.UNKNOWN):
                 await self._paid_hook(step.payment, shown_binding)
-            if replicate_first is not None:
-                await self._journal.replicate(replicate_first)
+            if first is not None:
+                await self._journal.replicate(first)
             if step.payment != current:
                 # The durable journal row came first; the outbox copy for the cloud follows the
                 # screens (the shopper never waits on it) but precedes any LINE Pay call.
