@@ -11,13 +11,29 @@ from __future__ import annotations
 
 import contextlib
 import sqlite3
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from typing import TYPE_CHECKING
 
 if TYPE_CHECKING:
     from sqlalchemy import Engine
 
-__all__ = ["transaction"]
+__all__ = ["CHUNK", "chunks", "placeholders", "transaction"]
+
+CHUNK = 500  # ids per IN list, well under SQLite's limit on bound parameters
+
+
+def placeholders(count: int) -> str:
+    """`?, ?, ?` for `count` bound values (an IN list, a VALUES row).
+
+    offline_queue keeps its own copy: it is a leaf and imports no project package.
+    """
+    return ", ".join("?" * count)
+
+
+def chunks(ids: Sequence[int]) -> Iterator[Sequence[int]]:
+    """`ids` in slices of at most `CHUNK`, one IN list each."""
+    for start in range(0, len(ids), CHUNK):
+        yield ids[start : start + CHUNK]
 
 
 @contextlib.contextmanager

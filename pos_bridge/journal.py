@@ -37,7 +37,7 @@ from sqlalchemy import (
     Text,
 )
 
-from base.statedb import transaction
+from base.statedb import placeholders, transaction
 from pos_bridge.payment_flow import NON_FINAL, Method, Payment, State
 
 __all__ = [
@@ -98,8 +98,8 @@ idempotency = Table(
 )
 
 _FIELDS = [f.name for f in dataclasses.fields(Payment)]
-_COLUMNS = ", ".join(column.name for column in payments.columns)
 _NAMES = [column.name for column in payments.columns]
+_COLUMNS = ", ".join(_NAMES)
 
 # The per-sale statements are plain SQL on the pooled sqlite3 connection: the journal is the
 # device's own SQLite file, and SQLAlchemy's execute path (result objects, events, parameter
@@ -124,6 +124,13 @@ _SAVE = (
 _MARK_OUTBOXED = (
     "UPDATE payments SET outboxed_version = ? WHERE line_order_id = ? AND outboxed_version < ?"
 )
+# At start: the attempts to reconcile, and the journal entries the outbox is missing.
+_NON_FINAL_STATES = [str(state) for state in NON_FINAL]
+_NON_FINAL = (
+    f"SELECT {_COLUMNS} FROM payments WHERE state IN ({placeholders(len(_NON_FINAL_STATES))})"
+    " ORDER BY created_at"
+)
+_UNSENT = f"SELECT {_COLUMNS} FROM payments WHERE outboxed_version < version"
 
 
 class DuplicateOrder(Exception):
@@ -320,19 +327,13 @@ class Journal:
                 raise StaleWrite(f"{payment.line_order_id} v{payment.version}")
 
     def _non_final_blocking(self) -> list[Payment]:
-        states = [str(state) for state in NON_FINAL]
-        query = (
-            f"SELECT {_COLUMNS} FROM payments WHERE state IN ({', '.join('?' * len(states))})"
-            " ORDER BY created_at"
-        )
         with self._transaction() as conn:
-            rows = conn.execute(query, states).fetchall()
+            rows = conn.execute(_NON_FINAL, _NON_FINAL_STATES).fetchall()
         return [_payment(row) for row in rows]
 
     def _unsent_blocking(self) -> list[Payment]:
         with self._transaction() as conn:
-            query = f"SELECT {_COLUMNS} FROM payments WHERE outboxed_version < version"
-            rows = conn.execute(query).fetchall()
+            rows = conn.execute(_UNSENT).fetchall()
         return [_payment(row) for row in rows]
 
     def _mark_outboxed_blocking(self, marks: Sequence[tuple[str, int]]) -> None:

@@ -27,7 +27,7 @@ from sqlalchemy import (
 )
 from sqlalchemy.dialects.sqlite import insert
 
-from base.statedb import transaction
+from base.statedb import chunks, placeholders, transaction
 
 __all__ = [
     "LIVE_VERSION_KEY",
@@ -65,7 +65,6 @@ sync_live_config = Table(
 
 # The statements of every claim and uplink batch, as plain SQL on the pooled sqlite3 connection
 # (base.statedb): SQLAlchemy's execute path cost more than these statements (bench/footprint.py).
-_CHUNK = 500  # ids per IN list, well under SQLite's limit on bound parameters
 _LAST = "SELECT last_seq FROM sync_streams WHERE stream = ?"
 _INSERT_SEQ = "INSERT INTO sync_seq (record_id, stream, seq) VALUES (?, ?, ?)"
 _UPSERT_SEQ = _INSERT_SEQ + " ON CONFLICT (record_id) DO UPDATE SET seq = excluded.seq"
@@ -75,14 +74,9 @@ _SET_LAST = (
 )
 
 
-def _in_list(ids: Sequence[int]) -> str:
-    return ", ".join("?" * len(ids))
-
-
 def _forget(conn: sqlite3.Connection, acked: list[int]) -> None:
-    for start in range(0, len(acked), _CHUNK):
-        chunk = acked[start : start + _CHUNK]
-        conn.execute(f"DELETE FROM sync_seq WHERE record_id IN ({_in_list(chunk)})", chunk)
+    for chunk in chunks(acked):
+        conn.execute(f"DELETE FROM sync_seq WHERE record_id IN ({placeholders(len(chunk))})", chunk)
 
 
 def assign_seqs_blocking(
@@ -95,10 +89,10 @@ def assign_seqs_blocking(
     with transaction(engine) as conn:
         _forget(conn, list(acked))
         known: dict[int, int] = {}
-        for start in range(0, len(record_ids), _CHUNK):
-            chunk = list(record_ids[start : start + _CHUNK])
+        for chunk in chunks(record_ids):
             rows = conn.execute(
-                f"SELECT record_id, seq FROM sync_seq WHERE record_id IN ({_in_list(chunk)})", chunk
+                f"SELECT record_id, seq FROM sync_seq WHERE record_id IN ({placeholders(len(chunk))})",
+                list(chunk),
             )
             known.update({int(rid): int(seq) for rid, seq in rows})
         fresh = [rid for rid in record_ids if rid not in known]

@@ -23,7 +23,7 @@ from zoneinfo import ZoneInfo
 
 from sqlalchemy import Engine, select
 
-from base.statedb import transaction
+from base.statedb import placeholders, transaction
 from membership.coupons._policy import local_day
 from membership.coupons._tables import funnel_facts
 
@@ -128,7 +128,7 @@ _FACT_COLUMNS = (
 )
 _INSERT_FACT = (
     f"INSERT INTO {funnel_facts.name} ({', '.join(_FACT_COLUMNS)})"
-    f" VALUES ({', '.join('?' * len(_FACT_COLUMNS))}) ON CONFLICT DO NOTHING"
+    f" VALUES ({placeholders(len(_FACT_COLUMNS))}) ON CONFLICT DO NOTHING"
 )
 
 

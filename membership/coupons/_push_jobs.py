@@ -73,7 +73,6 @@ class OutboxLike(ReleasePort, Protocol):
     async def ack(self, ids: Iterable[int]) -> None: ...
 
 
-
 class _Service(Protocol):
     """What the push jobs use of `CouponService` (its plumbing and its own push methods)."""
 
