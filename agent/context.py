@@ -7,11 +7,10 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
-from sqlalchemy import Engine
-
 from agent.config import ShopEdgeConfig
 from agent.state import StateSettings
 from base.health import HealthBoard
+from base.statedb import StateDB
 
 __all__ = ["AgentContext"]
 
@@ -21,7 +20,7 @@ class AgentContext:
     """Shared, long-lived objects of one agent process (built once in `agent.daemon`)."""
 
     config: ShopEdgeConfig
-    engine: Engine
+    db: StateDB
     health: HealthBoard = field(default_factory=HealthBoard)
     clock: Callable[[], float] = time.monotonic
     wall_clock: Callable[[], float] = time.time
@@ -29,4 +28,4 @@ class AgentContext:
     services: dict[str, Any] = field(default_factory=dict)
 
     def __post_init__(self) -> None:
-        self.services.setdefault("settings", StateSettings(self.engine))
+        self.services.setdefault("settings", StateSettings(self.db))

@@ -51,7 +51,7 @@ async def run_agent(
     except StateUnavailable as exc:
         log.error("cannot start: the state database cannot be written", extra={"error": str(exc)})
         return 1
-    ctx = AgentContext(config=config, engine=engine)
+    ctx = AgentContext(config=config, db=engine)
     run_id = 0
     outbox: Outbox | None = None
     try:

@@ -1,11 +1,11 @@
 """The agent's state database: one SQLite file (WAL) in the state directory.
 
-Owns opening it (pragmas on every connection) and bringing its schema up to date with the
-Alembic migrations in `agent/migrations`, applied at start so a device in the field upgrades in
-place. Each capability adds its own migration branch off the base revision, and
-`upgrade("heads")` applies them all. Alembic (with Mako and Pygments, ~0.3 s and ~10 MB on a Pi)
-is imported only when the stored revisions differ from the code's, which `code_heads` reads from
-the revision files themselves; most starts never load it.
+Owns opening it (`base.statedb.StateDB`: pragmas on every connection) and bringing its schema
+up to date with the Alembic migrations in `agent/migrations`, applied at start so a device in the
+field upgrades in place. Each capability adds its own migration branch off the base revision,
+and `upgrade("heads")` applies them all. Alembic and SQLAlchemy (~0.7 s and ~25 MB together on
+this machine) are imported only when the stored revisions differ from the code's, which
+`code_heads` reads from the revision files themselves; most starts load neither.
 """
 
 from __future__ import annotations
@@ -16,17 +16,18 @@ import sqlite3
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from sqlalchemy import Engine, create_engine, event
-from sqlalchemy.exc import OperationalError
+from base.statedb import StateDB
 
 if TYPE_CHECKING:
     from alembic.config import Config
+    from sqlalchemy import Engine
 
 __all__ = [
     "code_heads",
     "current_heads",
     "migrate",
     "open_engine",
+    "open_state_db",
     "prepare_state_db",
     "script_heads",
     "stored_heads",
@@ -44,8 +45,17 @@ def _on_connect(dbapi_connection: sqlite3.Connection, _record: Any) -> None:
     cursor.close()
 
 
+def open_state_db(path: Path) -> StateDB:
+    """The state DB at `path` (its directory created if missing), as every room uses it."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    return StateDB(path)
+
+
 def open_engine(path: Path) -> Engine:
-    """An engine for the state DB; every connection gets WAL, FULL sync and a busy timeout."""
+    """An SQLAlchemy engine on the state DB, for Alembic and schema inspection only; every
+    connection gets WAL, FULL sync and a busy timeout like `StateDB`'s."""
+    from sqlalchemy import create_engine, event
+
     path.parent.mkdir(parents=True, exist_ok=True)
     engine = create_engine(f"sqlite:///{path}", future=True)
     event.listen(engine, "connect", _on_connect)
@@ -85,31 +95,39 @@ def code_heads() -> frozenset[str]:
     return frozenset(revisions - parents)
 
 
-def stored_heads(engine: Engine) -> frozenset[str]:
+def stored_heads(db: StateDB) -> frozenset[str]:
     """The revisions the database says it is at (empty for a new file), read without Alembic."""
-    with engine.connect() as conn:
-        try:
-            rows = conn.exec_driver_sql("SELECT version_num FROM alembic_version").all()
-        except OperationalError:  # no such table: nothing applied yet
+    with db.transaction() as conn:
+        known = conn.execute("SELECT 1 FROM sqlite_master WHERE type = 'table' AND name = 'alembic_version'")
+        if known.fetchone() is None:  # nothing applied yet
             return frozenset()
+        rows = conn.execute("SELECT version_num FROM alembic_version").fetchall()
     return frozenset(str(row[0]) for row in rows)
 
 
-def migrate(engine: Engine, revision: str = "heads") -> None:
+def migrate(db: StateDB, revision: str = "heads") -> None:
     """Apply migrations up to `revision` (default: every branch head). Idempotent; when the
-    database is already at the code's heads, Alembic is not even imported."""
-    if revision == "heads" and stored_heads(engine) == code_heads():
+    database is already at the code's heads, neither Alembic nor SQLAlchemy is imported."""
+    if revision == "heads" and stored_heads(db) == code_heads():
         return
     from alembic import command
 
-    command.upgrade(_alembic_config(engine), revision)
+    engine = open_engine(db.path)
+    try:
+        command.upgrade(_alembic_config(engine), revision)
+    finally:
+        engine.dispose()
 
 
-def current_heads(engine: Engine) -> set[str]:
+def current_heads(db: StateDB) -> set[str]:
     from alembic.runtime.migration import MigrationContext
 
-    with engine.connect() as conn:
-        return set(MigrationContext.configure(conn).get_current_heads())
+    engine = open_engine(db.path)
+    try:
+        with engine.connect() as conn:
+            return set(MigrationContext.configure(conn).get_current_heads())
+    finally:
+        engine.dispose()
 
 
 def script_heads() -> set[str]:
@@ -120,8 +138,8 @@ def script_heads() -> set[str]:
 
 def prepare_state_db(path: Path) -> None:
     """Create or upgrade the state DB at `path` (what `Outbox.open(prepare=...)` runs first)."""
-    engine = open_engine(path)
+    db = open_state_db(path)
     try:
-        migrate(engine)
+        migrate(db)
     finally:
-        engine.dispose()
+        db.close()

@@ -1,25 +1,26 @@
-"""Plain SQL on the device's state database, for the statements every sale runs.
+"""The device's state database: one SQLite file, a few pooled `sqlite3` connections, plain SQL.
 
-The state DB is one SQLite file opened by an SQLAlchemy engine (pool, pragmas on connect,
-Alembic migrations). For the few statements a sale runs several times over, SQLAlchemy's execute
-path (result objects, events, parameter processing) cost more CPU than SQLite itself
-(bench/footprint.py, issue 17), so those go straight to the pooled `sqlite3` connection: same
-pool, same pragmas, same file.
+Every room that keeps state on the device (the payment journal, conversions, coupons, the
+greeter, the sync seqs, settings) runs its statements through `StateDB.transaction()`. The
+daemon used to open the file through SQLAlchemy; its import alone was ~0.37 s of a 2 s start and
+~14 MB of resident memory, and its execute path cost more CPU per statement than SQLite itself
+(bench/footprint.py, issue 17). The schema is still written as Alembic migrations
+(`agent/migrations`), and SQLAlchemy is imported only when one has to run.
 """
 
 from __future__ import annotations
 
 import contextlib
 import sqlite3
+import threading
 from collections.abc import Iterator, Sequence
-from typing import TYPE_CHECKING
+from pathlib import Path
 
-if TYPE_CHECKING:
-    from sqlalchemy import Engine
-
-__all__ = ["CHUNK", "chunks", "placeholders", "transaction"]
+__all__ = ["CHUNK", "StateDB", "chunks", "placeholders", "transaction"]
 
 CHUNK = 500  # ids per IN list, well under SQLite's limit on bound parameters
+IDLE_CONNECTIONS = 5  # kept open between uses, as SQLAlchemy's QueuePool did
+BUSY_TIMEOUT_MS = 5000
 
 
 def placeholders(count: int) -> str:
@@ -36,24 +37,89 @@ def chunks(ids: Sequence[int]) -> Iterator[Sequence[int]]:
         yield ids[start : start + CHUNK]
 
 
-@contextlib.contextmanager
-def transaction(engine: Engine) -> Iterator[sqlite3.Connection]:
-    """A pooled sqlite3 connection in one transaction: committed when the block ends, rolled
-    back when it raises, returned to the pool either way.
+class StateDB:
+    """The state DB file with a small pool of connections, each used by one thread at a time.
 
-    sqlite3 opens the transaction at the first write (its default isolation level), as it did
-    under SQLAlchemy's pysqlite dialect, so a block that only reads takes no write lock.
+    Every connection gets WAL, `synchronous=FULL` (a committed sale survives a power cut),
+    foreign keys and a busy timeout. `read_only` opens the file with SQLite's `mode=ro` (the
+    CLI's reports beside a running daemon) and changes no pragma that would write.
     """
-    pooled = engine.raw_connection()
-    try:
-        conn = pooled.driver_connection
-        if not isinstance(conn, sqlite3.Connection):
-            raise TypeError(f"the state database is SQLite; this engine's driver gave {type(conn).__name__}")
+
+    def __init__(self, path: Path, *, read_only: bool = False) -> None:
+        self.path = path
+        self.read_only = read_only
+        self._idle: list[sqlite3.Connection] = []
+        self._lock = threading.Lock()
+        self._closed = False
+
+    def _connect(self) -> sqlite3.Connection:
+        if self.read_only:
+            conn = sqlite3.connect(f"file:{self.path}?mode=ro", uri=True, check_same_thread=False)
+            conn.execute(f"PRAGMA busy_timeout={BUSY_TIMEOUT_MS}")
+            return conn
+        conn = sqlite3.connect(self.path, check_same_thread=False)
+        try:
+            conn.execute("PRAGMA journal_mode=WAL")
+            conn.execute("PRAGMA synchronous=FULL")
+            conn.execute("PRAGMA foreign_keys=ON")
+            conn.execute(f"PRAGMA busy_timeout={BUSY_TIMEOUT_MS}")
+        except BaseException:
+            conn.close()
+            raise
+        return conn
+
+    def _checkout(self) -> sqlite3.Connection:
+        with self._lock:
+            if self._closed:
+                raise sqlite3.ProgrammingError(f"{self.path}: the state database is closed")
+            if self._idle:
+                return self._idle.pop()
+        return self._connect()
+
+    def _checkin(self, conn: sqlite3.Connection) -> None:
+        with self._lock:
+            if not self._closed and len(self._idle) < IDLE_CONNECTIONS:
+                self._idle.append(conn)
+                return
+        conn.close()
+
+    @contextlib.contextmanager
+    def transaction(self) -> Iterator[sqlite3.Connection]:
+        """A pooled connection in one transaction: committed when the block ends, rolled back
+        when it raises, returned to the pool either way.
+
+        sqlite3 opens the transaction at the first write (its default isolation level), so a
+        block that only reads takes no write lock.
+        """
+        conn = self._checkout()
         try:
             yield conn
             conn.commit()
         except BaseException:
-            conn.rollback()
+            with contextlib.suppress(sqlite3.Error):
+                conn.rollback()
+            # A connection whose rollback failed too (an I/O error) is not reused.
+            if conn.in_transaction:
+                _close_quietly(conn)
+            else:
+                self._checkin(conn)
             raise
-    finally:
-        pooled.close()
+        self._checkin(conn)
+
+    def close(self) -> None:
+        """Close the idle connections; one still in use is closed when it is returned."""
+        with self._lock:
+            self._closed = True
+            idle, self._idle = self._idle, []
+        for conn in idle:
+            conn.close()
+
+
+def _close_quietly(conn: sqlite3.Connection) -> None:
+    with contextlib.suppress(sqlite3.Error):
+        conn.close()
+
+
+def transaction(db: StateDB) -> contextlib.AbstractContextManager[sqlite3.Connection]:
+    """`db.transaction()`, for callers that hold the database as a plain value."""
+    return db.transaction()

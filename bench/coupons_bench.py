@@ -49,7 +49,7 @@ async def run(users: int, copies: int) -> dict[str, object]:
             engine = open_engine(config.db_path)
             migrate(engine)
             outbox = await Outbox.open(config.db_path, prepare=prepare_state_db)
-            ctx = AgentContext(config=config, engine=engine, services={"outbox": outbox})
+            ctx = AgentContext(config=config, db=engine, services={"outbox": outbox})
             service = CouponService(ctx)
             requests = []
             for n in range(users):

@@ -91,7 +91,7 @@ async def drain(broker: Broker, workdir: Path, events: int, window: int, batch: 
     outbox = await Outbox.open(config.db_path)
     try:
         fill_s = await fill(outbox, events)
-        ctx = AgentContext(config=config, engine=engine, services={"outbox": outbox})
+        ctx = AgentContext(config=config, db=engine, services={"outbox": outbox})
         service = SyncService(ctx)
         task = asyncio.create_task(service.run())
         await asyncio.wait_for(service.connected.wait(), 10)

@@ -327,18 +327,18 @@ async def handle_line_event(ctx: MembershipContext, envelope_data: dict[str, Any
         now=now,
     )
     if isinstance(verdict, Rejection):
-        await asyncio.to_thread(count_rejection_blocking, ctx.engine, verdict, now)
+        await asyncio.to_thread(count_rejection_blocking, ctx.db, verdict, now)
         log.warning("binding token rejected", extra={"reason": verdict.value, "user": message.line_user_id})
         return ConversionResult(status=ConversionStatus.REJECTED, reason=verdict.value)
 
     conversion = await _build(ctx, verdict, message, now)
-    outcome = await asyncio.to_thread(record_conversion_blocking, ctx.engine, conversion)
+    outcome = await asyncio.to_thread(record_conversion_blocking, ctx.db, conversion)
     if outcome is Rejection.ALREADY_USED:
         log.warning("binding token replayed", extra={"order_id": verdict.order_id})
         return ConversionResult(status=ConversionStatus.REJECTED, reason=outcome.value)
     if outcome is ConversionStatus.DUPLICATE:
         stored = await asyncio.to_thread(
-            stored_conversion_blocking, ctx.engine, verdict.store_id, verdict.device_id, verdict.order_id
+            stored_conversion_blocking, ctx.db, verdict.store_id, verdict.device_id, verdict.order_id
         )
         conversion = stored or conversion
     await _enqueue(ctx, conversion)

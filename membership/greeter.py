@@ -245,7 +245,7 @@ class Greeter:
         )
 
     async def _db(self, fn: Callable[..., _T], *args: Any, **kwargs: Any) -> _T:
-        return await asyncio.to_thread(fn, self.ctx.engine, *args, **kwargs)
+        return await asyncio.to_thread(fn, self.ctx.db, *args, **kwargs)
 
     def _month(self, now: float) -> str:
         return datetime.fromtimestamp(now, ZoneInfo(self.config.coupons.timezone)).strftime("%Y-%m")

@@ -50,7 +50,7 @@ async def _ensure_relay(run: DemoRun) -> str:
 
 
 def _conversion_row_blocking(run: DemoRun, order_id: str) -> Any:
-    with run.ctx.engine.connect() as conn:
+    with run.ctx.db.connect() as conn:
         return conn.execute(select(conversions).where(conversions.c.order_id == order_id)).first()
 
 

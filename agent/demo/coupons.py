@@ -90,7 +90,7 @@ async def _delivered_to_joined_user(run: DemoRun, emulator: MessagingEmulator, u
     deadline = run.ctx.clock() + 10
     row = None
     while run.ctx.clock() < deadline:
-        row = await asyncio.to_thread(get_blocking, run.ctx.engine, campaign, user)
+        row = await asyncio.to_thread(get_blocking, run.ctx.db, campaign, user)
         if row is not None and row.state is LedgerState.SENT:
             break
         await asyncio.sleep(0.1)
@@ -144,7 +144,7 @@ async def step_redeem(run: DemoRun) -> str:
 
 async def step_funnel_report(run: DemoRun) -> str:
     config = run.config
-    facts = await asyncio.to_thread(facts_since_blocking, run.ctx.engine, run.ctx.wall_clock() - 86400)
+    facts = await asyncio.to_thread(facts_since_blocking, run.ctx.db, run.ctx.wall_clock() - 86400)
     rows = funnel_rows(
         facts,
         zone=config.coupons.timezone,

@@ -25,7 +25,7 @@ WAIT_S = 10.0
 
 
 def _event_reason_blocking(run: DemoRun, event_id: str) -> str | None:
-    with run.ctx.engine.connect() as conn:
+    with run.ctx.db.connect() as conn:
         row = conn.execute(
             select(beacon_events.c.reason).where(beacon_events.c.webhook_event_id == event_id)
         ).first()

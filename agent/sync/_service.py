@@ -177,7 +177,7 @@ class SyncService:
         facts = ops_facts(self.ctx)
         self.uplink = Uplink(
             self.outbox,
-            self.ctx.engine,
+            self.ctx.db,
             settings,
             wall_clock=self.ctx.wall_clock,
             on_acked=lambda at: facts.record_sync(at=at),
@@ -343,7 +343,7 @@ class SyncService:
             return
         version = self.live.version + 1
         await asyncio.to_thread(
-            save_live_config_blocking, self.ctx.engine, changes, envelope.id, version=version
+            save_live_config_blocking, self.ctx.db, changes, envelope.id, version=version
         )
         self.live.update(new, changes, version=version)
         self.down.config_applied += 1
@@ -359,8 +359,8 @@ class SyncService:
         if self._live_loaded:
             return
         self._live_loaded = True
-        stored = await asyncio.to_thread(load_live_config_blocking, self.ctx.engine)
-        version = await asyncio.to_thread(live_config_version_blocking, self.ctx.engine)
+        stored = await asyncio.to_thread(load_live_config_blocking, self.ctx.db)
+        version = await asyncio.to_thread(live_config_version_blocking, self.ctx.db)
         dropped = sorted(set(stored) - set(LIVE_KEYS))
         if dropped:  # set live by an older agent that let them be: the config file rules them now
             log.warning("stored live keys no longer live; ignored", extra={"keys": dropped})
@@ -404,7 +404,7 @@ class SyncService:
             client.publish_qos1(status_topic(device.store_id, device.device_id), status, retain=True)
         if self.uplink is not None:
             self.uplink.wake.set()
-        last = await asyncio.to_thread(last_seqs_blocking, self.ctx.engine)
+        last = await asyncio.to_thread(last_seqs_blocking, self.ctx.db)
         streams = self.uplink.settings.streams if self.uplink else ()
         depths = {stream: await self.outbox.depth(stream) for stream in streams}
         return {"last_seq": last, "depth": depths}

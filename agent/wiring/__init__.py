@@ -66,7 +66,7 @@ def build_components(ctx: AgentContext) -> list[Component]:
         components.append(BLEPresence(ctx))
     if ctx.config.beacon.advertise:
         components.append(BeaconAdvertising(ctx))
-    ctx.services.setdefault("sale_lookup", JournalSaleLookup(ctx.engine))
+    ctx.services.setdefault("sale_lookup", JournalSaleLookup(ctx.db))
     Greeter(ctx)  # a service, not a loop: the conversion consumer hands it `beacon` events
     components.append(ConversionConsumer(ctx))
     components += [CouponService(ctx), FunnelUpstream(ctx)]

@@ -48,7 +48,7 @@ class PosBridge:
         ctx, config = self.ctx, self.ctx.config
         client = LinePayClient(config.linepay, config.timeouts, device_id=config.device.device_id)
         journal = Journal(
-            ctx.engine,
+            ctx.db,
             outbox=lambda: ctx.services.get("outbox"),
             clock=ctx.wall_clock,
             on_health=self._journal_health,

@@ -83,7 +83,7 @@ async def _redeem(request: web.Request) -> web.Response:
     now = ctx.wall_clock()
     valid_s = {c.name: c.valid_days * 86400.0 for c in ctx.config.campaigns}
     status, row = await asyncio.to_thread(
-        redeem_blocking, ctx.engine, code, now=now, order_id=order_id, valid_s=valid_s
+        redeem_blocking, ctx.db, code, now=now, order_id=order_id, valid_s=valid_s
     )
     log.info("coupon redeem", extra={"result": status.value, "campaign": row.campaign if row else None})
     if status is not RedeemStatus.REDEEMED or row is None:
@@ -98,7 +98,7 @@ async def _redeem(request: web.Request) -> web.Response:
         line_user_id=row.line_user_id,
         campaign=row.campaign,
     )
-    if await asyncio.to_thread(record_fact_blocking, ctx.engine, fact):
+    if await asyncio.to_thread(record_fact_blocking, ctx.db, fact):
         await offer_coupon_event(ctx.services.get("outbox"), fact)
     campaign = next((c for c in ctx.config.campaigns if c.name == row.campaign), None)
     return web.json_response(

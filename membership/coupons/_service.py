@@ -131,12 +131,12 @@ def deliver_welcome(ctx: MembershipContext, conversion: WelcomeRequest) -> Await
 async def record_fact(ctx: MembershipContext, fact: Fact) -> bool:
     """Record a funnel fact (payments, binding QRs, friends, members...) from any capability;
     True when new. Idempotent: the same fact recorded twice counts once."""
-    return await asyncio.to_thread(record_fact_blocking, ctx.engine, fact)
+    return await asyncio.to_thread(record_fact_blocking, ctx.db, fact)
 
 
 async def record_facts(ctx: MembershipContext, facts: Sequence[Fact]) -> list[bool]:
     """`record_fact` for several facts of one moment (a sale's), in one transaction."""
-    return await asyncio.to_thread(record_facts_blocking, ctx.engine, facts)
+    return await asyncio.to_thread(record_facts_blocking, ctx.db, facts)
 
 
 class CouponService(PushJobs):
@@ -181,7 +181,7 @@ class CouponService(PushJobs):
         return outbox  # type: ignore[no-any-return]
 
     async def _db(self, fn: Callable[..., _T], *args: Any, **kwargs: Any) -> _T:
-        return await asyncio.to_thread(fn, self.ctx.engine, *args, **kwargs)
+        return await asyncio.to_thread(fn, self.ctx.db, *args, **kwargs)
 
     async def line(self) -> LineMessaging:
         """The Messaging API client, created on first use inside the running loop."""

@@ -56,7 +56,7 @@ class FunnelUpstream:
         now = self.ctx.wall_clock()
         today = local_day(now, zone)
         window = max([r.window_days for r in config.coupons.tag_rules] + [_LOOKBACK_DAYS + 1])
-        facts = await asyncio.to_thread(facts_since_blocking, self.ctx.engine, now - window * 86400)
+        facts = await asyncio.to_thread(facts_since_blocking, self.ctx.db, now - window * 86400)
         rows = funnel_rows(
             [f for f in facts if f.at >= now - (_LOOKBACK_DAYS + 1) * 86400],
             zone=zone,
@@ -78,7 +78,7 @@ class FunnelUpstream:
             )
             summaries += 1
         earned = earned_tags(config.coupons.tag_rules, member_purchases(facts), now=now)
-        new = await asyncio.to_thread(assign_tags_blocking, self.ctx.engine, earned, now)
+        new = await asyncio.to_thread(assign_tags_blocking, self.ctx.db, earned, now)
         for tag in new:
             await outbox.put(
                 FUNNEL_STREAM,

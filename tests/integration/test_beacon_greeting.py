@@ -135,7 +135,7 @@ async def rig(tmp_path: Path, request: pytest.FixtureRequest) -> AsyncIterator[R
         engine = open_engine(path)
         migrate(engine)
         outbox = await Outbox.open(path, clock=clock)
-        ctx = AgentContext(config=config, engine=engine, wall_clock=clock)
+        ctx = AgentContext(config=config, db=engine, wall_clock=clock)
         ctx.services["outbox"] = outbox
         coupons = CouponService(ctx, outbox=outbox)
         try:

@@ -56,7 +56,7 @@ def test_a_token_already_used_for_a_conversion_is_rejected(tmp_path: Path) -> No
         migrate(engine)
         outbox = await Outbox.open(config.db_path)
         try:
-            ctx = AgentContext(config=config, engine=engine, services={"outbox": outbox})
+            ctx = AgentContext(config=config, db=engine, services={"outbox": outbox})
             event = text_message_event(new_user_id(), URL_PROMPT + token)
             result = await handle_line_event(ctx, {"event": event})
             assert result.status is ConversionStatus.RECORDED

@@ -63,7 +63,7 @@ def engine(tmp_path: Path) -> Iterator[Engine]:
 
 @pytest.fixture
 async def ctx(engine: Engine, tmp_path: Path) -> AsyncIterator[AgentContext]:
-    ctx = AgentContext(config=make_config(), engine=engine, wall_clock=lambda: NOW + 60)
+    ctx = AgentContext(config=make_config(), db=engine, wall_clock=lambda: NOW + 60)
     outbox = await Outbox.open(tmp_path / "state.db")
     ctx.services["outbox"] = outbox
     ctx.services["sale_lookup"] = Sales({"A-1": SaleFacts(amount_twd=350, member_phone="0912-345-678")})
@@ -324,7 +324,7 @@ async def test_sale_facts_come_from_the_payment_journal(engine: Engine, tmp_path
     from pos_bridge.journal import Journal
     from pos_bridge.payment_flow import Method, Payment, State
 
-    ctx = AgentContext(config=make_config(), engine=engine, wall_clock=lambda: NOW + 60)
+    ctx = AgentContext(config=make_config(), db=engine, wall_clock=lambda: NOW + 60)
     outbox = await Outbox.open(tmp_path / "state.db")
     ctx.services["outbox"] = outbox
     ctx.services["sale_lookup"] = JournalSaleLookup(engine)  # what the agent's wiring registers

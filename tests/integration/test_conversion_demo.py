@@ -75,7 +75,7 @@ async def _run_step(tmp_path: Path, *, with_sync: bool) -> str:
         config = _config(tmp_path, port)
         engine = open_engine(config.db_path)
         await asyncio.to_thread(migrate, engine)
-        ctx = AgentContext(config=config, engine=engine)
+        ctx = AgentContext(config=config, db=engine)
         ctx.services["outbox"] = await Outbox.open(config.db_path)
         inbox = Inbox()
         ctx.services["downlink"] = inbox

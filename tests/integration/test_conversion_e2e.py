@@ -36,7 +36,7 @@ async def test_shopper_message_becomes_one_conversion(tmp_path: Path) -> None:
     device = make_config()
     engine = open_engine(tmp_path / "state.db")
     await asyncio.to_thread(migrate, engine)
-    ctx = AgentContext(config=device, engine=engine)
+    ctx = AgentContext(config=device, db=engine)
     outbox = await Outbox.open(tmp_path / "state.db")
     ctx.services["outbox"] = outbox
     results: list[ConversionResult] = []

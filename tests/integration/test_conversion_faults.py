@@ -34,7 +34,7 @@ def engine(tmp_path: Path) -> Iterator[Engine]:
 
 @pytest.fixture
 async def ctx(engine: Engine, tmp_path: Path) -> AsyncIterator[AgentContext]:
-    ctx = AgentContext(config=make_config(), engine=engine, wall_clock=lambda: NOW + 60)
+    ctx = AgentContext(config=make_config(), db=engine, wall_clock=lambda: NOW + 60)
     outbox = await Outbox.open(tmp_path / "state.db")
     ctx.services["outbox"] = outbox
     ctx.services["sale_lookup"] = Sales({"A-1": SaleFacts(amount_twd=350), "B-2": SaleFacts(amount_twd=90)})

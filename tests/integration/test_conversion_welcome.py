@@ -34,7 +34,7 @@ async def test_conversion_feeds_the_funnel_and_replies_with_the_coupon(tmp_path:
         engine = open_engine(config.db_path)
         migrate(engine)
         outbox = await Outbox.open(config.db_path)
-        ctx = AgentContext(config=config, engine=engine)
+        ctx = AgentContext(config=config, db=engine)
         ctx.services["outbox"] = outbox
         coupons = CouponService(ctx, outbox=outbox)
         try:

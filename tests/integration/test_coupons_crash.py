@@ -48,7 +48,7 @@ async def main():
     config = load_config(sys.argv[1])
     engine = open_engine(config.db_path)
     outbox = await Outbox.open(config.db_path, prepare=prepare_state_db)
-    ctx = AgentContext(config=config, engine=engine, services={"outbox": outbox})
+    ctx = AgentContext(config=config, db=engine, services={"outbox": outbox})
     service = CouponService(ctx)
     token = sys.argv[3] or None
     request = WelcomeRequest(
@@ -98,7 +98,7 @@ async def test_killed_between_send_and_record_no_second_coupon(tmp_path: Path, r
 
         engine = open_engine(config.db_path)
         outbox = await Outbox.open(config.db_path, prepare=prepare_state_db, clock=lambda: time.time() + 120)  # lease ran out
-        ctx = AgentContext(config=config, engine=engine, services={"outbox": outbox})
+        ctx = AgentContext(config=config, db=engine, services={"outbox": outbox})
         service = CouponService(ctx)
         try:
             assert get_blocking(engine, "welcome", USER).state is (  # type: ignore[union-attr]

@@ -102,7 +102,7 @@ class Rig:
         self.engine = open_engine(self.path)
         self.ctx = AgentContext(
             config=self.ctx.config,
-            engine=self.engine,
+            db=self.engine,
             health=HealthBoard(),
             clock=self.monotonic,
             wall_clock=self.clock,
@@ -141,7 +141,7 @@ async def rig(tmp_path: Path, request: pytest.FixtureRequest) -> AsyncIterator[R
         engine = open_engine(path)
         migrate(engine)
         outbox = await Outbox.open(path, prepare=prepare_state_db, clock=clock)
-        ctx = AgentContext(config=config, engine=engine, clock=monotonic, wall_clock=clock)
+        ctx = AgentContext(config=config, db=engine, clock=monotonic, wall_clock=clock)
         service = CouponService(ctx, outbox=outbox, sleep=_no_sleep)
         rig = Rig(emulator, base_url, clock, monotonic, engine, outbox, path, ctx, service)
         try:

@@ -38,7 +38,7 @@ async def till(tmp_path: Path) -> AsyncIterator[tuple[str, AgentContext, Clock]]
     engine = open_engine(tmp_path / "s.db")
     migrate(engine)
     clock = Clock()
-    ctx = AgentContext(config=config, engine=engine, wall_clock=clock)
+    ctx = AgentContext(config=config, db=engine, wall_clock=clock)
     app = web.Application()
     add_coupon_routes(app, ctx)
     server = TestServer(app, host="127.0.0.1")
@@ -54,7 +54,7 @@ def issue(ctx: AgentContext, n: int, *, sent: bool = True) -> str:
     code = make_code()
     user = f"U{n:032x}"
     claim_blocking(
-        ctx.engine,
+        ctx.db,
         campaign="welcome",
         line_user_id=user,
         code=code,
@@ -67,7 +67,7 @@ def issue(ctx: AgentContext, n: int, *, sent: bool = True) -> str:
     )
     if sent:
         transition_blocking(
-            ctx.engine,
+            ctx.db,
             "welcome",
             user,
             from_states=(LedgerState.CLAIMED,),
@@ -92,7 +92,7 @@ async def test_a_code_redeems_once(till: tuple[str, AgentContext, Clock]) -> Non
     assert (status, body["status"], body["code"]) == (200, "redeemed", code)
     status, body = await post(url, {"code": code})
     assert (status, body["error"], body["redeemed_at"]) == (409, "already_redeemed", NOW)
-    facts = [f for f in facts_since_blocking(ctx.engine, 0) if f.kind is FactKind.COUPON_REDEEMED]
+    facts = [f for f in facts_since_blocking(ctx.db, 0) if f.kind is FactKind.COUPON_REDEEMED]
     assert [(f.order_id, f.store_id) for f in facts] == [("order-1", "store-001")]
 
 

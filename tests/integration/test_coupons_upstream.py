@@ -55,7 +55,7 @@ async def test_summaries_and_tags_go_upstream_once(tmp_path: Path) -> None:
             ),
         )
     outbox = await Outbox.open(path, prepare=prepare_state_db, clock=lambda: NOW)
-    ctx = AgentContext(config=config, engine=engine, wall_clock=lambda: NOW, services={"outbox": outbox})
+    ctx = AgentContext(config=config, db=engine, wall_clock=lambda: NOW, services={"outbox": outbox})
     upstream = FunnelUpstream(ctx)
     try:
         assert await upstream.run_once() == (2, 1)  # two closed days (today is still open), one tag

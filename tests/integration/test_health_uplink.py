@@ -27,7 +27,7 @@ async def test_health_record_reaches_the_fleet_table(tmp_path: Path) -> None:
     outbox = await Outbox.open(tmp_path / "state.db", prepare=prepare_state_db, clock=lambda: NOW)
     engine = open_engine(tmp_path / "state.db")
     try:
-        ctx = AgentContext(config=config, engine=engine, services={"outbox": outbox}, wall_clock=lambda: NOW)
+        ctx = AgentContext(config=config, db=engine, services={"outbox": outbox}, wall_clock=lambda: NOW)
         ctx.health.set("sync", Level.AMBER, "disconnected")
         await outbox.put("payment", {"order_id": "o-1"})
         assert await HealthUplink(ctx).send_once() is True

@@ -40,11 +40,11 @@ def ctx(tmp_path: Path) -> Iterator[AgentContext]:
         },
         environ={},
     )
-    context = AgentContext(config=config, engine=open_engine(tmp_path / "s.db"), wall_clock=lambda: NOW)
+    context = AgentContext(config=config, db=open_engine(tmp_path / "s.db"), wall_clock=lambda: NOW)
     context.health.set("pos", Level.GREEN, "listening on 127.0.0.1:8737")
     context.health.set("mqtt", Level.AMBER, 'broker "down" <retrying>')
     yield context
-    context.engine.dispose()
+    context.db.dispose()
 
 
 @pytest.fixture

@@ -110,7 +110,7 @@ async def test_refused_credentials_turn_sync_health_red(acl_broker: Broker, tmp_
     engine = open_engine(config.db_path)
     migrate(engine)
     outbox = await Outbox.open(config.db_path)
-    service = SyncService(AgentContext(config=config, engine=engine, services={"outbox": outbox}))
+    service = SyncService(AgentContext(config=config, db=engine, services={"outbox": outbox}))
     task = asyncio.create_task(service.run())
     try:
         for _ in range(100):
@@ -145,7 +145,7 @@ async def test_the_same_device_id_in_two_stores_both_stay_connected(acl_broker: 
         await outbox.put("sale", {"store": store})
         engines.append(engine)
         outboxes.append(outbox)
-        services.append(SyncService(AgentContext(config=config, engine=engine, services={"outbox": outbox})))
+        services.append(SyncService(AgentContext(config=config, db=engine, services={"outbox": outbox})))
     async with cloud_consumer(acl_broker, "shopedge/v1/+/+/up/#", **CLOUD) as cloud:
         tasks = [asyncio.create_task(service.run()) for service in services]
         try:

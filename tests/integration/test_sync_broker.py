@@ -41,7 +41,7 @@ async def device(brk: Broker, tmp_path: Path, **mqtt: object) -> AsyncIterator[t
     migrate(engine)
     outbox = await Outbox.open(config.db_path)
     try:
-        yield SyncService(AgentContext(config=config, engine=engine, services={"outbox": outbox})), outbox
+        yield SyncService(AgentContext(config=config, db=engine, services={"outbox": outbox})), outbox
     finally:
         await outbox.close()
         engine.dispose()
@@ -157,7 +157,7 @@ async def downlink_after_reconnect(broker: Broker, service: SyncService, outbox:
     assert service2.inbox.qsize() == 1
     # The change was persisted: a fresh service on the same DB starts with it.
     service3 = SyncService(
-        AgentContext(config=service.ctx.config, engine=service.ctx.engine, services={"outbox": outbox})
+        AgentContext(config=service.ctx.config, db=service.ctx.db, services={"outbox": outbox})
     )
     await service3._load_live_config()
     assert service3.live.config.mqtt.batch_max == 7

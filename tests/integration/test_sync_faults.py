@@ -34,7 +34,7 @@ async def test_a_record_too_big_for_the_broker_is_dead_lettered_and_the_stream_g
         await outbox.put("sale", {"n": 1})
         await outbox.put("sale", {"n": 2, "blob": "x" * (2 * LIMIT)})
         await outbox.put("sale", {"n": 3})
-        service = SyncService(AgentContext(config=config, engine=engine, services={"outbox": outbox}))
+        service = SyncService(AgentContext(config=config, db=engine, services={"outbox": outbox}))
         async with cloud_consumer(broker) as cloud:
             task = asyncio.create_task(service.run())
             try:

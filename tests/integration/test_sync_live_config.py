@@ -55,7 +55,7 @@ async def device(broker: Broker, tmp_path: Path) -> AsyncIterator[tuple[SyncServ
     engine = open_engine(config.db_path)
     migrate(engine)
     outbox = await Outbox.open(config.db_path)
-    ctx = AgentContext(config=config, engine=engine, services={"outbox": outbox})
+    ctx = AgentContext(config=config, db=engine, services={"outbox": outbox})
     pos, sync = PosBridge(ctx), SyncService(ctx)
     tasks = [asyncio.create_task(pos.run()), asyncio.create_task(sync.run())]
     try:
@@ -132,7 +132,7 @@ async def test_display_language_follows_live(tmp_path: Path) -> None:
         },
         environ={},
     )
-    ctx = AgentContext(config=config, engine=None)  # type: ignore[arg-type]
+    ctx = AgentContext(config=config, db=None)  # type: ignore[arg-type]
     service = build_display(ctx)
     live = live_config(ctx.services, config)
     new, problems = apply_live_config(live.config, {"display.language": "en"}, following=live.following())

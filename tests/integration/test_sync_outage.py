@@ -67,7 +67,7 @@ async def test_sixty_second_outage_loses_nothing(mosquitto_broker: Broker, tmp_p
     engine = open_engine(config.db_path)
     migrate(engine)
     outbox = await Outbox.open(config.db_path)
-    ctx = AgentContext(config=config, engine=engine, services={"outbox": outbox})
+    ctx = AgentContext(config=config, db=engine, services={"outbox": outbox})
     service = SyncService(ctx)
     received: list[tuple[str, dict[str, object]]] = []
     stop = asyncio.Event()

@@ -67,7 +67,7 @@ async def sync_over(broker: Broker, tmp_path: Path, **mqtt: object):  # type: ig
     engine = open_engine(config.db_path)
     migrate(engine)
     outbox = await Outbox.open(config.db_path)
-    service = SyncService(AgentContext(config=config, engine=engine, services={"outbox": outbox}))
+    service = SyncService(AgentContext(config=config, db=engine, services={"outbox": outbox}))
     task = asyncio.create_task(service.run())
     try:
         yield service, outbox

@@ -49,7 +49,7 @@ async def test_daily_summary_has_the_visit_keys(tmp_path: Path) -> None:
     ):
         record_fact_blocking(engine, f)
     outbox = await Outbox.open(path, prepare=prepare_state_db, clock=lambda: NOW)
-    ctx = AgentContext(config=config, engine=engine, wall_clock=lambda: NOW, services={"outbox": outbox})
+    ctx = AgentContext(config=config, db=engine, wall_clock=lambda: NOW, services={"outbox": outbox})
     try:
         assert await FunnelUpstream(ctx).run_once() == (1, 0)
         [record] = await outbox.claim("funnel", limit=10)

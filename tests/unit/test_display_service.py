@@ -187,7 +187,7 @@ def test_wiring_registers_the_display_service(tmp_path: Path) -> None:
         },
         environ={},
     )
-    ctx = AgentContext(config=config, engine=None)  # type: ignore[arg-type]
+    ctx = AgentContext(config=config, db=None)  # type: ignore[arg-type]
     components = build_components(ctx)
     service = ctx.services["display"]
     assert service in components and isinstance(service, DisplayService)
@@ -215,7 +215,7 @@ async def test_status_reporter_stops_when_cancelled_as_health_changes() -> None:
     from agent.wiring import StatusReporter
 
     health = HealthBoard()
-    ctx = AgentContext(config=None, engine=None, health=health)  # type: ignore[arg-type]
+    ctx = AgentContext(config=None, db=None, health=health)  # type: ignore[arg-type]
     reporter = StatusReporter(ctx, interval=3600)
     task = asyncio.create_task(reporter.run())
     await asyncio.sleep(0)

@@ -40,7 +40,7 @@ def config(**ble: Any) -> ShopEdgeConfig:
 def context(cfg: ShopEdgeConfig, services: dict[str, Any] | None = None) -> AgentContext:
     return AgentContext(
         config=cfg,
-        engine=None,
+        db=None,
         health=HealthBoard(),
         wall_clock=lambda: WALL0,
         services=services or {},  # type: ignore[arg-type]

@@ -17,7 +17,7 @@ async def test_last_heard_is_never_in_the_future_at_replay_speed() -> None:
     timer = FakeTimer()
     ctx = AgentContext(
         config=config(replay_loop=False, replay_speed=50),
-        engine=None,  # type: ignore[arg-type]
+        db=None,  # type: ignore[arg-type]
         health=HealthBoard(),
         wall_clock=lambda: WALL0 + timer.t,  # the real clock moves with the fake timer
     )

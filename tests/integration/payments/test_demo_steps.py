@@ -30,7 +30,7 @@ async def test_one_payment_by_each_method(tmp_path: Path) -> None:
     assert "paid 120 TWD" in summaries[1] and "paid 85 TWD" in summaries[2]
     charges = run.extras["linepay"].state.charges
     assert sorted(c.method for c in charges.values()) == ["offline", "online"]
-    with ctx.engine.connect() as conn:  # the funnel counts both payments
+    with ctx.db.connect() as conn:  # the funnel counts both payments
         facts = conn.execute(
             text("SELECT order_id, amount_twd FROM funnel_facts WHERE kind = 'payment'")
         ).all()

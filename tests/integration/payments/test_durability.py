@@ -72,7 +72,7 @@ async def test_the_connections_that_write_are_wal_and_synchronous_full(
         # The journal writes plain SQL on the pool's sqlite3 connections, so its statements are
         # seen by SQLite's own trace callback, set at every checkout with the pragmas that
         # connection has at that moment.
-        @event.listens_for(ctx.engine, "checkout")
+        @event.listens_for(ctx.db, "checkout")
         def _checkout(dbapi: sqlite3.Connection, *_: Any) -> None:
             dbapi.set_trace_callback(None)
             (sync,) = dbapi.execute("PRAGMA synchronous").fetchone()

@@ -106,7 +106,7 @@ async def test_scanner_component_feeds_the_waiting_sale(tmp_path: Path, emulator
         }
         assert (await h.post("/v1/payments", body))[0] == 201
         config = make_config(tmp_path, emulator.url, scanner="replay", scanner_replay_file=str(scans))
-        ctx = AgentContext(config=config, engine=h.engine, services={"payments": h.service})
+        ctx = AgentContext(config=config, db=h.engine, services={"payments": h.service})
         feed = asyncio.create_task(ScannerFeed(ctx).run())
         try:
             paid = await h.until("SC1", "paid", within=20)

@@ -51,5 +51,5 @@ def test_wiring_runs_the_ble_component_only_when_enabled() -> None:
 
     for enabled in (True, False):
         config = parse_config({**DEVICE, "ble": {"enabled": enabled}}, environ={})
-        names = [c.name for c in build_components(AgentContext(config=config, engine=None))]  # type: ignore[arg-type]
+        names = [c.name for c in build_components(AgentContext(config=config, db=None))]  # type: ignore[arg-type]
         assert ("ble" in names) is enabled
