@@ -14,7 +14,7 @@ from collections.abc import Callable
 from typing import Any, Protocol
 
 from pydantic import SecretStr
-from sqlalchemy import Engine
+from base.statedb import StateDB
 
 from base.health import HealthBoard
 from membership.config import BindingConfig, CampaignConfig, CouponsConfig, GreetingConfig, LineConfig
@@ -102,7 +102,7 @@ class MembershipContext(Protocol):
     @property
     def config(self) -> MembershipSettings: ...
     @property
-    def engine(self) -> Engine: ...
+    def db(self) -> StateDB: ...
     @property
     def health(self) -> HealthBoard: ...
     @property
