@@ -13,18 +13,16 @@ import signal
 import sqlite3
 from collections.abc import Callable
 
-from sqlalchemy import Engine
-from sqlalchemy.exc import DBAPIError
-
 from agent import __version__
 from agent.config import ShopEdgeConfig
 from agent.context import AgentContext
-from agent.db import migrate, open_engine
+from agent.db import migrate, open_state_db
 from agent.sdnotify import systemd_component
 from agent.state import finish_run, last_run_was_clean, start_run
 from agent.supervisor import Supervisor
 from agent.wiring import build_components
 from agent.wiring.health import OUTBOX_LEVELS
+from base.statedb import StateDB
 from offline_queue import Outbox, OutboxError
 
 __all__ = ["StateUnavailable", "run_agent"]
@@ -47,11 +45,11 @@ async def run_agent(
     not a traceback.
     """
     try:
-        engine = await asyncio.to_thread(_open_state, config)
+        db = await asyncio.to_thread(_open_state, config)
     except StateUnavailable as exc:
         log.error("cannot start: the state database cannot be written", extra={"error": str(exc)})
         return 1
-    ctx = AgentContext(config=config, db=engine)
+    ctx = AgentContext(config=config, db=db)
     run_id = 0
     outbox: Outbox | None = None
     try:
@@ -66,14 +64,14 @@ async def run_agent(
             log.error("cannot open the outbox; nothing can be recorded safely", extra={"error": str(exc)})
             return 1
         ctx.services["outbox"] = outbox
-        if not await asyncio.to_thread(last_run_was_clean, engine):
+        if not await asyncio.to_thread(last_run_was_clean, db):
             log.warning("previous run did not stop cleanly; reconciling state at start")
         try:
-            run_id = await asyncio.to_thread(start_run, engine, __version__)
-        except DBAPIError as exc:
+            run_id = await asyncio.to_thread(start_run, db, __version__)
+        except sqlite3.Error as exc:
             log.error(
                 "cannot start: the state database cannot be written",
-                extra={"error": f"{config.db_path}: {exc.orig}"},
+                extra={"error": f"{config.db_path}: {exc}"},
             )
             return 1
         components = build_components(ctx)
@@ -101,13 +99,13 @@ async def run_agent(
             for sig in (signal.SIGTERM, signal.SIGINT):
                 loop.remove_signal_handler(sig)
             await outbox.close()
-        await asyncio.to_thread(finish_run, engine, run_id)
+        await asyncio.to_thread(finish_run, db, run_id)
         log.info("shopedge stopped cleanly")
         return 0
     finally:
         if outbox is not None:
             await outbox.close()
-        engine.dispose()
+        db.close()
 
 
 def _on_signal(supervisor: Supervisor, sig: signal.Signals) -> None:
@@ -115,15 +113,20 @@ def _on_signal(supervisor: Supervisor, sig: signal.Signals) -> None:
     supervisor.stop()
 
 
-def _open_state(config: ShopEdgeConfig) -> Engine:
+def _open_state(config: ShopEdgeConfig) -> StateDB:
     try:
-        engine = open_engine(config.db_path)
+        db = open_state_db(config.db_path)
     except OSError as exc:
         raise StateUnavailable(f"{config.db_path.parent}: {exc.strerror or exc}") from None
     try:
-        migrate(engine)
-    except (DBAPIError, sqlite3.Error, OSError) as exc:
-        engine.dispose()
-        reason = exc.orig if isinstance(exc, DBAPIError) else exc
-        raise StateUnavailable(f"{config.db_path}: {reason}") from None
-    return engine
+        migrate(db)
+    except (sqlite3.Error, OSError) as exc:
+        db.close()
+        raise StateUnavailable(f"{config.db_path}: {exc}") from None
+    except Exception as exc:  # Alembic runs SQLAlchemy, whose DBAPIError wraps the sqlite3 one
+        orig = getattr(exc, "orig", None)
+        if not isinstance(orig, sqlite3.Error):
+            raise
+        db.close()
+        raise StateUnavailable(f"{config.db_path}: {orig}") from None
+    return db

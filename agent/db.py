@@ -34,6 +34,7 @@ __all__ = [
 ]
 
 MIGRATIONS = Path(__file__).with_name("migrations")
+_HAS_VERSION_TABLE = "SELECT 1 FROM sqlite_master WHERE type = 'table' AND name = 'alembic_version'"
 
 
 def _on_connect(dbapi_connection: sqlite3.Connection, _record: Any) -> None:
@@ -95,39 +96,62 @@ def code_heads() -> frozenset[str]:
     return frozenset(revisions - parents)
 
 
-def stored_heads(db: StateDB) -> frozenset[str]:
+def _state_db(db: StateDB | Engine) -> StateDB:
+    """The StateDB of either handle: the migration tests and tools hold an SQLAlchemy engine."""
+    if isinstance(db, StateDB):
+        return db
+    return StateDB(Path(str(db.url.database)))
+
+
+def _engine(db: StateDB | Engine) -> tuple[Engine, bool]:
+    """An engine for Alembic on `db`, and whether it is ours to dispose of."""
+    if isinstance(db, StateDB):
+        return open_engine(db.path), True
+    return db, False
+
+
+def stored_heads(db: StateDB | Engine) -> frozenset[str]:
     """The revisions the database says it is at (empty for a new file), read without Alembic."""
-    with db.transaction() as conn:
-        known = conn.execute("SELECT 1 FROM sqlite_master WHERE type = 'table' AND name = 'alembic_version'")
-        if known.fetchone() is None:  # nothing applied yet
-            return frozenset()
-        rows = conn.execute("SELECT version_num FROM alembic_version").fetchall()
+    state = _state_db(db)
+    try:
+        with state.transaction() as conn:
+            known = conn.execute(
+                "SELECT 1 FROM sqlite_master WHERE type = 'table' AND name = 'alembic_version'"
+            )
+            if known.fetchone() is None:  # nothing applied yet
+                return frozenset()
+            rows = conn.execute("SELECT version_num FROM alembic_version").fetchall()
+    finally:
+        if state is not db:
+            state.close()
     return frozenset(str(row[0]) for row in rows)
 
 
-def migrate(db: StateDB, revision: str = "heads") -> None:
+def migrate(db: StateDB | Engine, revision: str = "heads") -> None:
     """Apply migrations up to `revision` (default: every branch head). Idempotent; when the
     database is already at the code's heads, neither Alembic nor SQLAlchemy is imported."""
     if revision == "heads" and stored_heads(db) == code_heads():
         return
     from alembic import command
 
-    engine = open_engine(db.path)
+    engine, owned = _engine(db)
     try:
         command.upgrade(_alembic_config(engine), revision)
     finally:
-        engine.dispose()
+        if owned:
+            engine.dispose()
 
 
-def current_heads(db: StateDB) -> set[str]:
+def current_heads(db: StateDB | Engine) -> set[str]:
     from alembic.runtime.migration import MigrationContext
 
-    engine = open_engine(db.path)
+    engine, owned = _engine(db)
     try:
         with engine.connect() as conn:
             return set(MigrationContext.configure(conn).get_current_heads())
     finally:
-        engine.dispose()
+        if owned:
+            engine.dispose()
 
 
 def script_heads() -> set[str]:

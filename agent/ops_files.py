@@ -16,7 +16,7 @@ from pathlib import Path
 from typing import Any
 
 from agent.config import ConfigError, ShopEdgeConfig
-from agent.db import migrate, open_engine
+from agent.db import migrate, open_state_db
 from agent.provisioning import SECRETS_NAME, Plan, ProvisionError
 from agent.state import get_setting, put_setting
 from base import config as base_config
@@ -104,16 +104,16 @@ def setup_state(config: ShopEdgeConfig, *, owner: tuple[int, int] | None) -> tup
     """Create the state dir and DB (migrated); returns (device identity, whether it is new)."""
     state = config.storage.state_dir
     state.mkdir(mode=0o750, parents=True, exist_ok=True)
-    engine = open_engine(config.db_path)
+    db = open_state_db(config.db_path)
     try:
-        migrate(engine)
-        identity = get_setting(engine, IDENTITY_KEY)
+        migrate(db)
+        identity = get_setting(db, IDENTITY_KEY)
         created = identity is None
         if identity is None:
             identity = str(uuid.uuid4())
-            put_setting(engine, IDENTITY_KEY, identity)
+            put_setting(db, IDENTITY_KEY, identity)
     finally:
-        engine.dispose()
+        db.close()
     if owner is not None:
         for path in [state, *state.iterdir()]:
             os.chown(path, owner[0], owner[1])

@@ -4,84 +4,59 @@ from __future__ import annotations
 
 import time
 
-from sqlalchemy import (
-    Column,
-    Engine,
-    Float,
-    Integer,
-    MetaData,
-    String,
-    Table,
-    Text,
-    insert,
-    select,
-    update,
-)
+from base.statedb import StateDB
 
 __all__ = ["StateSettings", "finish_run", "get_setting", "last_run_was_clean", "put_setting", "start_run"]
 
-metadata = MetaData()
-
-settings = Table(
-    "settings",
-    metadata,
-    Column("key", String(64), primary_key=True),
-    Column("value", Text, nullable=False),
-    Column("updated_at", Float, nullable=False),
+# The tables are made by the migrations (0001_base, 0002_agent_runs); plain SQL on the state DB.
+_GET = "SELECT value FROM settings WHERE key = ?"
+_PUT = (
+    "INSERT INTO settings (key, value, updated_at) VALUES (?, ?, ?)"
+    " ON CONFLICT (key) DO UPDATE SET value = excluded.value, updated_at = excluded.updated_at"
 )
-
-agent_runs = Table(
-    "agent_runs",
-    metadata,
-    Column("id", Integer, primary_key=True, autoincrement=True),
-    Column("version", String(32), nullable=False),
-    Column("started_at", Float, nullable=False),
-    Column("stopped_at", Float, nullable=True),
-)
+_LAST_STOP = "SELECT stopped_at FROM agent_runs ORDER BY id DESC LIMIT 1"
+_START = "INSERT INTO agent_runs (version, started_at) VALUES (?, ?)"
+_FINISH = "UPDATE agent_runs SET stopped_at = ? WHERE id = ?"
 
 
-def get_setting(engine: Engine, key: str) -> str | None:
-    with engine.connect() as conn:
-        return conn.execute(select(settings.c.value).where(settings.c.key == key)).scalar_one_or_none()
+def get_setting(db: StateDB, key: str) -> str | None:
+    with db.transaction() as conn:
+        row = conn.execute(_GET, (key,)).fetchone()
+    return None if row is None else str(row[0])
 
 
-def put_setting(engine: Engine, key: str, value: str) -> None:
-    with engine.begin() as conn:
-        exists = conn.execute(select(settings.c.key).where(settings.c.key == key)).first()
-        stmt = (
-            update(settings).where(settings.c.key == key).values(value=value, updated_at=time.time())
-            if exists
-            else insert(settings).values(key=key, value=value, updated_at=time.time())
-        )
-        conn.execute(stmt)
+def put_setting(db: StateDB, key: str, value: str) -> None:
+    with db.transaction() as conn:
+        conn.execute(_PUT, (key, value, time.time()))
 
 
 class StateSettings:
     """The settings table as the other rooms' port (`ctx.services["settings"]`)."""
 
-    def __init__(self, engine: Engine) -> None:
-        self.engine = engine
+    def __init__(self, db: StateDB) -> None:
+        self.db = db
 
     def get_setting_blocking(self, key: str) -> str | None:
-        return get_setting(self.engine, key)
+        return get_setting(self.db, key)
 
     def put_setting_blocking(self, key: str, value: str) -> None:
-        put_setting(self.engine, key, value)
+        put_setting(self.db, key, value)
 
 
-def last_run_was_clean(engine: Engine) -> bool:
+def last_run_was_clean(db: StateDB) -> bool:
     """False when the previous run has no stop time: power loss, SIGKILL or a crash."""
-    with engine.connect() as conn:
-        row = conn.execute(select(agent_runs.c.stopped_at).order_by(agent_runs.c.id.desc()).limit(1)).first()
-    return row is None or row.stopped_at is not None
+    with db.transaction() as conn:
+        row = conn.execute(_LAST_STOP).fetchone()
+    return row is None or row[0] is not None
 
 
-def start_run(engine: Engine, version: str) -> int:
-    with engine.begin() as conn:
-        result = conn.execute(insert(agent_runs).values(version=version, started_at=time.time()))
-        return int(result.inserted_primary_key[0])  # type: ignore[index]
+def start_run(db: StateDB, version: str) -> int:
+    with db.transaction() as conn:
+        cursor = conn.execute(_START, (version, time.time()))
+    assert cursor.lastrowid is not None
+    return int(cursor.lastrowid)
 
 
-def finish_run(engine: Engine, run_id: int) -> None:
-    with engine.begin() as conn:
-        conn.execute(update(agent_runs).where(agent_runs.c.id == run_id).values(stopped_at=time.time()))
+def finish_run(db: StateDB, run_id: int) -> None:
+    with db.transaction() as conn:
+        conn.execute(_FINISH, (time.time(), run_id))

@@ -1,5 +1,4 @@
-"""The merchant's MQTT broker settings (`[mqtt]`): the same keys on the device and in the cloud.
-"""
+"""The merchant's MQTT broker settings (`[mqtt]`): the same keys on the device and in the cloud."""
 
 from __future__ import annotations
 

@@ -50,7 +50,6 @@ class StateDB:
         self.read_only = read_only
         self._idle: list[sqlite3.Connection] = []
         self._lock = threading.Lock()
-        self._closed = False
 
     def _connect(self) -> sqlite3.Connection:
         if self.read_only:
@@ -70,15 +69,13 @@ class StateDB:
 
     def _checkout(self) -> sqlite3.Connection:
         with self._lock:
-            if self._closed:
-                raise sqlite3.ProgrammingError(f"{self.path}: the state database is closed")
             if self._idle:
                 return self._idle.pop()
         return self._connect()
 
     def _checkin(self, conn: sqlite3.Connection) -> None:
         with self._lock:
-            if not self._closed and len(self._idle) < IDLE_CONNECTIONS:
+            if len(self._idle) < IDLE_CONNECTIONS:
                 self._idle.append(conn)
                 return
         conn.close()
@@ -107,9 +104,10 @@ class StateDB:
         self._checkin(conn)
 
     def close(self) -> None:
-        """Close the idle connections; one still in use is closed when it is returned."""
+        """Close the pooled connections (the daemon's last step). Like SQLAlchemy's
+        `Engine.dispose()` it leaves the handle usable: a later block opens a new connection
+        (a test or the demo reading what the stopped daemon wrote)."""
         with self._lock:
-            self._closed = True
             idle, self._idle = self._idle, []
         for conn in idle:
             conn.close()

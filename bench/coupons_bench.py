@@ -26,7 +26,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from agent.config import parse_config
 from agent.context import AgentContext
-from agent.db import migrate, open_engine, prepare_state_db
+from agent.db import migrate, open_state_db, prepare_state_db
 from emulators.messaging import MessagingEmulator, running_emulator
 from membership.coupons import CouponService, DeliveryStatus, WelcomeRequest, deliver_welcome
 from offline_queue import Outbox
@@ -46,7 +46,7 @@ async def run(users: int, copies: int) -> dict[str, object]:
                 },
                 environ={},
             )
-            engine = open_engine(config.db_path)
+            engine = open_state_db(config.db_path)
             migrate(engine)
             outbox = await Outbox.open(config.db_path, prepare=prepare_state_db)
             ctx = AgentContext(config=config, db=engine, services={"outbox": outbox})
@@ -95,7 +95,7 @@ async def run(users: int, copies: int) -> dict[str, object]:
                 single.append((await timed(request))[0])
             await service.aclose()
             await outbox.close()
-            engine.dispose()
+            engine.close()
     single.sort()
     per_user: dict[str, int] = {}
     for delivery in emulator.deliveries:

@@ -31,7 +31,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from agent.config import parse_config
 from agent.context import AgentContext
-from agent.db import migrate, open_engine
+from agent.db import migrate, open_state_db
 from agent.sync import Envelope, SyncService, encode_message, format_ts
 from offline_queue import Outbox
 from tests.integration.sync_brokers import Broker, make_mosquitto
@@ -86,7 +86,7 @@ async def drain(broker: Broker, workdir: Path, events: int, window: int, batch: 
         },
         environ={},
     )
-    engine = open_engine(config.db_path)
+    engine = open_state_db(config.db_path)
     migrate(engine)
     outbox = await Outbox.open(config.db_path)
     try:
@@ -111,7 +111,7 @@ async def drain(broker: Broker, workdir: Path, events: int, window: int, batch: 
         }
     finally:
         await outbox.close()
-        engine.dispose()
+        engine.close()
 
 
 async def main() -> None:

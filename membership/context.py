@@ -14,9 +14,9 @@ from collections.abc import Callable
 from typing import Any, Protocol
 
 from pydantic import SecretStr
-from base.statedb import StateDB
 
 from base.health import HealthBoard
+from base.statedb import StateDB
 from membership.config import BindingConfig, CampaignConfig, CouponsConfig, GreetingConfig, LineConfig
 
 __all__ = ["DeviceIdentity", "MembershipContext", "MembershipSettings", "SettingsStore"]

@@ -18,26 +18,12 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import sqlite3
 from dataclasses import asdict, dataclass
 from enum import StrEnum
 from typing import TYPE_CHECKING, Any, Protocol
 
-from sqlalchemy import (
-    Boolean,
-    Column,
-    Engine,
-    Float,
-    Integer,
-    MetaData,
-    String,
-    Table,
-    UniqueConstraint,
-    bindparam,
-    insert,
-    select,
-    update,
-)
-
+from base.statedb import StateDB
 from membership.binding import BindingClaims, BindingError, Rejection, find_token, phone_hash, verify_token
 from membership.context import MembershipContext
 from membership.event_time import event_time
@@ -55,8 +41,6 @@ __all__ = [
     "SaleFacts",
     "SaleLookup",
     "after_conversion",
-    "binding_rejections",
-    "conversions",
     "handle_line_event",
     "record_conversion_blocking",
     "rejection_counts_blocking",
@@ -67,59 +51,40 @@ log = logging.getLogger(__name__)
 
 STREAM = "conversion"
 
-metadata = MetaData()
-
-conversions = Table(
-    "conversions",
-    metadata,
-    Column("id", Integer, primary_key=True, autoincrement=True),
-    Column("store_id", String(32), nullable=False),
-    Column("device_id", String(32), nullable=False),
-    Column("order_id", String(128), nullable=False),
-    Column("line_user_id", String(64), nullable=False),
-    Column("amount_twd", Integer, nullable=True),
-    Column("member_phone_hash", String(64), nullable=True),
-    Column("is_new_follower", Boolean, nullable=False),
-    Column("token_issued_at", Integer, nullable=False),
-    Column("converted_at", Float, nullable=False),
-    Column("recorded_at", Float, nullable=False),
-    Column("webhook_event_id", String(64), nullable=True),
-    Column("reply_token", String(64), nullable=True),
-    UniqueConstraint("store_id", "device_id", "order_id", name="uq_conversions_sale"),
+# The tables are the migrations' (agent/migrations/versions/0500_conversion.py): `conversions`,
+# one row per sale (unique on store, device, order), and `binding_rejections`, one counter per
+# reason. Each binding message runs these statements on a `StateDB` transaction's connection.
+_SALE = "store_id = :store_id AND device_id = :device_id AND order_id = :order_id"
+_SELECT_EXISTING = f"SELECT webhook_event_id, line_user_id FROM conversions WHERE {_SALE}"
+_SELECT_EXISTS = f"SELECT id FROM conversions WHERE {_SALE}"
+# The columns a `Conversion` is built from, in the table's order (all but `id`).
+_CONVERSION_COLUMNS = (
+    "store_id",
+    "device_id",
+    "order_id",
+    "line_user_id",
+    "amount_twd",
+    "member_phone_hash",
+    "is_new_follower",
+    "token_issued_at",
+    "converted_at",
+    "recorded_at",
+    "webhook_event_id",
+    "reply_token",
 )
-
-binding_rejections = Table(
-    "binding_rejections",
-    metadata,
-    Column("reason", String(32), primary_key=True),
-    Column("count", Integer, nullable=False),
-    Column("last_at", Float, nullable=False),
+_SELECT_STORED = f"SELECT {', '.join(_CONVERSION_COLUMNS)} FROM conversions WHERE {_SALE}"
+_INSERT_CONVERSION = (
+    f"INSERT INTO conversions ({', '.join(_CONVERSION_COLUMNS)}) "
+    f"VALUES ({', '.join(':' + name for name in _CONVERSION_COLUMNS)})"
 )
-
-
-# Built once (each binding message runs them): a reused statement skips SQLAlchemy's per-call
-# construction and cache-key generation. The INSERTs and the counter's SET take their columns
-# from the parameter dict; `w_` names bind the WHERE clauses.
-_SALE = (
-    conversions.c.store_id == bindparam("w_store_id"),
-    conversions.c.device_id == bindparam("w_device_id"),
-    conversions.c.order_id == bindparam("w_order_id"),
-)
-_EXISTING = select(conversions.c.webhook_event_id, conversions.c.line_user_id).where(*_SALE)
-_EXISTS = select(conversions.c.id).where(*_SALE)
-_STORED = select(conversions).where(*_SALE)
-_INSERT_CONVERSION = insert(conversions)
-_REJECTIONS = select(binding_rejections.c.count).where(binding_rejections.c.reason == bindparam("w_reason"))
-_INSERT_REJECTION = insert(binding_rejections)
-_COUNT_REJECTION = (
-    update(binding_rejections)
-    .where(binding_rejections.c.reason == bindparam("w_reason"))
-    .values(count=binding_rejections.c.count + 1)
-)
+_SELECT_REJECTION = "SELECT count FROM binding_rejections WHERE reason = ?"
+_INSERT_REJECTION = "INSERT INTO binding_rejections (reason, count, last_at) VALUES (?, 1, ?)"
+_COUNT_REJECTION = "UPDATE binding_rejections SET count = count + 1, last_at = ? WHERE reason = ?"
+_SELECT_REJECTION_COUNTS = "SELECT reason, count FROM binding_rejections"
 
 
 def _sale(store_id: str, device_id: str, order_id: str) -> dict[str, str]:
-    return {"w_store_id": store_id, "w_device_id": device_id, "w_order_id": order_id}
+    return {"store_id": store_id, "device_id": device_id, "order_id": order_id}
 
 
 class ConversionStatus(StrEnum):
@@ -234,15 +199,16 @@ def _parse(envelope_data: dict[str, Any]) -> _BindingMessage | None:
 # ---------------------------------------------------------------- database (run in a thread)
 
 
-def record_conversion_blocking(engine: Engine, conversion: Conversion) -> ConversionStatus | Rejection:
+def record_conversion_blocking(db: StateDB, conversion: Conversion) -> ConversionStatus | Rejection:
     """Insert the conversion unless its sale already has one (then DUPLICATE or ALREADY_USED)."""
-    with engine.begin() as conn:
+    with db.transaction() as conn:
         existing = conn.execute(
-            _EXISTING, _sale(conversion.store_id, conversion.device_id, conversion.order_id)
-        ).first()
+            _SELECT_EXISTING, _sale(conversion.store_id, conversion.device_id, conversion.order_id)
+        ).fetchone()
         if existing is not None:
+            webhook_event_id, _line_user_id = existing
             same_event = conversion.webhook_event_id is not None and (
-                existing.webhook_event_id == conversion.webhook_event_id
+                webhook_event_id == conversion.webhook_event_id
             )
             if same_event:
                 return ConversionStatus.DUPLICATE
@@ -253,54 +219,55 @@ def record_conversion_blocking(engine: Engine, conversion: Conversion) -> Conver
     return ConversionStatus.RECORDED
 
 
-def _count_blocking(conn: Any, reason: Rejection, now: float) -> None:
-    row = conn.execute(_REJECTIONS, {"w_reason": reason}).first()
+def _count_blocking(conn: sqlite3.Connection, reason: Rejection, now: float) -> None:
+    row = conn.execute(_SELECT_REJECTION, (reason.value,)).fetchone()
     if row is None:
-        conn.execute(_INSERT_REJECTION, {"reason": reason.value, "count": 1, "last_at": now})
+        conn.execute(_INSERT_REJECTION, (reason.value, now))
     else:
-        conn.execute(_COUNT_REJECTION, {"last_at": now, "w_reason": reason})
+        conn.execute(_COUNT_REJECTION, (now, reason.value))
 
 
-def conversion_exists_blocking(engine: Engine, store_id: str, device_id: str, order_id: str) -> bool:
-    with engine.connect() as conn:
-        row = conn.execute(_EXISTS, _sale(store_id, device_id, order_id)).first()
+def conversion_exists_blocking(db: StateDB, store_id: str, device_id: str, order_id: str) -> bool:
+    with db.transaction() as conn:
+        row = conn.execute(_SELECT_EXISTS, _sale(store_id, device_id, order_id)).fetchone()
     return row is not None
 
 
 def verify_on_device_blocking(
-    engine: Engine | None, token: str, *, key: bytes, store_id: str, device_id: str, now: float
+    db: StateDB | None, token: str, *, key: bytes, store_id: str, device_id: str, now: float
 ) -> BindingClaims | Rejection:
     """What this device says of a token if a shopper sent it now: `verify_token`'s checks, then
     "already used" when its sale has a conversion (the handler's unique key). `shopedge binding
     verify` answers with this, so it never calls "valid" a token the device would reject;
-    without a state DB (`engine` None) nothing is used yet."""
+    without a state DB (`db` None) nothing is used yet."""
     verdict = verify_token(token, key=key, store_id=store_id, device_id=device_id, now=now)
-    if isinstance(verdict, Rejection) or engine is None:
+    if isinstance(verdict, Rejection) or db is None:
         return verdict
-    if conversion_exists_blocking(engine, verdict.store_id, verdict.device_id, verdict.order_id):
+    if conversion_exists_blocking(db, verdict.store_id, verdict.device_id, verdict.order_id):
         return Rejection.ALREADY_USED
     return verdict
 
 
-def count_rejection_blocking(engine: Engine, reason: Rejection, now: float) -> None:
-    with engine.begin() as conn:
+def count_rejection_blocking(db: StateDB, reason: Rejection, now: float) -> None:
+    with db.transaction() as conn:
         _count_blocking(conn, reason, now)
 
 
-def rejection_counts_blocking(engine: Engine) -> dict[str, int]:
-    with engine.connect() as conn:
-        rows = conn.execute(select(binding_rejections.c.reason, binding_rejections.c.count)).all()
+def rejection_counts_blocking(db: StateDB) -> dict[str, int]:
+    with db.transaction() as conn:
+        rows = conn.execute(_SELECT_REJECTION_COUNTS).fetchall()
     return {str(reason): int(count) for reason, count in rows}
 
 
 def stored_conversion_blocking(
-    engine: Engine, store_id: str, device_id: str, order_id: str
+    db: StateDB, store_id: str, device_id: str, order_id: str
 ) -> Conversion | None:
-    with engine.connect() as conn:
-        row = conn.execute(_STORED, _sale(store_id, device_id, order_id)).first()
+    with db.transaction() as conn:
+        row = conn.execute(_SELECT_STORED, _sale(store_id, device_id, order_id)).fetchone()
     if row is None:
         return None
-    data = {k: v for k, v in row._mapping.items() if k != "id"}
+    data = dict(zip(_CONVERSION_COLUMNS, row, strict=True))
+    data["is_new_follower"] = bool(data["is_new_follower"])
     return Conversion(**data, reply_token_received_at=None)
 
 

@@ -26,10 +26,8 @@ from datetime import datetime
 from typing import Any, TypeVar
 from zoneinfo import ZoneInfo
 
-from sqlalchemy import Column, Engine, Float, Integer, MetaData, String, Table, func, select, update
-from sqlalchemy.dialects.sqlite import insert as sqlite_insert
-
 from base.health import Level
+from base.statedb import StateDB
 from membership.context import MembershipContext, MembershipSettings
 from membership.coupons import (
     Budget,
@@ -62,9 +60,6 @@ __all__ = [
     "GREETER_SERVICE",
     "GreetOutcome",
     "Greeter",
-    "beacon_events",
-    "beacon_greeted",
-    "beacon_rejections",
     "rejection_counts_blocking",
 ]
 
@@ -74,43 +69,6 @@ GREETER_SERVICE = "greeter"
 _REPLY_ATTEMPTS = 2
 _PUSH_ATTEMPTS = 3
 _T = TypeVar("_T")
-
-metadata = MetaData()
-
-beacon_events = Table(
-    "beacon_events",
-    metadata,
-    Column("webhook_event_id", String(64), primary_key=True),
-    Column("store_id", String(32), nullable=False),
-    Column("device_id", String(32), nullable=False),
-    Column("line_user_id", String(64), nullable=False),
-    Column("hwid", String(10), nullable=False),
-    Column("type", String(8), nullable=False),
-    Column("reason", String(24), nullable=False),
-    Column("greeting", String(32)),
-    Column("channel", String(8)),
-    Column("outcome", String(24)),
-    Column("month", String(7)),
-    Column("at", Float, nullable=False),
-    Column("recorded_at", Float, nullable=False),
-)
-
-beacon_greeted = Table(
-    "beacon_greeted",
-    metadata,
-    Column("store_id", String(32), primary_key=True),
-    Column("line_user_id", String(64), primary_key=True),
-    Column("greeting", String(32), nullable=False),
-    Column("last_greeted_at", Float, nullable=False),
-)
-
-beacon_rejections = Table(
-    "beacon_rejections",
-    metadata,
-    Column("reason", String(24), primary_key=True),
-    Column("count", Integer, nullable=False),
-    Column("last_at", Float, nullable=False),
-)
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -126,31 +84,62 @@ class GreetOutcome:
 
 # ---------------------------------------------------------------- database (run in a thread)
 
+# Plain SQL on the pooled sqlite3 connection (base.statedb); the tables are migration
+# 0700_greetings's. `count` is quoted: it is also the name of an SQL function.
+_EVENT_COLUMNS = (
+    "webhook_event_id",
+    "store_id",
+    "device_id",
+    "line_user_id",
+    "hwid",
+    "type",
+    "reason",
+    "greeting",
+    "at",
+    "recorded_at",
+)
+_SELECT_EVENT_SEEN = "SELECT webhook_event_id FROM beacon_events WHERE webhook_event_id = ?"
+_SELECT_LAST_GREETED = "SELECT last_greeted_at FROM beacon_greeted WHERE store_id = ? AND line_user_id = ?"
+_INSERT_EVENT = (
+    f"INSERT INTO beacon_events ({', '.join(_EVENT_COLUMNS)})"
+    f" VALUES ({', '.join(':' + name for name in _EVENT_COLUMNS)}) ON CONFLICT DO NOTHING"
+)
+_UPDATE_EVENT_OUTCOME = (
+    "UPDATE beacon_events SET channel = ?, outcome = ?, month = ? WHERE webhook_event_id = ?"
+)
+_UPSERT_GREETED = (
+    "INSERT INTO beacon_greeted (store_id, line_user_id, greeting, last_greeted_at) VALUES (?, ?, ?, ?)"
+    " ON CONFLICT (store_id, line_user_id)"
+    " DO UPDATE SET greeting = excluded.greeting, last_greeted_at = excluded.last_greeted_at"
+)
+_UPSERT_REJECTION = (
+    'INSERT INTO beacon_rejections (reason, "count", last_at) VALUES (?, 1, ?)'
+    ' ON CONFLICT (reason) DO UPDATE SET "count" = beacon_rejections."count" + 1, last_at = excluded.last_at'
+)
+_SELECT_REJECTION_COUNT = 'SELECT "count" FROM beacon_rejections WHERE reason = ?'
+_SELECT_REJECTION_COUNTS = 'SELECT reason, "count" FROM beacon_rejections'
+_SELECT_GREETING_PUSHES = (
+    "SELECT count(*) FROM beacon_events"
+    " WHERE greeting = ? AND month = ? AND channel = 'push' AND outcome IN ('sent', 'queued')"
+)
 
-def _state_blocking(engine: Engine, store_id: str, visit: BeaconVisit) -> ShopperState:
-    with engine.connect() as conn:
-        seen = conn.execute(
-            select(beacon_events.c.webhook_event_id).where(
-                beacon_events.c.webhook_event_id == visit.webhook_event_id
-            )
-        ).first()
-        last = conn.execute(
-            select(beacon_greeted.c.last_greeted_at).where(
-                beacon_greeted.c.store_id == store_id, beacon_greeted.c.line_user_id == visit.line_user_id
-            )
-        ).scalar()
+
+def _state_blocking(db: StateDB, store_id: str, visit: BeaconVisit) -> ShopperState:
+    with db.transaction() as conn:
+        seen = conn.execute(_SELECT_EVENT_SEEN, (visit.webhook_event_id,)).fetchone()
+        found = conn.execute(_SELECT_LAST_GREETED, (store_id, visit.line_user_id)).fetchone()
+    last = None if found is None else found[0]
     return ShopperState(event_seen=seen is not None, last_greeted_at=last)
 
 
-def _record_event_blocking(engine: Engine, row: dict[str, Any]) -> bool:
+def _record_event_blocking(db: StateDB, row: dict[str, Any]) -> bool:
     """Insert the event's row; False if its webhookEventId is already there (a replay)."""
-    stmt = sqlite_insert(beacon_events).values(**row).on_conflict_do_nothing()
-    with engine.begin() as conn:
-        return bool(conn.execute(stmt).rowcount == 1)
+    with db.transaction() as conn:
+        return conn.execute(_INSERT_EVENT, {name: row[name] for name in _EVENT_COLUMNS}).rowcount == 1
 
 
 def _settle_blocking(
-    engine: Engine,
+    db: StateDB,
     event_id: str,
     *,
     channel: str | None,
@@ -159,61 +148,30 @@ def _settle_blocking(
     greeted: tuple[str, str, str, float] | None,
 ) -> None:
     """Record how the greeting went; `greeted` = (store, user, greeting, at) starts the cool-down."""
-    with engine.begin() as conn:
-        conn.execute(
-            update(beacon_events)
-            .where(beacon_events.c.webhook_event_id == event_id)
-            .values(channel=channel, outcome=outcome, month=month)
-        )
+    with db.transaction() as conn:
+        conn.execute(_UPDATE_EVENT_OUTCOME, (channel, outcome, month, event_id))
         if greeted is not None:
-            store, user, name, at = greeted
-            stmt = sqlite_insert(beacon_greeted).values(
-                store_id=store, line_user_id=user, greeting=name, last_greeted_at=at
-            )
-            conn.execute(
-                stmt.on_conflict_do_update(
-                    index_elements=["store_id", "line_user_id"],
-                    set_={"greeting": name, "last_greeted_at": at},
-                )
-            )
+            conn.execute(_UPSERT_GREETED, greeted)
 
 
-def _count_rejection_blocking(engine: Engine, reason: Reason, now: float) -> int:
+def _count_rejection_blocking(db: StateDB, reason: Reason, now: float) -> int:
     """Add one to the reason's counter; returns the new count."""
-    with engine.begin() as conn:
-        stmt = sqlite_insert(beacon_rejections).values(reason=reason.value, count=1, last_at=now)
-        conn.execute(
-            stmt.on_conflict_do_update(
-                index_elements=["reason"], set_={"count": beacon_rejections.c.count + 1, "last_at": now}
-            )
-        )
-        return int(
-            conn.execute(
-                select(beacon_rejections.c.count).where(beacon_rejections.c.reason == reason.value)
-            ).scalar_one()
-        )
+    with db.transaction() as conn:
+        conn.execute(_UPSERT_REJECTION, (reason.value, now))
+        (count,) = conn.execute(_SELECT_REJECTION_COUNT, (reason.value,)).fetchone()
+        return int(count)
 
 
-def rejection_counts_blocking(engine: Engine) -> dict[str, int]:
-    with engine.connect() as conn:
-        rows = conn.execute(select(beacon_rejections.c.reason, beacon_rejections.c.count)).all()
+def rejection_counts_blocking(db: StateDB) -> dict[str, int]:
+    with db.transaction() as conn:
+        rows = conn.execute(_SELECT_REJECTION_COUNTS).fetchall()
     return {str(reason): int(count) for reason, count in rows}
 
 
-def _greeting_pushes_blocking(engine: Engine, greeting: str, month: str) -> int:
-    with engine.connect() as conn:
-        return int(
-            conn.execute(
-                select(func.count())
-                .select_from(beacon_events)
-                .where(
-                    beacon_events.c.greeting == greeting,
-                    beacon_events.c.month == month,
-                    beacon_events.c.channel == "push",
-                    beacon_events.c.outcome.in_(("sent", "queued")),
-                )
-            ).scalar_one()
-        )
+def _greeting_pushes_blocking(db: StateDB, greeting: str, month: str) -> int:
+    with db.transaction() as conn:
+        (count,) = conn.execute(_SELECT_GREETING_PUSHES, (greeting, month)).fetchone()
+        return int(count)
 
 
 # ---------------------------------------------------------------- the handler

@@ -25,19 +25,7 @@ from collections.abc import Callable, Sequence
 from enum import StrEnum
 from typing import Any, ParamSpec, Protocol, TypeVar
 
-from sqlalchemy import (
-    Boolean,
-    Column,
-    Engine,
-    Float,
-    Integer,
-    MetaData,
-    String,
-    Table,
-    Text,
-)
-
-from base.statedb import placeholders, transaction
+from base.statedb import StateDB, placeholders, transaction
 from pos_bridge.payment_flow import NON_FINAL, Method, Payment, State
 
 __all__ = [
@@ -50,65 +38,44 @@ __all__ = [
     "Remembered",
     "StaleWrite",
     "StorageHealth",
-    "payments",
 ]
 
 log = logging.getLogger(__name__)
-metadata = MetaData()
-
-payments = Table(
-    "payments",
-    metadata,
-    Column("line_order_id", String(100), primary_key=True),
-    Column("order_id", String(64), nullable=False),
-    Column("attempt", Integer, nullable=False),
-    Column("method", String(16), nullable=False),
-    Column("amount", Integer, nullable=False),
-    Column("currency", String(3), nullable=False),
-    Column("product_name", String(200), nullable=False),
-    Column("state", String(16), nullable=False),
-    Column("version", Integer, nullable=False),
-    Column("transaction_id", String(32)),
-    Column("payment_url", Text),
-    Column("access_token", String(32)),
-    Column("paid_amount", Integer, nullable=False),
-    Column("refunded_amount", Integer, nullable=False),
-    Column("refund_pending", Integer, nullable=False),
-    Column("refund_base", Integer, nullable=False),
-    Column("fail_after_refund", Boolean, nullable=False),
-    Column("sent_at", Float),
-    Column("unknown_since", Float),
-    Column("error_code", String(32)),
-    Column("error_message", Text),
-    Column("member_phone_hash", String(64)),
-    Column("created_at", Float, nullable=False),
-    Column("updated_at", Float, nullable=False),
-    Column("outboxed_version", Integer, nullable=False),
+# The payments table's columns, in the order of the migrations that made them
+# (agent/migrations/versions/0200_payments.py, 0250_idempotency_scope.py).
+_NAMES = (
+    "line_order_id",
+    "order_id",
+    "attempt",
+    "method",
+    "amount",
+    "currency",
+    "product_name",
+    "state",
+    "version",
+    "transaction_id",
+    "payment_url",
+    "access_token",
+    "paid_amount",
+    "refunded_amount",
+    "refund_pending",
+    "refund_base",
+    "fail_after_refund",
+    "sent_at",
+    "unknown_since",
+    "error_code",
+    "error_message",
+    "member_phone_hash",
+    "created_at",
+    "updated_at",
+    "outboxed_version",
 )
-
-idempotency = Table(
-    "payment_idempotency",
-    metadata,
-    Column("scope", String(16), primary_key=True),
-    Column("key", String(200), primary_key=True),
-    Column("request_hash", String(64), nullable=False),
-    Column("order_id", String(64), nullable=False),
-    Column("line_order_id", String(100), nullable=False),
-    Column("created_at", Float, nullable=False),
-)
-
 _FIELDS = [f.name for f in dataclasses.fields(Payment)]
-_NAMES = [column.name for column in payments.columns]
 _COLUMNS = ", ".join(_NAMES)
 
-# The per-sale statements are plain SQL on the pooled sqlite3 connection: the journal is the
-# device's own SQLite file, and SQLAlchemy's execute path (result objects, events, parameter
-# processing) cost a sale more CPU than SQLite itself did (bench/footprint.py, issue 17). The
-# `payments` Table above stays the schema's description for readers and reports.
+# Plain SQL on the state DB's pooled sqlite3 connections (base.statedb: why not SQLAlchemy).
 _COUNT_ATTEMPTS = "SELECT count(*) FROM payments WHERE order_id = ?"
-_INSERT_PAYMENT = (
-    f"INSERT INTO payments ({_COLUMNS}) VALUES ({', '.join(':' + name for name in _NAMES)})"
-)
+_INSERT_PAYMENT = f"INSERT INTO payments ({_COLUMNS}) VALUES ({', '.join(':' + name for name in _NAMES)})"
 _INSERT_KEY = (
     "INSERT INTO payment_idempotency (scope, key, request_hash, order_id, line_order_id, created_at)"
     " VALUES (:scope, :key, :request_hash, :order_id, :line_order_id, :created_at)"
@@ -121,9 +88,7 @@ _SAVE = (
     f"UPDATE payments SET {', '.join(f'{name} = :{name}' for name in [*_FIELDS, 'updated_at'])}"
     " WHERE line_order_id = :w_line_order_id AND version < :w_version"
 )
-_MARK_OUTBOXED = (
-    "UPDATE payments SET outboxed_version = ? WHERE line_order_id = ? AND outboxed_version < ?"
-)
+_MARK_OUTBOXED = "UPDATE payments SET outboxed_version = ? WHERE line_order_id = ? AND outboxed_version < ?"
 # At start: the attempts to reconcile, and the journal entries the outbox is missing.
 _NON_FINAL_STATES = [str(state) for state in NON_FINAL]
 _NON_FINAL = (
@@ -218,13 +183,13 @@ class Journal:
 
     def __init__(
         self,
-        engine: Engine,
+        db: StateDB,
         *,
         outbox: Callable[[], OutboxLike | None],
         clock: Callable[[], float],
         on_health: StorageHealth | None = None,
     ) -> None:
-        self._engine = engine
+        self._db = db
         self._outbox = outbox
         self._clock = clock
         self._on_health = on_health
@@ -235,7 +200,7 @@ class Journal:
     # ------------------------------------------------------------ blocking
 
     def _transaction(self) -> contextlib.AbstractContextManager[sqlite3.Connection]:
-        return transaction(self._engine)
+        return transaction(self._db)
 
     def _create_blocking(
         self, payment: Payment, *, idempotency_key: str | None, request_hash: str, phone_hash: str | None

@@ -14,13 +14,10 @@ import json
 import sys
 import time
 from pathlib import Path
-from typing import TYPE_CHECKING
 
 from agent.cli import add_config_argument
 from agent.commands import load_or_exit
-
-if TYPE_CHECKING:
-    from sqlalchemy import Engine
+from base.statedb import StateDB
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -50,10 +47,10 @@ def run(args: argparse.Namespace) -> int:
     now = time.time()
     if args.action == "verify":
         token = find_token(args.token) or args.token.strip()
-        engine = _state_db_read_only(config.db_path)
+        db = _state_db_read_only(config.db_path)
         try:
             result = verify_on_device_blocking(
-                engine,
+                db,
                 token,
                 key=config.binding.key.get_secret_value().encode(),
                 store_id=config.device.store_id,
@@ -61,8 +58,8 @@ def run(args: argparse.Namespace) -> int:
                 now=now,
             )
         finally:
-            if engine is not None:
-                engine.dispose()
+            if db is not None:
+                db.close()
         if isinstance(result, Rejection):
             print(f"rejected: {result.value}")
             return 1
@@ -104,10 +101,8 @@ def run(args: argparse.Namespace) -> int:
     return 0
 
 
-def _state_db_read_only(path: Path) -> Engine | None:
+def _state_db_read_only(path: Path) -> StateDB | None:
     """The state DB for reading (never created or changed here), or None if there is none yet."""
     if not path.is_file():
         return None
-    from sqlalchemy import create_engine
-
-    return create_engine(f"sqlite:///file:{path}?mode=ro&uri=true")
+    return StateDB(path, read_only=True)

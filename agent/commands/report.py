@@ -28,7 +28,7 @@ def run(args: argparse.Namespace) -> int:
     import time
 
     from agent.commands import load_or_exit
-    from agent.db import migrate, open_engine
+    from agent.db import migrate, open_state_db
     from membership.coupons import facts_since_blocking, funnel_rows, funnel_total
     from membership.coupons._report import format_table, parse_since, render_chart, report_json
 
@@ -40,12 +40,12 @@ def run(args: argparse.Namespace) -> int:
     except ValueError as exc:
         print(f"shopedge report: {exc}", file=sys.stderr)
         return 2
-    engine = open_engine(config.db_path)
+    db = open_state_db(config.db_path)
     try:
-        migrate(engine)
-        facts = facts_since_blocking(engine, since)
+        migrate(db)
+        facts = facts_since_blocking(db, since)
     finally:
-        engine.dispose()
+        db.close()
     rows = funnel_rows(
         facts,
         zone=zone,

@@ -20,15 +20,15 @@ import time
 import urllib.parse
 from typing import Any
 
-from sqlalchemy import select
-
 from agent.demo import DemoRun, DemoStepFailed
 from membership.binding import issue_binding
-from membership.conversion import conversions
 
 __all__ = ["STEPS", "step_shopper_joins"]
 
 WAIT_S = 10.0
+
+# The order's conversion in the agent's state DB (table from agent/migrations, 0500_conversion).
+_SELECT_NEW_FOLLOWER = "SELECT is_new_follower FROM conversions WHERE order_id = ? LIMIT 1"
 
 
 async def _ensure_relay(run: DemoRun) -> str:
@@ -49,9 +49,11 @@ async def _ensure_relay(run: DemoRun) -> str:
     return str(run.extras["relay_url"])
 
 
-def _conversion_row_blocking(run: DemoRun, order_id: str) -> Any:
-    with run.ctx.db.connect() as conn:
-        return conn.execute(select(conversions).where(conversions.c.order_id == order_id)).first()
+def _conversion_row_blocking(run: DemoRun, order_id: str) -> bool | None:
+    """Whether the order's shopper joined as a new friend; None while it has no conversion."""
+    with run.ctx.db.transaction() as conn:
+        row = conn.execute(_SELECT_NEW_FOLLOWER, (order_id,)).fetchone()
+    return None if row is None else bool(row[0])
 
 
 def _scan_screen_blocking(run: DemoRun) -> str | None:
@@ -93,17 +95,17 @@ async def step_shopper_joins(run: DemoRun) -> str:
     events = [follow_event(user), text_message_event(user, text, reply_token=reply_token)]
     if run.extras.get("broker") is False:
         await _relay_in_process(run, events)
-        row = await _await_conversion(run, order_id)
-        friend = "new friend" if row.is_new_follower else "returning friend"
+        new_follower = await _await_conversion(run, order_id)
+        friend = "new friend" if new_follower else "returning friend"
         return (
             f"{user[:9]}… joined for {order_id} ({source}): {friend}, recorded; no broker, so the "
             "relay hop ran in-process and the record waits in the outbox for sync"
         )
     upstream = await _send_through_relay(run, events, order_id)
-    row = await _await_conversion(run, order_id)
+    new_follower = await _await_conversion(run, order_id)
     if not await upstream:
         raise DemoStepFailed(f"conversion of {order_id} recorded but not seen upstream")
-    friend = "new friend" if row.is_new_follower else "returning friend"
+    friend = "new friend" if new_follower else "returning friend"
     return f"{user[:9]}… joined for {order_id} ({source}): {friend}, recorded and upstream"
 
 
@@ -167,12 +169,13 @@ async def _send_through_relay(
     return asyncio.ensure_future(seen_upstream())
 
 
-async def _await_conversion(run: DemoRun, order_id: str) -> Any:
+async def _await_conversion(run: DemoRun, order_id: str) -> bool:
+    """Wait for the order's conversion; whether its shopper is a new friend."""
     deadline = time.monotonic() + WAIT_S
     while time.monotonic() < deadline:
-        row = await asyncio.to_thread(_conversion_row_blocking, run, order_id)
-        if row is not None:
-            return row
+        new_follower = await asyncio.to_thread(_conversion_row_blocking, run, order_id)
+        if new_follower is not None:
+            return new_follower
         await asyncio.sleep(0.1)
     raise DemoStepFailed(
         f"no conversion for {order_id} within {WAIT_S:.0f} s: is the agent's MQTT downlink "

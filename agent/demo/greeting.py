@@ -14,22 +14,19 @@ import asyncio
 import time
 from typing import Any
 
-from sqlalchemy import select
-
 from agent.demo import DemoRun, DemoStepFailed
-from membership.greeter import beacon_events
 
 __all__ = ["step_friend_greeted"]
 
 WAIT_S = 10.0
 
+_SELECT_EVENT_REASON = "SELECT reason FROM beacon_events WHERE webhook_event_id = ?"
+
 
 def _event_reason_blocking(run: DemoRun, event_id: str) -> str | None:
-    with run.ctx.db.connect() as conn:
-        row = conn.execute(
-            select(beacon_events.c.reason).where(beacon_events.c.webhook_event_id == event_id)
-        ).first()
-    return None if row is None else str(row.reason)
+    with run.ctx.db.transaction() as conn:
+        row = conn.execute(_SELECT_EVENT_REASON, (event_id,)).fetchone()
+    return None if row is None else str(row[0])
 
 
 async def _deliver(run: DemoRun, event: dict[str, Any]) -> None:

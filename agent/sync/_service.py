@@ -342,9 +342,7 @@ class SyncService:
             await self._reply(envelope, "config", ok=False, detail=detail, result={"refused": problems})
             return
         version = self.live.version + 1
-        await asyncio.to_thread(
-            save_live_config_blocking, self.ctx.db, changes, envelope.id, version=version
-        )
+        await asyncio.to_thread(save_live_config_blocking, self.ctx.db, changes, envelope.id, version=version)
         self.live.update(new, changes, version=version)
         self.down.config_applied += 1
         log.info("live config applied", extra={"keys": sorted(changes), "version": version})

@@ -32,11 +32,10 @@ from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Protocol
 
-from sqlalchemy import Engine
-
 from agent.sync._client import PublishRefused, SyncClient
 from agent.sync._store import assign_seqs_blocking, last_seqs_blocking, record_seqs_blocking
 from base.envelope import format_ts
+from base.statedb import StateDB
 from base.topics import UP_KINDS, up_topic
 from offline_queue import ReleasePort, classify
 
@@ -166,7 +165,7 @@ class Uplink:
     def __init__(
         self,
         outbox: OutboxPort,
-        engine: Engine,
+        db: StateDB,
         settings: UplinkSettings,
         *,
         wall_clock: Callable[[], float],
@@ -174,7 +173,7 @@ class Uplink:
     ) -> None:
         self.outbox = outbox
         self.on_acked = on_acked
-        self.engine = engine
+        self.db = db
         self.settings = settings
         self.wall_clock = wall_clock
         self.stats = UplinkStats()
@@ -279,8 +278,8 @@ class Uplink:
         if stream not in self._last_seq:
             # First claim of the stream in this process: its head may hold records a crashed
             # run already numbered, so ask the store.
-            seqs = await asyncio.to_thread(assign_seqs_blocking, self.engine, stream, ids, acked=acked)
-            last = await asyncio.to_thread(last_seqs_blocking, self.engine)
+            seqs = await asyncio.to_thread(assign_seqs_blocking, self.db, stream, ids, acked=acked)
+            last = await asyncio.to_thread(last_seqs_blocking, self.db)
             self._last_seq[stream] = last.get(stream, 0)
         else:
             # Every later claim holds only records never numbered (or numbered in memory, like a
@@ -293,7 +292,7 @@ class Uplink:
             self._last_seq[stream] = base + len(fresh)
             self._persisting.append(
                 asyncio.ensure_future(
-                    asyncio.to_thread(record_seqs_blocking, self.engine, stream, dict(seqs), acked=acked)
+                    asyncio.to_thread(record_seqs_blocking, self.db, stream, dict(seqs), acked=acked)
                 )
             )
             seqs.update({rid: self._seqs[rid] for rid in ids if rid in self._seqs})
@@ -313,7 +312,7 @@ class Uplink:
         if missing:
             # Held records whose numbering was interrupted (the link dropped during the claim):
             # the store returns the numbers already given, or gives the next ones.
-            self._seqs.update(await asyncio.to_thread(assign_seqs_blocking, self.engine, stream, missing))
+            self._seqs.update(await asyncio.to_thread(assign_seqs_blocking, self.db, stream, missing))
         batch_max = self.settings.batch_max if len(records) > 1 else 1
         topic = self._topics[stream]
         limit = self.settings.max_message_bytes

@@ -9,20 +9,14 @@ from __future__ import annotations
 
 import asyncio
 
-from sqlalchemy import Engine, bindparam, select
-
+from base.statedb import StateDB
 from membership.conversion import SaleFacts
-from pos_bridge.journal import payments
 
 __all__ = ["JournalSaleLookup"]
 
-# Built once (every binding message asks): a reused statement skips SQLAlchemy's per-call
-# construction and cache-key generation.
 _SALE = (
-    select(payments.c.amount, payments.c.paid_amount, payments.c.member_phone_hash)
-    .where(payments.c.order_id == bindparam("w_order_id"))
-    .order_by(payments.c.attempt.desc())
-    .limit(1)
+    "SELECT amount, paid_amount, member_phone_hash FROM payments WHERE order_id = ?"
+    " ORDER BY attempt DESC LIMIT 1"
 )
 
 
@@ -30,16 +24,16 @@ class JournalSaleLookup:
     """The sale behind an order, read from the payment journal (pos_bridge's `payments` table):
     the latest attempt's paid amount (else the requested amount) and its member phone hash."""
 
-    def __init__(self, engine: Engine) -> None:
-        self.engine = engine
+    def __init__(self, db: StateDB) -> None:
+        self.db = db
 
     async def sale_facts(self, order_id: str) -> SaleFacts | None:
         return await asyncio.to_thread(self.sale_facts_blocking, order_id)
 
     def sale_facts_blocking(self, order_id: str) -> SaleFacts | None:
-        with self.engine.connect() as conn:
-            row = conn.execute(_SALE, {"w_order_id": order_id}).first()
+        with self.db.transaction() as conn:
+            row = conn.execute(_SALE, (order_id,)).fetchone()
         if row is None:
             return None
-        amount = int(row.paid_amount or row.amount)
-        return SaleFacts(amount_twd=amount, member_phone_hash=row.member_phone_hash)
+        amount, paid_amount, member_phone_hash = row
+        return SaleFacts(amount_twd=int(paid_amount or amount), member_phone_hash=member_phone_hash)

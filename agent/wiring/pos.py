@@ -93,7 +93,7 @@ class PosBridge:
             self.service = None
             await runner.cleanup()
             await client.close()
-            await journal.settle_marks()  # before the engine closes under them
+            await journal.settle_marks()  # before the state DB closes under them
 
     def _journal_health(self, ok: bool, detail: str) -> None:
         """The payment journal's own writes on the board: red from a refused write until one commits."""

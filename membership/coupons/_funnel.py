@@ -21,11 +21,8 @@ from enum import StrEnum
 from typing import Any
 from zoneinfo import ZoneInfo
 
-from sqlalchemy import Engine, select
-
-from base.statedb import placeholders, transaction
+from base.statedb import StateDB, placeholders
 from membership.coupons._policy import local_day
-from membership.coupons._tables import funnel_facts
 
 __all__ = [
     "REPORT_KEYS",
@@ -127,20 +124,25 @@ _FACT_COLUMNS = (
     "campaign",
 )
 _INSERT_FACT = (
-    f"INSERT INTO {funnel_facts.name} ({', '.join(_FACT_COLUMNS)})"
+    f"INSERT INTO funnel_facts ({', '.join(_FACT_COLUMNS)})"
     f" VALUES ({placeholders(len(_FACT_COLUMNS))}) ON CONFLICT DO NOTHING"
+)
+# A fact's fields, in `Fact` field order (the key and the row id are not read back).
+_SELECT_FACTS_SINCE = (
+    "SELECT kind, store_id, device_id, at, order_id, line_user_id, amount_twd, categories, campaign"
+    " FROM funnel_facts WHERE at >= ? ORDER BY at"
 )
 
 
-def record_fact_blocking(engine: Engine, fact: Fact) -> bool:
+def record_fact_blocking(db: StateDB, fact: Fact) -> bool:
     """Record `fact` unless a fact with its key exists; True when it was new."""
-    return record_facts_blocking(engine, [fact])[0]
+    return record_facts_blocking(db, [fact])[0]
 
 
-def record_facts_blocking(engine: Engine, facts: Sequence[Fact]) -> list[bool]:
+def record_facts_blocking(db: StateDB, facts: Sequence[Fact]) -> list[bool]:
     """Record `facts` in one transaction, each unless a fact with its key exists; for each,
     True when it was new."""
-    with transaction(engine) as conn:
+    with db.transaction() as conn:
         return [conn.execute(_INSERT_FACT, _fact_row(fact)).rowcount == 1 for fact in facts]
 
 
@@ -160,25 +162,23 @@ def _fact_row(fact: Fact) -> tuple[Any, ...]:
     )
 
 
-def facts_since_blocking(engine: Engine, since: float) -> list[Fact]:
-    with engine.connect() as conn:
-        rows = conn.execute(
-            select(funnel_facts).where(funnel_facts.c.at >= since).order_by(funnel_facts.c.at)
-        ).mappings()
-        return [
-            Fact(
-                kind=FactKind(row["kind"]),
-                store_id=row["store_id"],
-                device_id=row["device_id"],
-                at=row["at"],
-                order_id=row["order_id"],
-                line_user_id=row["line_user_id"],
-                amount_twd=row["amount_twd"],
-                categories=tuple(json.loads(row["categories"])) if row["categories"] else (),
-                campaign=row["campaign"],
-            )
-            for row in rows
-        ]
+def facts_since_blocking(db: StateDB, since: float) -> list[Fact]:
+    with db.transaction() as conn:
+        rows = conn.execute(_SELECT_FACTS_SINCE, (since,)).fetchall()
+    return [
+        Fact(
+            kind=FactKind(kind),
+            store_id=store_id,
+            device_id=device_id,
+            at=at,
+            order_id=order_id,
+            line_user_id=line_user_id,
+            amount_twd=amount_twd,
+            categories=tuple(json.loads(categories)) if categories else (),
+            campaign=campaign,
+        )
+        for kind, store_id, device_id, at, order_id, line_user_id, amount_twd, categories, campaign in rows
+    ]
 
 
 @dataclass(frozen=True, kw_only=True)

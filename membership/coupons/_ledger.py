@@ -13,14 +13,13 @@ have delivered it but it can no longer be confirmed (never resent, so never a se
 
 from __future__ import annotations
 
+import functools
+from collections.abc import Sequence
 from dataclasses import dataclass
 from enum import StrEnum
 from typing import Any
 
-from sqlalchemy import Engine, bindparam, func, select, update
-from sqlalchemy.dialects.sqlite import insert
-
-from membership.coupons._tables import campaign_stops, ledger
+from base.statedb import StateDB, placeholders
 
 __all__ = [
     "LedgerRow",
@@ -71,66 +70,165 @@ class LedgerRow:
     redeemed_at: float | None
 
 
-def _row(mapping: Any) -> LedgerRow:
-    data = dict(mapping)
+# Every column of coupon_ledger (migration 0600_coupons): what `transition_blocking` may set.
+_COLUMNS = frozenset(
+    {
+        "campaign",
+        "line_user_id",
+        "state",
+        "channel",
+        "code",
+        "retry_key",
+        "store_id",
+        "device_id",
+        "order_id",
+        "reply_token",
+        "reply_ambiguous",
+        "attempts",
+        "first_push_at",
+        "created_at",
+        "updated_at",
+        "sent_at",
+        "month",
+        "request_id",
+        "error",
+        "redeemed_at",
+        "redeemed_order_id",
+    }
+)
+# The columns a `LedgerRow` is read from, in its field order.
+_ROW_COLUMNS = (
+    "campaign",
+    "line_user_id",
+    "state",
+    "channel",
+    "code",
+    "retry_key",
+    "store_id",
+    "device_id",
+    "order_id",
+    "reply_token",
+    "reply_ambiguous",
+    "attempts",
+    "first_push_at",
+    "created_at",
+    "sent_at",
+    "month",
+    "request_id",
+    "error",
+    "redeemed_at",
+)
+_CLAIM_COLUMNS = (
+    "campaign",
+    "line_user_id",
+    "state",
+    "code",
+    "retry_key",
+    "store_id",
+    "device_id",
+    "order_id",
+    "reply_token",
+    "reply_ambiguous",
+    "attempts",
+    "created_at",
+    "updated_at",
+)
+
+
+def _row(found: Sequence[Any]) -> LedgerRow:
+    """A `LedgerRow` from a row of `_SELECT_ROW` (columns in `_ROW_COLUMNS` order)."""
+    (
+        campaign,
+        line_user_id,
+        state,
+        channel,
+        code,
+        retry_key,
+        store_id,
+        device_id,
+        order_id,
+        reply_token,
+        reply_ambiguous,
+        attempts,
+        first_push_at,
+        created_at,
+        sent_at,
+        month,
+        request_id,
+        error,
+        redeemed_at,
+    ) = found
     return LedgerRow(
-        campaign=data["campaign"],
-        line_user_id=data["line_user_id"],
-        state=LedgerState(data["state"]),
-        channel=data["channel"],
-        code=data["code"],
-        retry_key=data["retry_key"],
-        store_id=data["store_id"],
-        device_id=data["device_id"],
-        order_id=data["order_id"],
-        reply_token=data["reply_token"],
-        reply_ambiguous=bool(data["reply_ambiguous"]),
-        attempts=int(data["attempts"]),
-        first_push_at=data["first_push_at"],
-        created_at=data["created_at"],
-        sent_at=data["sent_at"],
-        month=data["month"],
-        request_id=data["request_id"],
-        error=data["error"],
-        redeemed_at=data["redeemed_at"],
+        campaign=campaign,
+        line_user_id=line_user_id,
+        state=LedgerState(state),
+        channel=channel,
+        code=code,
+        retry_key=retry_key,
+        store_id=store_id,
+        device_id=device_id,
+        order_id=order_id,
+        reply_token=reply_token,
+        reply_ambiguous=bool(reply_ambiguous),
+        attempts=int(attempts),
+        first_push_at=first_push_at,
+        created_at=created_at,
+        sent_at=sent_at,
+        month=month,
+        request_id=request_id,
+        error=error,
+        redeemed_at=redeemed_at,
     )
 
 
-# Statements used on every coupon event, built once: a reused statement keeps its cache key, so
-# each call skips SQLAlchemy's construction, coercion and cache-key generation. INSERTs and the
-# SET of an UPDATE take their columns from the parameter dict; `w_` names bind WHERE clauses (a
-# bound name may not be a column name the UPDATE sets).
-_COLUMNS = frozenset(ledger.c.keys())
-_USER = (ledger.c.campaign == bindparam("w_campaign"), ledger.c.line_user_id == bindparam("w_user"))
-_GET = select(ledger).where(*_USER)
-_CLAIM = insert(ledger).on_conflict_do_nothing()
-_TRANSITION = update(ledger).where(*_USER, ledger.c.state.in_(bindparam("w_states", expanding=True)))
-_TRANSITION_UNATTEMPTED = _TRANSITION.where(ledger.c.attempts == 0)
-_RELEASE = ledger.delete().where(
-    *_USER, ledger.c.state == bindparam("w_state"), ledger.c.reply_ambiguous.is_(False)
+# Plain SQL on the pooled sqlite3 connection (base.statedb). Booleans are stored as 0/1.
+_SELECT_ROW = f"SELECT {', '.join(_ROW_COLUMNS)} FROM coupon_ledger"
+_SELECT_BY_USER = f"{_SELECT_ROW} WHERE campaign = ? AND line_user_id = ?"
+_SELECT_BY_CODE = f"{_SELECT_ROW} WHERE code = ?"
+_SELECT_IN_STATES = _SELECT_ROW + " WHERE state IN ({states}) ORDER BY created_at"
+_INSERT_CLAIM = (
+    f"INSERT INTO coupon_ledger ({', '.join(_CLAIM_COLUMNS)})"
+    f" VALUES ({placeholders(len(_CLAIM_COLUMNS))}) ON CONFLICT DO NOTHING"
 )
-_PUSHES = select(func.count()).where(
-    ledger.c.campaign == bindparam("w_campaign"),
-    ledger.c.month == bindparam("w_month"),
-    ledger.c.channel == "push",
-    ledger.c.state == LedgerState.SENT.value,
+# SET list and number of states filled in by `_update_transition`.
+_UPDATE_TRANSITION = (
+    "UPDATE coupon_ledger SET {set} WHERE campaign = ? AND line_user_id = ? AND state IN ({states})"
 )
-_STOP = insert(campaign_stops).on_conflict_do_nothing()
-_STOPPED = select(campaign_stops.c.reason).where(
-    campaign_stops.c.campaign == bindparam("w_campaign"), campaign_stops.c.month == bindparam("w_month")
+_UNATTEMPTED = " AND attempts = 0"
+_DELETE_RELEASE = (
+    "DELETE FROM coupon_ledger WHERE campaign = ? AND line_user_id = ? AND state = ? AND reply_ambiguous IS 0"
 )
-_BY_CODE = select(ledger).where(ledger.c.code == bindparam("w_code"))
-_REDEEM = update(ledger).where(ledger.c.code == bindparam("w_code"), ledger.c.redeemed_at.is_(None))
+_SELECT_PUSHES = (
+    "SELECT count(*) FROM coupon_ledger WHERE campaign = ? AND month = ? AND channel = ? AND state = ?"
+)
+_INSERT_STOP = (
+    "INSERT INTO coupon_campaign_stops (campaign, month, reason, stopped_at)"
+    " VALUES (?, ?, ?, ?) ON CONFLICT DO NOTHING"
+)
+_SELECT_STOP = "SELECT reason FROM coupon_campaign_stops WHERE campaign = ? AND month = ?"
+_UPDATE_REDEEM = (
+    "UPDATE coupon_ledger SET redeemed_at = ?, redeemed_order_id = ?, updated_at = ?"
+    " WHERE code = ? AND redeemed_at IS NULL"
+)
 
 
-def get_blocking(engine: Engine, campaign: str, line_user_id: str) -> LedgerRow | None:
-    with engine.connect() as conn:
-        found = conn.execute(_GET, {"w_campaign": campaign, "w_user": line_user_id}).mappings().first()
+@functools.lru_cache(maxsize=64)
+def _update_transition(columns: tuple[str, ...], states: int, unattempted: bool) -> str:
+    """The UPDATE setting `columns` (checked against `_COLUMNS` by the caller) then `state` and
+    `updated_at`, for a row in one of `states` states."""
+    assignments = ", ".join(f"{name} = ?" for name in (*columns, "state", "updated_at"))
+    sql = _UPDATE_TRANSITION.format(set=assignments, states=placeholders(states))
+    return sql + _UNATTEMPTED if unattempted else sql
+
+
+def get_blocking(db: StateDB, campaign: str, line_user_id: str) -> LedgerRow | None:
+    with db.transaction() as conn:
+        found = conn.execute(_SELECT_BY_USER, (campaign, line_user_id)).fetchone()
     return _row(found) if found is not None else None
 
 
 def claim_blocking(
-    engine: Engine,
+    db: StateDB,
     *,
     campaign: str,
     line_user_id: str,
@@ -144,28 +242,28 @@ def claim_blocking(
 ) -> tuple[bool, LedgerRow | None]:
     """Insert the user's row unless one exists. Returns (won, row); row is None only when the
     code or retry key collided with another user's (the caller draws new ones)."""
-    row = {
-        "campaign": campaign,
-        "line_user_id": line_user_id,
-        "state": LedgerState.CLAIMED.value,
-        "code": code,
-        "retry_key": retry_key,
-        "store_id": store_id,
-        "device_id": device_id,
-        "order_id": order_id,
-        "reply_token": reply_token,
-        "reply_ambiguous": False,
-        "attempts": 0,
-        "created_at": now,
-        "updated_at": now,
-    }
-    with engine.begin() as conn:
-        won = conn.execute(_CLAIM, row).rowcount == 1
-    return won, get_blocking(engine, campaign, line_user_id)
+    row = (
+        campaign,
+        line_user_id,
+        LedgerState.CLAIMED.value,
+        code,
+        retry_key,
+        store_id,
+        device_id,
+        order_id,
+        reply_token,
+        False,  # reply_ambiguous
+        0,  # attempts
+        now,  # created_at
+        now,  # updated_at
+    )
+    with db.transaction() as conn:
+        won = conn.execute(_INSERT_CLAIM, row).rowcount == 1
+    return won, get_blocking(db, campaign, line_user_id)
 
 
 def transition_blocking(
-    engine: Engine,
+    db: StateDB,
     campaign: str,
     line_user_id: str,
     *,
@@ -178,56 +276,55 @@ def transition_blocking(
     """Move the row to `to_state` (setting `values`) only if it is in one of `from_states`
     (and, with `unattempted`, only if no push was ever tried for it)."""
     unknown = values.keys() - _COLUMNS
-    if unknown:  # a prebuilt UPDATE would skip them silently
+    if unknown:  # never let a misspelt keyword reach the SQL text
         raise ValueError(f"not columns of coupon_ledger: {sorted(unknown)}")
-    stmt = _TRANSITION_UNATTEMPTED if unattempted else _TRANSITION
-    params = {
-        **values,
-        "state": to_state.value,
-        "updated_at": now,
-        "w_campaign": campaign,
-        "w_user": line_user_id,
-        "w_states": [s.value for s in from_states],
-    }
-    with engine.begin() as conn:
-        return conn.execute(stmt, params).rowcount == 1
+    # `state` and `updated_at` are always set from to_state and now.
+    columns = tuple(name for name in values if name not in ("state", "updated_at"))
+    sql = _update_transition(columns, len(from_states), unattempted)
+    params = (
+        *(values[name] for name in columns),
+        to_state.value,
+        now,
+        campaign,
+        line_user_id,
+        *(s.value for s in from_states),
+    )
+    with db.transaction() as conn:
+        return conn.execute(sql, params).rowcount == 1
 
 
-def release_blocking(engine: Engine, campaign: str, line_user_id: str, *, from_state: LedgerState) -> bool:
+def release_blocking(db: StateDB, campaign: str, line_user_id: str, *, from_state: LedgerState) -> bool:
     """Give a claim back (delete the row) when nothing was sent and nothing will be: a greeting's
     coupon whose reply did not go out and that may not be pushed. True if the row was removed."""
-    with engine.begin() as conn:
-        result = conn.execute(
-            _RELEASE, {"w_campaign": campaign, "w_user": line_user_id, "w_state": from_state.value}
-        )
-    return bool(result.rowcount == 1)
+    with db.transaction() as conn:
+        removed = conn.execute(_DELETE_RELEASE, (campaign, line_user_id, from_state.value)).rowcount
+    return removed == 1
 
 
-def rows_in_states_blocking(engine: Engine, states: tuple[LedgerState, ...]) -> list[LedgerRow]:
-    with engine.connect() as conn:
-        found = conn.execute(
-            select(ledger).where(ledger.c.state.in_([s.value for s in states])).order_by(ledger.c.created_at)
-        ).mappings()
-        return [_row(item) for item in found]
+def rows_in_states_blocking(db: StateDB, states: tuple[LedgerState, ...]) -> list[LedgerRow]:
+    sql = _SELECT_IN_STATES.format(states=placeholders(len(states)))
+    with db.transaction() as conn:
+        found = conn.execute(sql, [s.value for s in states]).fetchall()
+    return [_row(item) for item in found]
 
 
-def campaign_pushes_blocking(engine: Engine, campaign: str, month: str) -> int:
+def campaign_pushes_blocking(db: StateDB, campaign: str, month: str) -> int:
     """Pushes this campaign has had confirmed in `month` (replies are free and not counted)."""
-    with engine.connect() as conn:
-        count = conn.execute(_PUSHES, {"w_campaign": campaign, "w_month": month}).scalar_one()
+    with db.transaction() as conn:
+        (count,) = conn.execute(_SELECT_PUSHES, (campaign, month, "push", LedgerState.SENT.value)).fetchone()
     return int(count)
 
 
-def stop_campaign_blocking(engine: Engine, campaign: str, month: str, reason: str, now: float) -> None:
-    with engine.begin() as conn:
-        conn.execute(_STOP, {"campaign": campaign, "month": month, "reason": reason, "stopped_at": now})
+def stop_campaign_blocking(db: StateDB, campaign: str, month: str, reason: str, now: float) -> None:
+    with db.transaction() as conn:
+        conn.execute(_INSERT_STOP, (campaign, month, reason, now))
 
 
-def campaign_stop_blocking(engine: Engine, campaign: str, month: str) -> str | None:
+def campaign_stop_blocking(db: StateDB, campaign: str, month: str) -> str | None:
     """Why the campaign is stopped for `month`, or None while it runs."""
-    with engine.connect() as conn:
-        reason = conn.execute(_STOPPED, {"w_campaign": campaign, "w_month": month}).scalar_one_or_none()
-    return None if reason is None else str(reason)
+    with db.transaction() as conn:
+        found = conn.execute(_SELECT_STOP, (campaign, month)).fetchone()
+    return None if found is None else str(found[0])
 
 
 class RedeemStatus(StrEnum):
@@ -239,14 +336,14 @@ class RedeemStatus(StrEnum):
 
 
 def redeem_blocking(
-    engine: Engine, code: str, *, now: float, order_id: str | None, valid_s: dict[str, float]
+    db: StateDB, code: str, *, now: float, order_id: str | None, valid_s: dict[str, float]
 ) -> tuple[RedeemStatus, LedgerRow | None]:
     """Redeem `code` once: a conditional update, so two tills scanning together cannot both win.
 
     `valid_s` maps campaign name to how long after delivery its codes stay valid.
     """
-    with engine.begin() as conn:
-        found = conn.execute(_BY_CODE, {"w_code": code}).mappings().first()
+    with db.transaction() as conn:
+        found = conn.execute(_SELECT_BY_CODE, (code,)).fetchone()
         if found is None:
             return RedeemStatus.UNKNOWN_CODE, None
         row = _row(found)
@@ -256,9 +353,7 @@ def redeem_blocking(
             return RedeemStatus.ALREADY_REDEEMED, row
         if now - row.sent_at > valid_s.get(row.campaign, 0.0):
             return RedeemStatus.EXPIRED, row
-        done = conn.execute(
-            _REDEEM, {"redeemed_at": now, "redeemed_order_id": order_id, "updated_at": now, "w_code": code}
-        ).rowcount
+        done = conn.execute(_UPDATE_REDEEM, (now, order_id, now, code)).rowcount
     if done != 1:
-        return RedeemStatus.ALREADY_REDEEMED, get_blocking(engine, row.campaign, row.line_user_id)
-    return RedeemStatus.REDEEMED, get_blocking(engine, row.campaign, row.line_user_id)
+        return RedeemStatus.ALREADY_REDEEMED, get_blocking(db, row.campaign, row.line_user_id)
+    return RedeemStatus.REDEEMED, get_blocking(db, row.campaign, row.line_user_id)

@@ -12,12 +12,9 @@ from collections import defaultdict
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 
-from sqlalchemy import Engine, select
-from sqlalchemy.dialects.sqlite import insert
-
+from base.statedb import StateDB
 from membership.config import TagRuleConfig
 from membership.coupons._funnel import Fact, FactKind
-from membership.coupons._tables import member_tags
 
 __all__ = [
     "MemberTag",
@@ -74,22 +71,24 @@ def earned_tags(
     return earned
 
 
-def assign_tags_blocking(engine: Engine, tags: Iterable[MemberTag], now: float) -> list[MemberTag]:
+# Plain SQL on the pooled sqlite3 connection (base.statedb).
+_INSERT_TAG = (
+    "INSERT INTO member_tags (line_user_id, tag, assigned_at) VALUES (?, ?, ?) ON CONFLICT DO NOTHING"
+)
+_SELECT_TAGS = "SELECT line_user_id, tag FROM member_tags"
+
+
+def assign_tags_blocking(db: StateDB, tags: Iterable[MemberTag], now: float) -> list[MemberTag]:
     """Store the tags; returns those that are new (the ones to sync upstream). Tags are kept."""
     new: list[MemberTag] = []
-    with engine.begin() as conn:
+    with db.transaction() as conn:
         for tag in sorted(tags):
-            stmt = (
-                insert(member_tags)
-                .values(line_user_id=tag.line_user_id, tag=tag.tag, assigned_at=now)
-                .on_conflict_do_nothing()
-            )
-            if conn.execute(stmt).rowcount == 1:
+            if conn.execute(_INSERT_TAG, (tag.line_user_id, tag.tag, now)).rowcount == 1:
                 new.append(tag)
     return new
 
 
-def tags_blocking(engine: Engine) -> list[MemberTag]:
-    with engine.connect() as conn:
-        rows = conn.execute(select(member_tags.c.line_user_id, member_tags.c.tag)).all()
-    return sorted(MemberTag(line_user_id=r.line_user_id, tag=r.tag) for r in rows)
+def tags_blocking(db: StateDB) -> list[MemberTag]:
+    with db.transaction() as conn:
+        rows = conn.execute(_SELECT_TAGS).fetchall()
+    return sorted(MemberTag(line_user_id=line_user_id, tag=tag) for line_user_id, tag in rows)

@@ -14,17 +14,17 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from sqlalchemy import Engine, select
 
 from agent.config import ShopEdgeConfig, parse_config
 from agent.context import AgentContext
-from agent.db import migrate, open_engine
+from agent.db import migrate, open_state_db
+from base.statedb import StateDB
 from emulators.messaging import MessagingEmulator, running_emulator
 from emulators.messaging.webhooks import beacon_event, counter_beacon_dm, webhook_event_id
 from membership.conversion import ConversionConsumer, ConversionStatus
 from membership.coupons import CouponService, facts_since_blocking
 from membership.coupons._ledger import get_blocking
-from membership.greeter import Greeter, GreetOutcome, beacon_events, rejection_counts_blocking
+from membership.greeter import Greeter, GreetOutcome, rejection_counts_blocking
 from membership.greeting import Reason
 from offline_queue import Outbox
 
@@ -50,7 +50,7 @@ def user(n: int) -> str:
 class Rig:
     emulator: MessagingEmulator
     clock: Clock
-    engine: Engine
+    db: StateDB
     ctx: AgentContext
     greeter: Greeter
     coupons: CouponService
@@ -93,7 +93,7 @@ class Rig:
         return outcome
 
     def kinds(self) -> list[str]:
-        return [f.kind.value for f in facts_since_blocking(self.engine, 0)]
+        return [f.kind.value for f in facts_since_blocking(self.db, 0)]
 
 
 def make_config(
@@ -132,18 +132,18 @@ async def rig(tmp_path: Path, request: pytest.FixtureRequest) -> AsyncIterator[R
             options.get("token", "tok"),
         )
         path = tmp_path / "shopedge.db"
-        engine = open_engine(path)
-        migrate(engine)
+        db = open_state_db(path)
+        migrate(db)
         outbox = await Outbox.open(path, clock=clock)
-        ctx = AgentContext(config=config, db=engine, wall_clock=clock)
+        ctx = AgentContext(config=config, db=db, wall_clock=clock)
         ctx.services["outbox"] = outbox
         coupons = CouponService(ctx, outbox=outbox)
         try:
-            yield Rig(emulator, clock, engine, ctx, Greeter(ctx), coupons)
+            yield Rig(emulator, clock, db, ctx, Greeter(ctx), coupons)
         finally:
             await coupons.aclose()
             await outbox.close()
-            engine.dispose()
+            db.close()
 
 
 TEXT = "歡迎光臨!憑此訊息享 88 折\nWelcome! Show this message for 12% off."
@@ -206,7 +206,7 @@ async def test_bad_input_is_counted_logged_once_and_answered_with_nothing(
     for data, reason in cases:
         assert (await rig.handle(data)).reason is reason
     assert len(rig.emulator.deliveries) == 1  # only user 5's greeting
-    assert rejection_counts_blocking(rig.engine) == {
+    assert rejection_counts_blocking(rig.db) == {
         "replayed": 1,
         "unknown_hwid": 1,
         "spoofed": 4,
@@ -217,8 +217,8 @@ async def test_bad_input_is_counted_logged_once_and_answered_with_nothing(
     assert sorted(r.reason for r in warnings) == sorted(  # type: ignore[attr-defined]
         ["replayed", "unknown_hwid", "spoofed", "no_reply_token", "malformed"]
     )
-    with rig.engine.connect() as conn:
-        assert conn.execute(select(beacon_events.c.webhook_event_id)).all() == [
+    with rig.db.transaction() as conn:
+        assert conn.execute("SELECT webhook_event_id FROM beacon_events").fetchall() == [
             (first["event"]["webhookEventId"],)
         ]
 
@@ -229,8 +229,8 @@ async def test_stay_and_banner_are_recorded_not_answered(rig: Rig) -> None:
         assert outcome.reason.value == kind
     assert rig.emulator.deliveries == []
     assert rig.kinds() == []  # a visit is an `enter`
-    with rig.engine.connect() as conn:
-        assert sorted(r.type for r in conn.execute(select(beacon_events.c.type))) == ["banner", "stay"]
+    with rig.db.transaction() as conn:
+        assert sorted(r[0] for r in conn.execute("SELECT type FROM beacon_events")) == ["banner", "stay"]
 
 
 async def test_a_stale_token_without_push_fallback_sends_nothing(rig: Rig) -> None:
@@ -279,7 +279,7 @@ async def test_a_greeting_with_a_coupon_gives_one_coupon_per_shopper(rig: Rig) -
     (delivery,) = rig.emulator.deliveries
     assert delivery.messages[0] == {"type": "text", "text": TEXT}
     assert delivery.messages[-1]["type"] == "flex"  # the coupon card, in the same free reply
-    row = get_blocking(rig.engine, "greet88", user(50))
+    row = get_blocking(rig.db, "greet88", user(50))
     assert row is not None and row.channel == "reply"
     rig.clock.now += 25 * H  # after the cool-down: greeted again, but the coupon was once
     again = await rig.handle(rig.event(50))

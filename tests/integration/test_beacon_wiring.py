@@ -12,7 +12,7 @@ import pytest
 
 from agent.config import ShopEdgeConfig, parse_config
 from agent.context import AgentContext
-from agent.db import migrate, open_engine
+from agent.db import migrate, open_state_db
 from agent.wiring import build_components
 from agent.wiring.beacon import BeaconAdvertising
 from base.health import Level
@@ -39,9 +39,9 @@ def config(tmp_path: Path, *, advertise: bool) -> ShopEdgeConfig:
 
 
 def context(tmp_path: Path, *, advertise: bool) -> AgentContext:
-    engine = open_engine(tmp_path / "shopedge.db")
-    migrate(engine)
-    return AgentContext(config=config(tmp_path, advertise=advertise), db=engine)
+    db = open_state_db(tmp_path / "shopedge.db")
+    migrate(db)
+    return AgentContext(config=config(tmp_path, advertise=advertise), db=db)
 
 
 @pytest.mark.parametrize("advertise", [True, False])
@@ -52,7 +52,7 @@ def test_advertise_adds_the_beacon_component_and_the_greeter_is_always_there(
     names = [c.name for c in build_components(ctx)]
     assert ("beacon" in names) is advertise
     assert isinstance(ctx.services.get("greeter"), Greeter)
-    ctx.db.dispose()
+    ctx.db.close()
 
 
 @pytest.fixture
@@ -90,4 +90,4 @@ async def test_the_component_broadcasts_the_rotating_code_and_reports_health(
         task.cancel()
         with contextlib.suppress(asyncio.CancelledError):
             await task
-        ctx.db.dispose()
+        ctx.db.close()

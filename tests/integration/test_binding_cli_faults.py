@@ -10,7 +10,7 @@ from pathlib import Path
 
 from agent.config import load_config
 from agent.context import AgentContext
-from agent.db import migrate, open_engine
+from agent.db import migrate, open_state_db
 from emulators.messaging.webhooks import new_user_id, text_message_event
 from membership.binding import URL_PROMPT, issue_binding
 from membership.conversion import ConversionStatus, handle_line_event
@@ -52,17 +52,17 @@ def test_a_token_already_used_for_a_conversion_is_rejected(tmp_path: Path) -> No
     assert fresh.returncode == 0 and fresh.stdout.startswith("valid: order U-1"), fresh.stdout
 
     async def convert() -> None:  # the shopper sends it; the device records the conversion
-        engine = open_engine(config.db_path)
-        migrate(engine)
+        db = open_state_db(config.db_path)
+        migrate(db)
         outbox = await Outbox.open(config.db_path)
         try:
-            ctx = AgentContext(config=config, db=engine, services={"outbox": outbox})
+            ctx = AgentContext(config=config, db=db, services={"outbox": outbox})
             event = text_message_event(new_user_id(), URL_PROMPT + token)
             result = await handle_line_event(ctx, {"event": event})
             assert result.status is ConversionStatus.RECORDED
         finally:
             await outbox.close()
-            engine.dispose()
+            db.close()
 
     asyncio.run(convert())
     used = _shopedge("binding", "verify", token, "--config", str(path))

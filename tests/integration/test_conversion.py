@@ -5,18 +5,19 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import sqlite3
 from collections.abc import AsyncIterator, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 import pytest
-from sqlalchemy import Engine, func, inspect, select
 
 from agent.config import ShopEdgeConfig, parse_config
 from agent.context import AgentContext
-from agent.db import current_heads, migrate, open_engine, script_heads
+from agent.db import current_heads, migrate, open_state_db, script_heads
 from agent.wiring.membership import JournalSaleLookup
+from base.statedb import StateDB
 from emulators.messaging.webhooks import account_link_event, follow_event, new_user_id, text_message_event
 from membership.binding import URL_PROMPT, BindingClaims, encode_token, issue_binding
 from membership.conversion import (
@@ -24,7 +25,6 @@ from membership.conversion import (
     ConversionStatus,
     JoinedScreen,
     SaleFacts,
-    conversions,
     handle_line_event,
     rejection_counts_blocking,
 )
@@ -54,16 +54,16 @@ def make_config(store: str = "demo-store", device: str = "counter-1", key: str =
 
 
 @pytest.fixture
-def engine(tmp_path: Path) -> Iterator[Engine]:
-    engine = open_engine(tmp_path / "state.db")
-    migrate(engine)
-    yield engine
-    engine.dispose()
+def db(tmp_path: Path) -> Iterator[StateDB]:
+    db = open_state_db(tmp_path / "state.db")
+    migrate(db)
+    yield db
+    db.close()
 
 
 @pytest.fixture
-async def ctx(engine: Engine, tmp_path: Path) -> AsyncIterator[AgentContext]:
-    ctx = AgentContext(config=make_config(), db=engine, wall_clock=lambda: NOW + 60)
+async def ctx(db: StateDB, tmp_path: Path) -> AsyncIterator[AgentContext]:
+    ctx = AgentContext(config=make_config(), db=db, wall_clock=lambda: NOW + 60)
     outbox = await Outbox.open(tmp_path / "state.db")
     ctx.services["outbox"] = outbox
     ctx.services["sale_lookup"] = Sales({"A-1": SaleFacts(amount_twd=350, member_phone="0912-345-678")})
@@ -85,12 +85,19 @@ def token(order: str = "A-1", *, store: str = "demo-store", device: str = "count
     return issue_binding(make_config(store, device, key), order, NOW)[0]
 
 
-def rows(engine: Engine) -> list[Any]:
-    with engine.connect() as conn:
-        return list(conn.execute(select(conversions)).all())
+def rows(db: StateDB) -> list[sqlite3.Row]:
+    with db.transaction() as conn:
+        cursor = conn.cursor()
+        cursor.row_factory = sqlite3.Row  # this cursor's only: the pooled connection keeps tuples
+        return cursor.execute("SELECT * FROM conversions").fetchall()
 
 
-async def test_valid_binding_is_recorded_once_and_queued(ctx: AgentContext, engine: Engine) -> None:
+def table_names(db: StateDB) -> set[str]:
+    with db.transaction() as conn:
+        return {name for (name,) in conn.execute("SELECT name FROM sqlite_master WHERE type = 'table'")}
+
+
+async def test_valid_binding_is_recorded_once_and_queued(ctx: AgentContext, db: StateDB) -> None:
     user = new_user_id()
     event = text_message_event(user, URL_PROMPT + token(), timestamp_ms=int((NOW + 59) * 1000))
     result = await handle_line_event(ctx, envelope_data(event, new_follower=True))
@@ -106,8 +113,8 @@ async def test_valid_binding_is_recorded_once_and_queued(ctx: AgentContext, engi
     assert conv.reply_token == event["replyToken"] and conv.reply_token_received_at == NOW + 61
     assert conv.converted_at == NOW + 59 and conv.token_issued_at == int(NOW)
     assert conv.member_phone_hash is not None and len(conv.member_phone_hash) == 64
-    [row] = rows(engine)
-    assert row.order_id == "A-1" and row.member_phone_hash == conv.member_phone_hash
+    [row] = rows(db)
+    assert row["order_id"] == "A-1" and row["member_phone_hash"] == conv.member_phone_hash
     assert "0912" not in repr(tuple(row))
     [record] = await queued(ctx)
     assert record.durability == "critical"
@@ -117,16 +124,16 @@ async def test_valid_binding_is_recorded_once_and_queued(ctx: AgentContext, engi
 
 
 async def test_redelivered_envelope_is_a_duplicate_requeued_under_the_same_key(
-    ctx: AgentContext, engine: Engine
+    ctx: AgentContext, db: StateDB
 ) -> None:
     event = text_message_event(new_user_id(), URL_PROMPT + token())
     first = await handle_line_event(ctx, envelope_data(event))
     again = await handle_line_event(ctx, {"id": "x", "kind": "line_event", "data": envelope_data(event)})
     assert (first.status, again.status) == (ConversionStatus.RECORDED, ConversionStatus.DUPLICATE)
-    assert len(rows(engine)) == 1
+    assert len(rows(db)) == 1
     [record] = await queued(ctx)  # the outbox deduped the second put by its key
     assert record.payload == first.conversion.upstream()  # type: ignore[union-attr]
-    assert rejection_counts_blocking(engine) == {}
+    assert rejection_counts_blocking(db) == {}
 
 
 @pytest.mark.parametrize(
@@ -151,28 +158,28 @@ async def test_redelivered_envelope_is_a_duplicate_requeued_under_the_same_key(
     ],
 )
 async def test_bad_tokens_change_nothing_but_their_counter(
-    ctx: AgentContext, engine: Engine, make_token: Any, reason: str
+    ctx: AgentContext, db: StateDB, make_token: Any, reason: str
 ) -> None:
     for _ in range(2):
         result = await handle_line_event(
             ctx, envelope_data(text_message_event(new_user_id(), URL_PROMPT + make_token()))
         )
         assert (result.status, result.reason) == (ConversionStatus.REJECTED, reason)
-    assert rows(engine) == [] and await queued(ctx) == []
-    assert rejection_counts_blocking(engine) == {reason: 2}
+    assert rows(db) == [] and await queued(ctx) == []
+    assert rejection_counts_blocking(db) == {reason: 2}
 
 
-async def test_replay_by_another_event_is_rejected_and_counted(ctx: AgentContext, engine: Engine) -> None:
+async def test_replay_by_another_event_is_rejected_and_counted(ctx: AgentContext, db: StateDB) -> None:
     text = URL_PROMPT + token()
     first = await handle_line_event(ctx, envelope_data(text_message_event(new_user_id(), text)))
     replay = await handle_line_event(ctx, envelope_data(text_message_event(new_user_id(), text)))
     assert first.status is ConversionStatus.RECORDED
     assert (replay.status, replay.reason) == (ConversionStatus.REJECTED, "already_used")
-    assert len(rows(engine)) == 1 and len(await queued(ctx)) == 1
-    assert rejection_counts_blocking(engine) == {"already_used": 1}
+    assert len(rows(db)) == 1 and len(await queued(ctx)) == 1
+    assert rejection_counts_blocking(db) == {"already_used": 1}
 
 
-async def test_events_without_a_token_are_ignored(ctx: AgentContext, engine: Engine) -> None:
+async def test_events_without_a_token_are_ignored(ctx: AgentContext, db: StateDB) -> None:
     for event in (
         follow_event(new_user_id()),
         text_message_event(new_user_id(), "hello"),
@@ -181,21 +188,21 @@ async def test_events_without_a_token_are_ignored(ctx: AgentContext, engine: Eng
     ):
         assert (await handle_line_event(ctx, envelope_data(event))).status is ConversionStatus.IGNORED
     assert (await handle_line_event(ctx, {"nothing": 1})).status is ConversionStatus.IGNORED
-    assert rows(engine) == [] and rejection_counts_blocking(engine) == {}
+    assert rows(db) == [] and rejection_counts_blocking(db) == {}
 
 
-async def test_account_link_nonce_carries_the_token(ctx: AgentContext, engine: Engine) -> None:
+async def test_account_link_nonce_carries_the_token(ctx: AgentContext, db: StateDB) -> None:
     result = await handle_line_event(ctx, envelope_data(account_link_event(new_user_id(), token("B-9"))))
     assert result.status is ConversionStatus.RECORDED
     assert result.conversion is not None and result.conversion.amount_twd is None  # no sale facts for B-9
 
 
-async def test_missing_outbox_loses_nothing(ctx: AgentContext, engine: Engine) -> None:
+async def test_missing_outbox_loses_nothing(ctx: AgentContext, db: StateDB) -> None:
     outbox = ctx.services.pop("outbox")
     event = text_message_event(new_user_id(), URL_PROMPT + token())
     with pytest.raises(RuntimeError, match="outbox"):
         await handle_line_event(ctx, envelope_data(event))
-    assert len(rows(engine)) == 1
+    assert len(rows(db)) == 1
     ctx.services["outbox"] = outbox
     assert await queued(ctx) == []
     result = await handle_line_event(ctx, envelope_data(event))  # the consumer's redelivery
@@ -205,19 +212,19 @@ async def test_missing_outbox_loses_nothing(ctx: AgentContext, engine: Engine) -
 
 
 def test_migration_from_empty_and_from_base(tmp_path: Path) -> None:
-    fresh = open_engine(tmp_path / "fresh.db")
+    fresh = open_state_db(tmp_path / "fresh.db")
     migrate(fresh)
-    assert {"conversions", "binding_rejections"} <= set(inspect(fresh).get_table_names())
+    assert {"conversions", "binding_rejections"} <= table_names(fresh)
     assert current_heads(fresh) == script_heads()
-    fresh.dispose()
-    old = open_engine(tmp_path / "old.db")
+    fresh.close()
+    old = open_state_db(tmp_path / "old.db")
     migrate(old, "0002_agent_runs")
-    assert "conversions" not in inspect(old).get_table_names()
+    assert "conversions" not in table_names(old)
     migrate(old)
     assert "0500_conversion" in current_heads(old)
-    with old.connect() as conn:
-        assert conn.execute(select(func.count()).select_from(conversions)).scalar() == 0
-    old.dispose()
+    with old.transaction() as conn:
+        assert conn.execute("SELECT count(*) FROM conversions").fetchone() == (0,)
+    old.close()
 
 
 @dataclass
@@ -320,15 +327,15 @@ async def test_joined_on_the_real_display_service(ctx: AgentContext) -> None:
     assert shown == display_screens.JoinedScreen(amount_twd=350)
 
 
-async def test_sale_facts_come_from_the_payment_journal(engine: Engine, tmp_path: Path) -> None:
+async def test_sale_facts_come_from_the_payment_journal(db: StateDB, tmp_path: Path) -> None:
     from pos_bridge.journal import Journal
     from pos_bridge.payment_flow import Method, Payment, State
 
-    ctx = AgentContext(config=make_config(), db=engine, wall_clock=lambda: NOW + 60)
+    ctx = AgentContext(config=make_config(), db=db, wall_clock=lambda: NOW + 60)
     outbox = await Outbox.open(tmp_path / "state.db")
     ctx.services["outbox"] = outbox
-    ctx.services["sale_lookup"] = JournalSaleLookup(engine)  # what the agent's wiring registers
-    journal = Journal(engine, outbox=lambda: outbox, clock=lambda: NOW)
+    ctx.services["sale_lookup"] = JournalSaleLookup(db)  # what the agent's wiring registers
+    journal = Journal(db, outbox=lambda: outbox, clock=lambda: NOW)
     payment = Payment(
         order_id="A-1",
         line_order_id="A-1",
@@ -351,7 +358,7 @@ async def test_sale_facts_come_from_the_payment_journal(engine: Engine, tmp_path
 
 
 async def test_relayed_event_survives_a_restart_between_puback_and_conversion(
-    ctx: AgentContext, engine: Engine
+    ctx: AgentContext, db: StateDB
 ) -> None:
     """sync keeps each line_event in the outbox before the consumer sees it: a process that died
     after MQTT's PUBACK (the memory copy gone) still records the conversion at the next start."""
@@ -372,11 +379,11 @@ async def test_relayed_event_survives_a_restart_between_puback_and_conversion(
     ctx.services["downlink"] = DownlinkInbox()  # the restarted agent's empty inbox
     consumer = ConversionConsumer(ctx)
     assert await consumer.sweep_durable() == 1
-    assert consumer.counts == {"recorded": 1} and len(rows(engine)) == 1
+    assert consumer.counts == {"recorded": 1} and len(rows(db)) == 1
     assert await outbox.depth(LINE_INBOX_STREAM) == 0
 
 
-async def test_memory_and_durable_copies_are_handled_once(ctx: AgentContext, engine: Engine) -> None:
+async def test_memory_and_durable_copies_are_handled_once(ctx: AgentContext, db: StateDB) -> None:
     from agent.sync import LINE_INBOX_STREAM, DownlinkInbox, Envelope, accept_line_event
 
     inbox = DownlinkInbox()

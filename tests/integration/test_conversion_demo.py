@@ -14,7 +14,7 @@ import pytest
 
 from agent.config import ShopEdgeConfig, parse_config
 from agent.context import AgentContext
-from agent.db import migrate, open_engine
+from agent.db import migrate, open_state_db
 from agent.demo import DemoRun, DemoStepFailed
 from agent.demo.conversion import step_shopper_joins
 from agent.supervisor import Supervisor
@@ -73,9 +73,9 @@ def _config(tmp_path: Path, mqtt_port: int) -> ShopEdgeConfig:
 async def _run_step(tmp_path: Path, *, with_sync: bool) -> str:
     with mosquitto(tmp_path) as port:
         config = _config(tmp_path, port)
-        engine = open_engine(config.db_path)
-        await asyncio.to_thread(migrate, engine)
-        ctx = AgentContext(config=config, db=engine)
+        db = open_state_db(config.db_path)
+        await asyncio.to_thread(migrate, db)
+        ctx = AgentContext(config=config, db=db)
         ctx.services["outbox"] = await Outbox.open(config.db_path)
         inbox = Inbox()
         ctx.services["downlink"] = inbox
@@ -95,7 +95,7 @@ async def _run_step(tmp_path: Path, *, with_sync: bool) -> str:
                     with contextlib.suppress(asyncio.CancelledError):
                         await task
             await ctx.services["outbox"].close()
-            engine.dispose()
+            db.close()
 
 
 async def test_step_records_and_sees_the_conversion_upstream(tmp_path: Path) -> None:

@@ -12,10 +12,9 @@ from typing import Any
 from urllib.parse import unquote
 
 import aiomqtt
-from sqlalchemy import select
 
 from agent.context import AgentContext
-from agent.db import migrate, open_engine
+from agent.db import migrate, open_state_db
 from cloud.relay import device_topic
 from emulators.messaging.webhooks import (
     follow_event,
@@ -25,7 +24,7 @@ from emulators.messaging.webhooks import (
     text_message_event,
 )
 from membership.binding import issue_binding
-from membership.conversion import ConversionResult, ConversionStatus, conversions, handle_line_event
+from membership.conversion import ConversionResult, ConversionStatus, handle_line_event
 from offline_queue import Outbox
 from tests.integration._broker import mosquitto
 from tests.integration.test_conversion import KEY, make_config
@@ -34,9 +33,9 @@ from tests.integration.test_relay import SECRET, relay_config, running_relay
 
 async def test_shopper_message_becomes_one_conversion(tmp_path: Path) -> None:
     device = make_config()
-    engine = open_engine(tmp_path / "state.db")
-    await asyncio.to_thread(migrate, engine)
-    ctx = AgentContext(config=device, db=engine)
+    db = open_state_db(tmp_path / "state.db")
+    await asyncio.to_thread(migrate, db)
+    ctx = AgentContext(config=device, db=db)
     outbox = await Outbox.open(tmp_path / "state.db")
     ctx.services["outbox"] = outbox
     results: list[ConversionResult] = []
@@ -79,11 +78,11 @@ async def test_shopper_message_becomes_one_conversion(tmp_path: Path) -> None:
     assert [r.status for r in results] == [ConversionStatus.RECORDED]  # the redelivery was dropped
     conversion = results[0].conversion
     assert conversion is not None and conversion.is_new_follower and conversion.line_user_id == user
-    with engine.connect() as conn:
-        stored = conn.execute(select(conversions.c.order_id, conversions.c.line_user_id)).all()
+    with db.transaction() as conn:
+        stored = conn.execute("SELECT order_id, line_user_id FROM conversions").fetchall()
     assert [tuple(r) for r in stored] == [("A20261123-0042", user)]
     [record] = await outbox.claim("conversion")
     assert record.payload["order_id"] == "A20261123-0042" and record.payload["line_user_id"] == user
     assert KEY not in json.dumps(record.payload)
     await outbox.close()
-    engine.dispose()
+    db.close()

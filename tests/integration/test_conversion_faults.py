@@ -12,29 +12,29 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from sqlalchemy import Engine, select
 
 from agent.context import AgentContext
-from agent.db import migrate, open_engine
+from agent.db import migrate, open_state_db
 from agent.sync import LINE_INBOX_STREAM, DownlinkInbox, Envelope, accept_line_event
+from base.statedb import StateDB
 from emulators.messaging.webhooks import new_user_id, text_message_event
 from membership.binding import URL_PROMPT, issue_binding
-from membership.conversion import ConversionConsumer, SaleFacts, conversions
+from membership.conversion import ConversionConsumer, SaleFacts
 from offline_queue import FailureKind, Outbox, classify
 from tests.integration.test_conversion import KEY, NOW, Sales, make_config
 
 
 @pytest.fixture
-def engine(tmp_path: Path) -> Iterator[Engine]:
-    engine = open_engine(tmp_path / "state.db")
-    migrate(engine)
-    yield engine
-    engine.dispose()
+def db(tmp_path: Path) -> Iterator[StateDB]:
+    db = open_state_db(tmp_path / "state.db")
+    migrate(db)
+    yield db
+    db.close()
 
 
 @pytest.fixture
-async def ctx(engine: Engine, tmp_path: Path) -> AsyncIterator[AgentContext]:
-    ctx = AgentContext(config=make_config(), db=engine, wall_clock=lambda: NOW + 60)
+async def ctx(db: StateDB, tmp_path: Path) -> AsyncIterator[AgentContext]:
+    ctx = AgentContext(config=make_config(), db=db, wall_clock=lambda: NOW + 60)
     outbox = await Outbox.open(tmp_path / "state.db")
     ctx.services["outbox"] = outbox
     ctx.services["sale_lookup"] = Sales({"A-1": SaleFacts(amount_twd=350), "B-2": SaleFacts(amount_twd=90)})
@@ -56,9 +56,9 @@ def envelope(n: int, order: str, **event_fields: Any) -> Envelope:
     )
 
 
-def recorded(engine: Engine) -> list[str]:
-    with engine.connect() as conn:
-        return [row.order_id for row in conn.execute(select(conversions.c.order_id)).all()]
+def recorded(db: StateDB) -> list[str]:
+    with db.transaction() as conn:
+        return [order_id for (order_id,) in conn.execute("SELECT order_id FROM conversions")]
 
 
 @contextlib.asynccontextmanager
@@ -79,7 +79,7 @@ async def until(condition: Any, within_s: float = 20.0) -> None:
 
 
 async def test_an_absurd_line_timestamp_is_dead_lettered_and_later_messages_go_on(
-    ctx: AgentContext, engine: Engine
+    ctx: AgentContext, db: StateDB
 ) -> None:
     """LINE's `timestamp` as a 400-digit number: float() overflows on every try. It used to
     turn health red and hold every later binding message, across restarts."""
@@ -94,7 +94,7 @@ async def test_an_absurd_line_timestamp_is_dead_lettered_and_later_messages_go_o
             return await outbox.depth(LINE_INBOX_STREAM) == 0
 
         await until(drained)
-    assert recorded(engine) == ["B-2"]
+    assert recorded(db) == ["B-2"]
     [letter] = await outbox.dead_letters(LINE_INBOX_STREAM)
     assert letter.reason.startswith("permanent error: EventTimeError: event.timestamp is not a time")
     assert letter.payload["id"] == "00000000-0000-4000-8000-000000000001"
@@ -109,7 +109,7 @@ async def test_an_absurd_line_timestamp_is_dead_lettered_and_later_messages_go_o
     async with running(restarted):
 
         async def c3() -> bool:
-            return "C-3" in recorded(engine)
+            return "C-3" in recorded(db)
 
         await until(c3)
         health = ctx.health.get("conversion")
@@ -131,7 +131,7 @@ class FlakySales:
         return SaleFacts(amount_twd=350)
 
 
-async def test_a_busy_database_is_retried_red_until_it_clears(ctx: AgentContext, engine: Engine) -> None:
+async def test_a_busy_database_is_retried_red_until_it_clears(ctx: AgentContext, db: StateDB) -> None:
     """Transient: more failures than the repeat limit, yet never dead-lettered."""
     failures = 7
     ctx.services["sale_lookup"] = FlakySales(failures, sqlite3.OperationalError("database is locked"))
@@ -152,7 +152,7 @@ async def test_a_busy_database_is_retried_red_until_it_clears(ctx: AgentContext,
         async with running(consumer):
 
             async def done() -> bool:
-                return recorded(engine) == ["A-1"]
+                return recorded(db) == ["A-1"]
 
             await until(done)
     finally:
@@ -162,7 +162,7 @@ async def test_a_busy_database_is_retried_red_until_it_clears(ctx: AgentContext,
     assert consumer.counts["recorded"] == 1
 
 
-async def test_the_same_unknown_failure_repeated_is_dead_lettered(ctx: AgentContext, engine: Engine) -> None:
+async def test_the_same_unknown_failure_repeated_is_dead_lettered(ctx: AgentContext, db: StateDB) -> None:
     class Broken(Exception):
         pass
 

@@ -9,7 +9,7 @@ from pathlib import Path
 
 from agent.config import parse_config
 from agent.context import AgentContext
-from agent.db import migrate, open_engine
+from agent.db import migrate, open_state_db
 from emulators.messaging import MessagingEmulator, running_emulator
 from emulators.messaging.webhooks import new_user_id, text_message_event
 from membership.binding import URL_PROMPT, issue_binding
@@ -31,10 +31,10 @@ async def test_conversion_feeds_the_funnel_and_replies_with_the_coupon(tmp_path:
             },
             environ={},
         )
-        engine = open_engine(config.db_path)
-        migrate(engine)
+        db = open_state_db(config.db_path)
+        migrate(db)
         outbox = await Outbox.open(config.db_path)
-        ctx = AgentContext(config=config, db=engine)
+        ctx = AgentContext(config=config, db=db)
         ctx.services["outbox"] = outbox
         coupons = CouponService(ctx, outbox=outbox)
         try:
@@ -46,13 +46,13 @@ async def test_conversion_feeds_the_funnel_and_replies_with_the_coupon(tmp_path:
             assert (await consumer.handle(data)).status is ConversionStatus.RECORDED
             [delivery] = emulator.deliveries
             assert (delivery.via, delivery.to) == ("reply", user)
-            kinds = sorted(f.kind.value for f in facts_since_blocking(engine, 0))
+            kinds = sorted(f.kind.value for f in facts_since_blocking(db, 0))
             assert kinds == ["binding_message", "bound_member", "coupon_replied", "new_friend"]
             replay = text_message_event(user, URL_PROMPT + token)
             assert (await consumer.handle({"event": replay})).status is ConversionStatus.REJECTED
             assert len(emulator.deliveries) == 1
-            assert len(facts_since_blocking(engine, 0)) == 4
+            assert len(facts_since_blocking(db, 0)) == 4
         finally:
             await coupons.aclose()
             await outbox.close()
-            engine.dispose()
+            db.close()

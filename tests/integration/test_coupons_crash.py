@@ -13,7 +13,7 @@ import pytest
 
 from agent.config import load_config
 from agent.context import AgentContext
-from agent.db import migrate, open_engine, prepare_state_db
+from agent.db import migrate, open_state_db, prepare_state_db
 from emulators.messaging import MessagingEmulator, running_emulator
 from membership.coupons import CouponService, LedgerState
 from membership.coupons._ledger import get_blocking
@@ -31,24 +31,24 @@ import membership.coupons._service as svc
 from agent.config import load_config
 from agent.context import AgentContext
 from membership.coupons import CouponService, WelcomeRequest, deliver_welcome
-from agent.db import open_engine, prepare_state_db
+from agent.db import open_state_db, prepare_state_db
 from offline_queue import Outbox
 
 real = svc.transition_blocking
 
-def die_on_sent(engine, *args, **kwargs):
+def die_on_sent(db, *args, **kwargs):
     if kwargs.get("to_state") is svc.LedgerState.SENT:
         os._exit(137)
-    return real(engine, *args, **kwargs)
+    return real(db, *args, **kwargs)
 
 svc.transition_blocking = die_on_sent  # the reply path
 push_jobs.transition_blocking = die_on_sent  # the push path
 
 async def main():
     config = load_config(sys.argv[1])
-    engine = open_engine(config.db_path)
+    db = open_state_db(config.db_path)
     outbox = await Outbox.open(config.db_path, prepare=prepare_state_db)
-    ctx = AgentContext(config=config, db=engine, services={"outbox": outbox})
+    ctx = AgentContext(config=config, db=db, services={"outbox": outbox})
     service = CouponService(ctx)
     token = sys.argv[3] or None
     request = WelcomeRequest(
@@ -87,27 +87,29 @@ async def test_killed_between_send_and_record_no_second_coupon(tmp_path: Path, r
     async with running_emulator(emulator) as (_, base_url):
         config_path = write_config(tmp_path, base_url)
         config = load_config(config_path)
-        engine = open_engine(config.db_path)
-        migrate(engine)
-        engine.dispose()
+        db = open_state_db(config.db_path)
+        migrate(db)
+        db.close()
         token = emulator.issue_reply_token(USER) if reply else ""
         emulator.add_friend(USER)
         child = await _run_child(config_path, token)
         assert child.returncode == 137, child.stderr
         assert [d.via for d in emulator.deliveries] == ["reply" if reply else "push"]
 
-        engine = open_engine(config.db_path)
-        outbox = await Outbox.open(config.db_path, prepare=prepare_state_db, clock=lambda: time.time() + 120)  # lease ran out
-        ctx = AgentContext(config=config, db=engine, services={"outbox": outbox})
+        db = open_state_db(config.db_path)
+        outbox = await Outbox.open(
+            config.db_path, prepare=prepare_state_db, clock=lambda: time.time() + 120
+        )  # lease ran out
+        ctx = AgentContext(config=config, db=db, services={"outbox": outbox})
         service = CouponService(ctx)
         try:
-            assert get_blocking(engine, "welcome", USER).state is (  # type: ignore[union-attr]
+            assert get_blocking(db, "welcome", USER).state is (  # type: ignore[union-attr]
                 LedgerState.REPLYING if reply else LedgerState.QUEUED
             )
             await service.recover()
             for _ in range(5):
                 await service.drain_once()
-            row = get_blocking(engine, "welcome", USER)
+            row = get_blocking(db, "welcome", USER)
             assert row is not None
             assert row.state is (LedgerState.UNKNOWN if reply else LedgerState.SENT)
             assert len(emulator.deliveries) == 1  # push: the resend got 409; reply: never resent
@@ -116,7 +118,7 @@ async def test_killed_between_send_and_record_no_second_coupon(tmp_path: Path, r
         finally:
             await service.aclose()
             await outbox.close()
-            engine.dispose()
+            db.close()
 
 
 async def _run_child(config_path: Path, token: str) -> subprocess.CompletedProcess[str]:

@@ -15,12 +15,12 @@ from typing import Any
 
 import pytest
 from pydantic import SecretStr
-from sqlalchemy import Engine
 
 from agent.config import ShopEdgeConfig, parse_config
 from agent.context import AgentContext
-from agent.db import migrate, open_engine, prepare_state_db
+from agent.db import migrate, open_state_db, prepare_state_db
 from base.health import HealthBoard, Level
+from base.statedb import StateDB
 from emulators.messaging import Fault, MessagingEmulator, running_emulator
 from membership.coupons import (
     PUSH_STREAM,
@@ -56,7 +56,7 @@ class Rig:
     base_url: str
     clock: Clock
     monotonic: Clock
-    engine: Engine
+    db: StateDB
     outbox: Outbox
     path: Path
     ctx: AgentContext
@@ -82,7 +82,7 @@ class Rig:
         )
 
     def row(self, n: int) -> Any:
-        return get_blocking(self.engine, "welcome", user(n))
+        return get_blocking(self.db, "welcome", user(n))
 
     async def drain(self, rounds: int = 20) -> None:
         """Run the push worker until the stream is empty, stepping the clock past retry times."""
@@ -98,11 +98,11 @@ class Rig:
     def restart(self) -> CouponService:
         """A new agent process over the same DB and outbox (the old objects are dropped)."""
         self.retired.append(self.service)
-        self.engine.dispose()
-        self.engine = open_engine(self.path)
+        self.db.close()
+        self.db = open_state_db(self.path)
         self.ctx = AgentContext(
             config=self.ctx.config,
-            db=self.engine,
+            db=self.db,
             health=HealthBoard(),
             clock=self.monotonic,
             wall_clock=self.clock,
@@ -138,23 +138,23 @@ async def rig(tmp_path: Path, request: pytest.FixtureRequest) -> AsyncIterator[R
     async with running_emulator(emulator) as (_, base_url):
         config = make_config(base_url, tmp_path, **options.get("config", {}))
         path = tmp_path / "shopedge.db"
-        engine = open_engine(path)
-        migrate(engine)
+        db = open_state_db(path)
+        migrate(db)
         outbox = await Outbox.open(path, prepare=prepare_state_db, clock=clock)
-        ctx = AgentContext(config=config, db=engine, clock=monotonic, wall_clock=clock)
+        ctx = AgentContext(config=config, db=db, clock=monotonic, wall_clock=clock)
         service = CouponService(ctx, outbox=outbox, sleep=_no_sleep)
-        rig = Rig(emulator, base_url, clock, monotonic, engine, outbox, path, ctx, service)
+        rig = Rig(emulator, base_url, clock, monotonic, db, outbox, path, ctx, service)
         try:
             yield rig
         finally:
             for service in [*rig.retired, rig.service]:
                 await service.aclose()
             await outbox.close()
-            rig.engine.dispose()
+            rig.db.close()
 
 
 def kinds(rig: Rig) -> list[str]:
-    return [f.kind.value for f in facts_since_blocking(rig.engine, 0)]
+    return [f.kind.value for f in facts_since_blocking(rig.db, 0)]
 
 
 # ------------------------------------------------------------------------------ happy paths
@@ -292,7 +292,7 @@ async def test_monthly_limit_429_stops_the_campaign(rig: Rig) -> None:
     await deliver_welcome(rig.ctx, rig.request(15))
     await rig.drain()
     month = local_month(T0, "Asia/Taipei")
-    assert campaign_stop_blocking(rig.engine, "welcome", month) == "LINE monthly message limit reached"
+    assert campaign_stop_blocking(rig.db, "welcome", month) == "LINE monthly message limit reached"
     assert (rig.row(14).state, rig.row(15).state) == (LedgerState.HELD, LedgerState.HELD)
     health = rig.ctx.health.get("coupons")
     assert health is not None and health.level is Level.AMBER
@@ -442,7 +442,7 @@ async def test_quota_exhaustion_mid_campaign_stops_before_line_refuses(rig: Rig)
     assert states == [LedgerState.SENT] * 3 + [LedgerState.HELD] * 3
     assert rig.emulator.total_usage == 3
     assert len(rig.emulator.deliveries) == 3
-    reason = campaign_stop_blocking(rig.engine, "welcome", local_month(T0, "Asia/Taipei"))
+    reason = campaign_stop_blocking(rig.db, "welcome", local_month(T0, "Asia/Taipei"))
     assert reason == "account quota spent (3/3)"
     assert rig.ctx.health.get("coupons").level is Level.AMBER  # type: ignore[union-attr]
 
@@ -455,7 +455,7 @@ async def test_quota_spent_elsewhere_meets_the_monthly_limit_429(rig: Rig) -> No
     await deliver_welcome(rig.ctx, rig.request(51))
     await rig.drain()
     assert rig.row(51).state is LedgerState.HELD
-    reason = campaign_stop_blocking(rig.engine, "welcome", local_month(T0, "Asia/Taipei"))
+    reason = campaign_stop_blocking(rig.db, "welcome", local_month(T0, "Asia/Taipei"))
     assert reason == "LINE monthly message limit reached"
 
 

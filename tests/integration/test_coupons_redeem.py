@@ -14,7 +14,7 @@ from pydantic import SecretStr
 
 from agent.config import parse_config
 from agent.context import AgentContext
-from agent.db import migrate, open_engine
+from agent.db import migrate, open_state_db
 from membership.coupons import FactKind, LedgerState, facts_since_blocking, make_code
 from membership.coupons._ledger import claim_blocking, transition_blocking
 from membership.coupons._redeem import add_coupon_routes
@@ -35,10 +35,10 @@ async def till(tmp_path: Path) -> AsyncIterator[tuple[str, AgentContext, Clock]]
     config = parse_config(
         {"device": {"store_id": "store-001", "device_id": "counter-1"}, "pos": {"token": TOKEN}}, environ={}
     )
-    engine = open_engine(tmp_path / "s.db")
-    migrate(engine)
+    db = open_state_db(tmp_path / "s.db")
+    migrate(db)
     clock = Clock()
-    ctx = AgentContext(config=config, db=engine, wall_clock=clock)
+    ctx = AgentContext(config=config, db=db, wall_clock=clock)
     app = web.Application()
     add_coupon_routes(app, ctx)
     server = TestServer(app, host="127.0.0.1")
@@ -47,7 +47,7 @@ async def till(tmp_path: Path) -> AsyncIterator[tuple[str, AgentContext, Clock]]
         yield str(server.make_url("/v1/coupons/redeem")), ctx, clock
     finally:
         await server.close()
-        engine.dispose()
+        db.close()
 
 
 def issue(ctx: AgentContext, n: int, *, sent: bool = True) -> str:

@@ -6,7 +6,7 @@ from pathlib import Path
 
 from agent.config import parse_config
 from agent.context import AgentContext
-from agent.db import migrate, open_engine, prepare_state_db
+from agent.db import migrate, open_state_db, prepare_state_db
 from membership.coupons import Fact, FactKind, record_fact_blocking
 from membership.coupons._tags import tags_blocking
 from membership.coupons._upstream import FunnelUpstream
@@ -26,13 +26,13 @@ async def test_summaries_and_tags_go_upstream_once(tmp_path: Path) -> None:
         environ={},
     )
     path = tmp_path / "s.db"
-    engine = open_engine(path)
-    migrate(engine)
+    db = open_state_db(path)
+    migrate(db)
     for i, days_ago in enumerate((2, 1, 0)):
         at = NOW - days_ago * DAY
         order = f"o{i}"
         record_fact_blocking(
-            engine,
+            db,
             Fact(
                 kind=FactKind.PAYMENT,
                 store_id="store-001",
@@ -44,7 +44,7 @@ async def test_summaries_and_tags_go_upstream_once(tmp_path: Path) -> None:
             ),
         )
         record_fact_blocking(
-            engine,
+            db,
             Fact(
                 kind=FactKind.BOUND_MEMBER,
                 store_id="store-001",
@@ -55,7 +55,7 @@ async def test_summaries_and_tags_go_upstream_once(tmp_path: Path) -> None:
             ),
         )
     outbox = await Outbox.open(path, prepare=prepare_state_db, clock=lambda: NOW)
-    ctx = AgentContext(config=config, db=engine, wall_clock=lambda: NOW, services={"outbox": outbox})
+    ctx = AgentContext(config=config, db=db, wall_clock=lambda: NOW, services={"outbox": outbox})
     upstream = FunnelUpstream(ctx)
     try:
         assert await upstream.run_once() == (2, 1)  # two closed days (today is still open), one tag
@@ -69,7 +69,7 @@ async def test_summaries_and_tags_go_upstream_once(tmp_path: Path) -> None:
         ]
         summary = next(r.payload for r in records if r.payload.get("day") == "2026-09-20")
         assert (summary["payments"], summary["bound_members"]) == (1, 1)
-        assert [t.tag for t in tags_blocking(engine)] == ["coffee lover"]
+        assert [t.tag for t in tags_blocking(db)] == ["coffee lover"]
     finally:
         await outbox.close()
-        engine.dispose()
+        db.close()

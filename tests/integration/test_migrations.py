@@ -6,7 +6,7 @@ from pathlib import Path
 
 from sqlalchemy import inspect, text
 
-from agent.db import current_heads, migrate, open_engine, script_heads
+from agent.db import current_heads, migrate, open_engine, open_state_db, script_heads
 from agent.state import get_setting, last_run_was_clean, put_setting, start_run
 
 
@@ -23,19 +23,21 @@ def test_migrate_empty_db_to_heads(tmp_path: Path) -> None:
 
 def test_migrate_from_previous_revision_keeps_data(tmp_path: Path) -> None:
     engine = open_engine(tmp_path / "s.db")
-    migrate(engine, "0001_base")
-    put_setting(engine, "device_identity", "abc")
+    db = open_state_db(tmp_path / "s.db")
+    migrate(db, "0001_base")
+    put_setting(db, "device_identity", "abc")
     assert "agent_runs" not in inspect(engine).get_table_names()
-    migrate(engine)
-    assert current_heads(engine) == script_heads()
-    assert get_setting(engine, "device_identity") == "abc"
+    migrate(db)
+    assert current_heads(db) == script_heads()
+    assert get_setting(db, "device_identity") == "abc"
+    db.close()
     engine.dispose()
 
 
 def test_unclean_stop_is_detected(tmp_path: Path) -> None:
-    engine = open_engine(tmp_path / "s.db")
-    migrate(engine)
-    assert last_run_was_clean(engine)
-    start_run(engine, "test")
-    assert not last_run_was_clean(engine)
-    engine.dispose()
+    db = open_state_db(tmp_path / "s.db")
+    migrate(db)
+    assert last_run_was_clean(db)
+    start_run(db, "test")
+    assert not last_run_was_clean(db)
+    db.close()

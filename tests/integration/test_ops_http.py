@@ -14,7 +14,7 @@ from prometheus_client.parser import text_string_to_metric_families
 from agent import __version__
 from agent.config import parse_config
 from agent.context import AgentContext
-from agent.db import open_engine
+from agent.db import open_state_db
 from agent.ops_http import add_ops_routes, ops_facts
 from base.health import Level
 
@@ -40,11 +40,11 @@ def ctx(tmp_path: Path) -> Iterator[AgentContext]:
         },
         environ={},
     )
-    context = AgentContext(config=config, db=open_engine(tmp_path / "s.db"), wall_clock=lambda: NOW)
+    context = AgentContext(config=config, db=open_state_db(tmp_path / "s.db"), wall_clock=lambda: NOW)
     context.health.set("pos", Level.GREEN, "listening on 127.0.0.1:8737")
     context.health.set("mqtt", Level.AMBER, 'broker "down" <retrying>')
     yield context
-    context.db.dispose()
+    context.db.close()
 
 
 @pytest.fixture

@@ -13,7 +13,7 @@ from pathlib import Path
 import pytest
 
 from agent.config import load_config
-from agent.db import open_engine
+from agent.db import open_state_db
 from agent.state import get_setting
 from tests.integration.pty_driver import Terminal
 
@@ -36,11 +36,11 @@ def _mode(path: Path) -> int:
 
 
 def _identity(state: Path) -> str | None:
-    engine = open_engine(state / "shopedge.db")
+    engine = open_state_db(state / "shopedge.db")
     try:
         return get_setting(engine, "device_identity")
     finally:
-        engine.dispose()
+        engine.close()
 
 
 def test_non_interactive_from_flags_then_rerun_keeps_what_works(tmp_path: Path) -> None:

@@ -9,7 +9,7 @@ from pathlib import Path
 
 from PIL import Image
 
-from agent.db import migrate, open_engine
+from agent.db import migrate, open_state_db
 from membership.coupons import REPORT_KEYS, record_fact_blocking
 from tests.unit.test_coupons_funnel import EVENTS
 
@@ -33,12 +33,12 @@ def make_config(tmp_path: Path) -> Path:
         '[device]\nstore_id = "store-001"\ndevice_id = "counter-1"\n[storage]\nstate_dir = "state"\n',
         encoding="utf-8",
     )
-    engine = open_engine(tmp_path / "state" / "shopedge.db")
-    migrate(engine)
+    db = open_state_db(tmp_path / "state" / "shopedge.db")
+    migrate(db)
     for event in EVENTS:
-        record_fact_blocking(engine, event)
-    record_fact_blocking(engine, EVENTS[0])  # a replayed fact counts once
-    engine.dispose()
+        record_fact_blocking(db, event)
+    record_fact_blocking(db, EVENTS[0])  # a replayed fact counts once
+    db.close()
     return config
 
 

@@ -13,7 +13,7 @@ import aiomqtt
 import pytest
 
 from agent.context import AgentContext
-from agent.db import migrate, open_engine
+from agent.db import migrate, open_state_db
 from agent.sync import SyncService, down_filter, down_topic, status_topic, up_topic
 from agent.sync._client import PublishRefused, SyncClient, Will, client_options
 from base.health import Level
@@ -107,10 +107,10 @@ async def test_wrong_password_is_refused(acl_broker: Broker, tmp_path: Path) -> 
 
 async def test_refused_credentials_turn_sync_health_red(acl_broker: Broker, tmp_path: Path) -> None:
     config = device_config(acl_broker, tmp_path, username="store-001", password="wrong")
-    engine = open_engine(config.db_path)
-    migrate(engine)
+    db = open_state_db(config.db_path)
+    migrate(db)
     outbox = await Outbox.open(config.db_path)
-    service = SyncService(AgentContext(config=config, db=engine, services={"outbox": outbox}))
+    service = SyncService(AgentContext(config=config, db=db, services={"outbox": outbox}))
     task = asyncio.create_task(service.run())
     try:
         for _ in range(100):
@@ -125,27 +125,29 @@ async def test_refused_credentials_turn_sync_health_red(acl_broker: Broker, tmp_
         with contextlib.suppress(asyncio.CancelledError):
             await task
         await outbox.close()
-        engine.dispose()
+        db.close()
 
 
-async def test_the_same_device_id_in_two_stores_both_stay_connected(acl_broker: Broker, tmp_path: Path) -> None:
+async def test_the_same_device_id_in_two_stores_both_stay_connected(
+    acl_broker: Broker, tmp_path: Path
+) -> None:
     """Issue 14, item 6: with the bare device id as client id, two stores' `counter-1` took the
     id from each other in a loop (each connect disconnected the other)."""
     services: list[SyncService] = []
     outboxes: list[Outbox] = []
-    engines = []
+    dbs = []
     for store in ("store-001", "store-002"):
         config = device_config(acl_broker, tmp_path / store, username=store, password=USERS[store])
         config = config.model_copy(
             update={"device": config.device.model_copy(update={"store_id": store, "device_id": "counter-1"})}
         )
-        engine = open_engine(config.db_path)
-        migrate(engine)
+        db = open_state_db(config.db_path)
+        migrate(db)
         outbox = await Outbox.open(config.db_path)
         await outbox.put("sale", {"store": store})
-        engines.append(engine)
+        dbs.append(db)
         outboxes.append(outbox)
-        services.append(SyncService(AgentContext(config=config, db=engine, services={"outbox": outbox})))
+        services.append(SyncService(AgentContext(config=config, db=db, services={"outbox": outbox})))
     async with cloud_consumer(acl_broker, "shopedge/v1/+/+/up/#", **CLOUD) as cloud:
         tasks = [asyncio.create_task(service.run()) for service in services]
         try:
@@ -162,11 +164,13 @@ async def test_the_same_device_id_in_two_stores_both_stay_connected(acl_broker: 
                     await task
             for outbox in outboxes:
                 await outbox.close()
-            for engine in engines:
-                engine.dispose()
+            for db in dbs:
+                db.close()
 
 
-async def test_device_reads_its_stores_store_wide_downlink_and_no_other(acl_broker: Broker, tmp_path: Path) -> None:
+async def test_device_reads_its_stores_store_wide_downlink_and_no_other(
+    acl_broker: Broker, tmp_path: Path
+) -> None:
     """A beacon mapped to a store only (`relay.beacon_stores = {HWID = "STORE"}`) is published to
     `shopedge/v1/STORE/_store/down/line_event`: each device of that store must receive it."""
     async with device(acl_broker, tmp_path, "store-001", "counter-1") as a:

@@ -13,7 +13,7 @@ from collections.abc import AsyncIterator
 from pathlib import Path
 
 from agent.context import AgentContext
-from agent.db import migrate, open_engine
+from agent.db import migrate, open_state_db
 from agent.sync import SyncService, down_topic, format_ts
 from base.health import Level
 from offline_queue import Outbox
@@ -37,14 +37,14 @@ async def running(service: SyncService) -> AsyncIterator[asyncio.Task[None]]:
 async def device(brk: Broker, tmp_path: Path, **mqtt: object) -> AsyncIterator[tuple[SyncService, Outbox]]:
     """A sync service over the real outbox, in the device's state DB (as the daemon sets it up)."""
     config = device_config(brk, tmp_path, **mqtt)
-    engine = open_engine(config.db_path)
-    migrate(engine)
+    db = open_state_db(config.db_path)
+    migrate(db)
     outbox = await Outbox.open(config.db_path)
     try:
-        yield SyncService(AgentContext(config=config, db=engine, services={"outbox": outbox})), outbox
+        yield SyncService(AgentContext(config=config, db=db, services={"outbox": outbox})), outbox
     finally:
         await outbox.close()
-        engine.dispose()
+        db.close()
 
 
 async def test_uplink_delivers_every_stream_in_order_and_acks_after_puback(

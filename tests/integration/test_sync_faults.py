@@ -10,7 +10,7 @@ import contextlib
 from pathlib import Path
 
 from agent.context import AgentContext
-from agent.db import migrate, open_engine
+from agent.db import migrate, open_state_db
 from agent.sync import SyncService
 from offline_queue import Outbox
 from tests.integration.sync_brokers import Broker, make_mosquitto
@@ -28,13 +28,13 @@ async def test_a_record_too_big_for_the_broker_is_dead_lettered_and_the_stream_g
     broker.start()
     try:
         config = device_config(broker, tmp_path, max_message_bytes=LIMIT)
-        engine = open_engine(config.db_path)
-        migrate(engine)
+        db = open_state_db(config.db_path)
+        migrate(db)
         outbox = await Outbox.open(config.db_path)
         await outbox.put("sale", {"n": 1})
         await outbox.put("sale", {"n": 2, "blob": "x" * (2 * LIMIT)})
         await outbox.put("sale", {"n": 3})
-        service = SyncService(AgentContext(config=config, db=engine, services={"outbox": outbox}))
+        service = SyncService(AgentContext(config=config, db=db, services={"outbox": outbox}))
         async with cloud_consumer(broker) as cloud:
             task = asyncio.create_task(service.run())
             try:
@@ -53,7 +53,7 @@ async def test_a_record_too_big_for_the_broker_is_dead_lettered_and_the_stream_g
                 with contextlib.suppress(asyncio.CancelledError):
                     await task
                 await outbox.close()
-                engine.dispose()
+                db.close()
     finally:
         broker.stop()
 
@@ -63,12 +63,12 @@ async def test_a_permanent_puback_refusal_is_dead_at_once_and_the_next_record_go
     from tests.integration.test_sync_uplink import ScriptedClient, settle_all, uplink
     from tests.unit.sync.memory_outbox import MemoryOutbox
 
-    engine = open_engine(tmp_path / "s.db")
-    migrate(engine)
+    db = open_state_db(tmp_path / "s.db")
+    migrate(db)
     outbox = MemoryOutbox()
     await outbox.put("sale", {"n": 1})
     await outbox.put("sale", {"n": 2})
-    up = uplink(outbox, engine, batch_max=1, claim_limit=1)
+    up = uplink(outbox, db, batch_max=1, claim_limit=1)
     client = ScriptedClient()
     task = asyncio.create_task(up.run(client))  # type: ignore[arg-type]
     try:
@@ -80,4 +80,4 @@ async def test_a_permanent_puback_refusal_is_dead_at_once_and_the_next_record_go
         task.cancel()
         with contextlib.suppress(asyncio.CancelledError):
             await task
-        engine.dispose()
+        db.close()

@@ -16,7 +16,7 @@ import aiohttp
 
 from agent.config import parse_config
 from agent.context import AgentContext
-from agent.db import migrate, open_engine
+from agent.db import migrate, open_state_db
 from agent.sync import SyncService, down_topic, format_ts
 from agent.wiring.pos import PosBridge
 from offline_queue import Outbox
@@ -52,10 +52,10 @@ def config_for(broker: Broker, tmp_path: Path) -> Any:
 @contextlib.asynccontextmanager
 async def device(broker: Broker, tmp_path: Path) -> AsyncIterator[tuple[SyncService, PosBridge]]:
     config = config_for(broker, tmp_path)
-    engine = open_engine(config.db_path)
-    migrate(engine)
+    db = open_state_db(config.db_path)
+    migrate(db)
     outbox = await Outbox.open(config.db_path)
-    ctx = AgentContext(config=config, db=engine, services={"outbox": outbox})
+    ctx = AgentContext(config=config, db=db, services={"outbox": outbox})
     pos, sync = PosBridge(ctx), SyncService(ctx)
     tasks = [asyncio.create_task(pos.run()), asyncio.create_task(sync.run())]
     try:
@@ -70,7 +70,7 @@ async def device(broker: Broker, tmp_path: Path) -> AsyncIterator[tuple[SyncServ
             with contextlib.suppress(asyncio.CancelledError):
                 await task
         await outbox.close()
-        engine.dispose()
+        db.close()
 
 
 async def send_config(broker: Broker, changes: dict[str, Any]) -> str:

@@ -18,7 +18,7 @@ import aiomqtt
 import pytest
 
 from agent.context import AgentContext
-from agent.db import migrate, open_engine
+from agent.db import migrate, open_state_db
 from agent.sync import SyncService, decode_message
 from base.health import Level
 from offline_queue import Outbox
@@ -64,10 +64,10 @@ async def consume(broker: Broker, received: list[tuple[str, dict[str, object]]],
 @pytest.mark.slow
 async def test_sixty_second_outage_loses_nothing(mosquitto_broker: Broker, tmp_path: Path) -> None:
     config = device_config(mosquitto_broker, tmp_path, reconnect_max_s=5.0)
-    engine = open_engine(config.db_path)
-    migrate(engine)
+    db = open_state_db(config.db_path)
+    migrate(db)
     outbox = await Outbox.open(config.db_path)
-    ctx = AgentContext(config=config, db=engine, services={"outbox": outbox})
+    ctx = AgentContext(config=config, db=db, services={"outbox": outbox})
     service = SyncService(ctx)
     received: list[tuple[str, dict[str, object]]] = []
     stop = asyncio.Event()
@@ -120,6 +120,7 @@ async def test_sixty_second_outage_loses_nothing(mosquitto_broker: Broker, tmp_p
         assert await outbox.depth() == 0, "everything was acknowledged by the broker"
     finally:
         await outbox.close()
+        db.close()
     seen: set[object] = set()
     duplicates = 0
     for stream in ("sale", "presence"):

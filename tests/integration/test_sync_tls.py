@@ -13,7 +13,7 @@ from pathlib import Path
 import pytest
 
 from agent.context import AgentContext
-from agent.db import migrate, open_engine
+from agent.db import migrate, open_state_db
 from agent.sync import SyncService
 from base.health import Level
 from offline_queue import Outbox
@@ -64,10 +64,10 @@ def tls_broker(tmp_path: Path) -> Iterator[tuple[Broker, Path]]:
 @contextlib.asynccontextmanager
 async def sync_over(broker: Broker, tmp_path: Path, **mqtt: object):  # type: ignore[no-untyped-def]
     config = device_config(broker, tmp_path, tls=True, **mqtt)
-    engine = open_engine(config.db_path)
-    migrate(engine)
+    db = open_state_db(config.db_path)
+    migrate(db)
     outbox = await Outbox.open(config.db_path)
-    service = SyncService(AgentContext(config=config, db=engine, services={"outbox": outbox}))
+    service = SyncService(AgentContext(config=config, db=db, services={"outbox": outbox}))
     task = asyncio.create_task(service.run())
     try:
         yield service, outbox
@@ -76,7 +76,7 @@ async def sync_over(broker: Broker, tmp_path: Path, **mqtt: object):  # type: ig
         with contextlib.suppress(asyncio.CancelledError):
             await task
         await outbox.close()
-        engine.dispose()
+        db.close()
 
 
 async def test_device_connects_with_ca_and_client_cert_and_publishes(

@@ -5,16 +5,18 @@ from __future__ import annotations
 
 import asyncio
 import uuid
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any, ClassVar
 
 import pytest
 
-from agent.db import migrate, open_engine
+from agent.db import migrate, open_state_db
 from agent.sync import decode_message
 from agent.sync._client import PublishRefused, SyncConnectionError
 from agent.sync._store import last_seqs_blocking
 from agent.sync._uplink import Uplink, UplinkSettings, device_namespace, event_id, plan_messages
+from base.statedb import StateDB
 from tests.unit.sync.asyncapi import validate_message
 from tests.unit.sync.memory_outbox import MemoryOutbox
 
@@ -42,16 +44,16 @@ class ScriptedClient:
 
 
 @pytest.fixture
-def engine(tmp_path: Path) -> Any:
-    engine = open_engine(tmp_path / "s.db")
-    migrate(engine)
-    yield engine
-    engine.dispose()
+def db(tmp_path: Path) -> Iterator[StateDB]:
+    db = open_state_db(tmp_path / "s.db")
+    migrate(db)
+    yield db
+    db.close()
 
 
-def uplink(outbox: MemoryOutbox, engine: Any, **kw: Any) -> Uplink:
+def uplink(outbox: MemoryOutbox, db: StateDB, **kw: Any) -> Uplink:
     settings = UplinkSettings(store_id="s1", device_id="d1", streams=("payment", "sale"), **kw)
-    return Uplink(outbox, engine, settings, wall_clock=lambda: 1000.0)  # type: ignore[arg-type]
+    return Uplink(outbox, db, settings, wall_clock=lambda: 1000.0)  # type: ignore[arg-type]
 
 
 async def settle_all(futures: list[asyncio.Future[None]], exc: BaseException | None = None) -> None:
@@ -77,11 +79,11 @@ def envelopes(client: ScriptedClient) -> list[dict[str, Any]]:
     return [e.to_json() for _t, p, _f in client.sent for e in decode_message(p)]
 
 
-async def test_nothing_is_acked_before_its_puback_and_window_is_bounded(engine: Any) -> None:
+async def test_nothing_is_acked_before_its_puback_and_window_is_bounded(db: StateDB) -> None:
     outbox = MemoryOutbox()
     for i in range(30):
         await outbox.put("sale", {"i": i})
-    up = uplink(outbox, engine, max_inflight=4, batch_max=1)
+    up = uplink(outbox, db, max_inflight=4, batch_max=1)
     client = ScriptedClient()
     task = asyncio.create_task(up.run(client))  # type: ignore[arg-type]
     await client.wait_sent(4)
@@ -111,11 +113,11 @@ async def test_nothing_is_acked_before_its_puback_and_window_is_bounded(engine: 
         await task
 
 
-async def test_a_dropped_connection_resends_the_held_batch_first_with_same_ids(engine: Any) -> None:
+async def test_a_dropped_connection_resends_the_held_batch_first_with_same_ids(db: StateDB) -> None:
     outbox = MemoryOutbox()
     for i in range(6):
         await outbox.put("payment", {"i": i})
-    up = uplink(outbox, engine, max_inflight=10, batch_max=1)
+    up = uplink(outbox, db, max_inflight=10, batch_max=1)
     first = ScriptedClient()
     task = asyncio.create_task(up.run(first))  # type: ignore[arg-type]
     await first.wait_sent(6)
@@ -147,11 +149,11 @@ async def test_a_dropped_connection_resends_the_held_batch_first_with_same_ids(e
         await task
 
 
-async def test_backlog_is_batched_and_shutdown_releases_held_records(engine: Any) -> None:
+async def test_backlog_is_batched_and_shutdown_releases_held_records(db: StateDB) -> None:
     outbox = MemoryOutbox()
     for i in range(25):
         await outbox.put("sale", {"i": i})
-    up = uplink(outbox, engine, max_inflight=10, batch_max=10)
+    up = uplink(outbox, db, max_inflight=10, batch_max=10)
     client = ScriptedClient()
     task = asyncio.create_task(up.run(client))  # type: ignore[arg-type]
     await client.wait_sent(3)
@@ -165,10 +167,10 @@ async def test_backlog_is_batched_and_shutdown_releases_held_records(engine: Any
     assert all(r[2] == 1000.0 for r in releases), "retryable at once on the next start"
 
 
-async def test_a_refused_publish_goes_back_with_a_delay(engine: Any) -> None:
+async def test_a_refused_publish_goes_back_with_a_delay(db: StateDB) -> None:
     outbox = MemoryOutbox()
     await outbox.put("sale", {"i": 1})
-    up = uplink(outbox, engine)
+    up = uplink(outbox, db)
     client = ScriptedClient()
     task = asyncio.create_task(up.run(client))  # type: ignore[arg-type]
     await client.wait_sent(1)
@@ -213,11 +215,11 @@ def test_plan_messages_groups_in_order_and_matches_the_schema() -> None:
         list(plan_messages(records, {}, namespace=uuid.uuid4(), batch_max=0))  # type: ignore[arg-type]
 
 
-async def test_held_records_whose_numbering_was_interrupted_get_their_seq(engine: Any) -> None:
+async def test_held_records_whose_numbering_was_interrupted_get_their_seq(db: StateDB) -> None:
     outbox = MemoryOutbox()
     for i in range(3):
         await outbox.put("sale", {"i": i})
-    up = uplink(outbox, engine)
+    up = uplink(outbox, db)
     # The link dropped after the claim and before the seqs were stored in memory.
     claimed = await outbox.claim("sale", limit=10)
     up._held["sale"] = {r.id: r for r in claimed}  # type: ignore[misc]
@@ -230,9 +232,9 @@ async def test_held_records_whose_numbering_was_interrupted_get_their_seq(engine
         await task
 
 
-async def test_seqs_numbered_in_memory_are_stored_and_continue_after_a_restart(engine: Any) -> None:
+async def test_seqs_numbered_in_memory_are_stored_and_continue_after_a_restart(db: StateDB) -> None:
     outbox = MemoryOutbox()
-    up = uplink(outbox, engine, batch_max=1)
+    up = uplink(outbox, db, batch_max=1)
     client = ScriptedClient()
     task = asyncio.create_task(up.run(client))  # type: ignore[arg-type]
     for round_ in range(3):  # three claims: the first asks the store, the others number in memory
@@ -245,10 +247,10 @@ async def test_seqs_numbered_in_memory_are_stored_and_continue_after_a_restart(e
     with pytest.raises(asyncio.CancelledError):
         await task
     assert [e["seq"] for e in envelopes(client)] == [1, 2, 3, 4, 5, 6]
-    assert last_seqs_blocking(engine) == {"sale": 6}
+    assert last_seqs_blocking(db) == {"sale": 6}
     # A new process (a new Uplink on the same DB) continues the count.
     await outbox.put("sale", {"after": "restart"})
-    again = uplink(outbox, engine)
+    again = uplink(outbox, db)
     client2 = ScriptedClient()
     task = asyncio.create_task(again.run(client2))  # type: ignore[arg-type]
     await client2.wait_sent(1)

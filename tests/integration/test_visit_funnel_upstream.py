@@ -7,7 +7,7 @@ from pathlib import Path
 
 from agent.config import parse_config
 from agent.context import AgentContext
-from agent.db import migrate, open_engine, prepare_state_db
+from agent.db import migrate, open_state_db, prepare_state_db
 from membership.coupons import Fact, FactKind, record_fact_blocking
 from membership.coupons._upstream import FunnelUpstream
 from offline_queue import Outbox
@@ -30,8 +30,8 @@ async def test_daily_summary_has_the_visit_keys(tmp_path: Path) -> None:
         environ={},
     )
     path = tmp_path / "s.db"
-    engine = open_engine(path)
-    migrate(engine)
+    db = open_state_db(path)
+    migrate(db)
     for f in (
         fact(FactKind.BEACON_VISIT, YESTERDAY, line_user_id=A, order_id="visit:e1"),
         fact(
@@ -47,9 +47,9 @@ async def test_daily_summary_has_the_visit_keys(tmp_path: Path) -> None:
         fact(FactKind.PAYMENT, YESTERDAY + 7200, order_id="o2", amount_twd=100),
         fact(FactKind.BOUND_MEMBER, YESTERDAY + 7230, order_id="o2", line_user_id=B),
     ):
-        record_fact_blocking(engine, f)
+        record_fact_blocking(db, f)
     outbox = await Outbox.open(path, prepare=prepare_state_db, clock=lambda: NOW)
-    ctx = AgentContext(config=config, db=engine, wall_clock=lambda: NOW, services={"outbox": outbox})
+    ctx = AgentContext(config=config, db=db, wall_clock=lambda: NOW, services={"outbox": outbox})
     try:
         assert await FunnelUpstream(ctx).run_once() == (1, 0)
         [record] = await outbox.claim("funnel", limit=10)
@@ -62,7 +62,7 @@ async def test_daily_summary_has_the_visit_keys(tmp_path: Path) -> None:
         )
     finally:
         await outbox.close()
-        engine.dispose()
+        db.close()
 
 
 def test_shopedge_report_json_has_the_visit_keys(tmp_path: Path) -> None:
@@ -77,8 +77,8 @@ def test_shopedge_report_json_has_the_visit_keys(tmp_path: Path) -> None:
         "[coupons]\nvisit_attribution_h = 1\n",
         encoding="utf-8",
     )
-    engine = open_engine(tmp_path / "state" / "shopedge.db")
-    migrate(engine)
+    db = open_state_db(tmp_path / "state" / "shopedge.db")
+    migrate(db)
     for f in (
         fact(FactKind.BEACON_VISIT, YESTERDAY, line_user_id=A, order_id="visit:e1"),
         fact(
@@ -88,8 +88,8 @@ def test_shopedge_report_json_has_the_visit_keys(tmp_path: Path) -> None:
         fact(FactKind.PAYMENT, YESTERDAY + 1800, order_id="o1", amount_twd=100),
         fact(FactKind.BOUND_MEMBER, YESTERDAY + 1830, order_id="o1", line_user_id=A),
     ):
-        record_fact_blocking(engine, f)
-    engine.dispose()
+        record_fact_blocking(db, f)
+    db.close()
     result = subprocess.run(
         [sys.executable, "-m", "agent", "report", "--config", str(config), "--since", "2026-09-01", "--json"],
         cwd=root,

@@ -10,10 +10,10 @@ from pathlib import Path
 from typing import Any
 
 from aiohttp import ClientSession, web
-from sqlalchemy import Engine
 
 from agent.config import ShopEdgeConfig, parse_config
-from agent.db import migrate, open_engine
+from agent.db import migrate, open_state_db
+from base.statedb import StateDB
 from membership.binding import phone_hasher
 from offline_queue import Outbox
 from pos_bridge.api import create_pos_app
@@ -108,7 +108,7 @@ async def fast_sleep(seconds: float) -> None:
 @dataclass
 class Harness:
     config: ShopEdgeConfig
-    engine: Engine
+    engine: StateDB
     service: PaymentService
     display: RecordingDisplay
     outbox: RecordingOutbox
@@ -166,7 +166,7 @@ async def running(
     `real_outbox`, the outbox ("outbox": its `OutboxCondition`).
     """
     config = make_config(state_dir, linepay_url, read=read, linepay=linepay)
-    engine = await asyncio.to_thread(open_engine, config.db_path)
+    engine = await asyncio.to_thread(open_state_db, config.db_path)
     await asyncio.to_thread(migrate, engine)
     display, outbox = RecordingDisplay(), RecordingOutbox()
     paid: list[tuple[str, int, str | None]] = []
@@ -179,7 +179,9 @@ async def running(
     journal_health: dict[str, Any] = {}
     if health is not None:
         journal_health["on_health"] = lambda ok, _d: health("journal", "ok" if ok else "write_failed")
-    journal = Journal(engine, outbox=lambda: durable or outbox, clock=__import__("time").time, **journal_health)
+    journal = Journal(
+        engine, outbox=lambda: durable or outbox, clock=__import__("time").time, **journal_health
+    )
     service = PaymentService(
         config=config,
         journal=journal,
@@ -207,4 +209,4 @@ async def running(
             await client.close()
             if durable is not None:
                 await durable.close()
-            engine.dispose()
+            engine.close()

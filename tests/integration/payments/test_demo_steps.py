@@ -5,8 +5,6 @@ from __future__ import annotations
 import asyncio
 from pathlib import Path
 
-from sqlalchemy import text
-
 from agent.context import AgentContext
 from agent.daemon import run_agent
 from agent.demo import DemoRun, _write_demo_config
@@ -30,10 +28,10 @@ async def test_one_payment_by_each_method(tmp_path: Path) -> None:
     assert "paid 120 TWD" in summaries[1] and "paid 85 TWD" in summaries[2]
     charges = run.extras["linepay"].state.charges
     assert sorted(c.method for c in charges.values()) == ["offline", "online"]
-    with ctx.db.connect() as conn:  # the funnel counts both payments
+    with ctx.db.transaction() as conn:  # the funnel counts both payments
         facts = conn.execute(
-            text("SELECT order_id, amount_twd FROM funnel_facts WHERE kind = 'payment'")
-        ).all()
+            "SELECT order_id, amount_twd FROM funnel_facts WHERE kind = 'payment'"
+        ).fetchall()
     assert sorted((order, amount) for order, amount in facts) == sorted(
         (order_id, charge.amount) for order_id, charge in charges.items()
     )

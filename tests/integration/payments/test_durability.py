@@ -2,7 +2,7 @@
 `synchronous=FULL` when they commit a payment or a critical outbox record.
 
 The agent runs in-process (`run_agent`, the daemon's own wiring) against the LINE Pay emulator; a
-listener on the daemon's engine asks SQLite, on the very connection and at the moment it writes
+hook on the daemon's state-DB pool asks SQLite, on the very connection and at the moment it writes
 the `payments` table, for `PRAGMA synchronous` and `PRAGMA journal_mode`. The outbox's level is read
 on its writer thread's connection right after a put committed (a read keeps the last batch's level).
 """
@@ -18,7 +18,6 @@ from pathlib import Path
 from typing import Any
 
 import aiohttp
-from sqlalchemy import event
 
 from agent.config import parse_config
 from agent.context import AgentContext
@@ -72,8 +71,10 @@ async def test_the_connections_that_write_are_wal_and_synchronous_full(
         # The journal writes plain SQL on the pool's sqlite3 connections, so its statements are
         # seen by SQLite's own trace callback, set at every checkout with the pragmas that
         # connection has at that moment.
-        @event.listens_for(ctx.db, "checkout")
-        def _checkout(dbapi: sqlite3.Connection, *_: Any) -> None:
+        checkout = ctx.db._checkout
+
+        def _checkout() -> sqlite3.Connection:
+            dbapi = checkout()
             dbapi.set_trace_callback(None)
             (sync,) = dbapi.execute("PRAGMA synchronous").fetchone()
             (mode,) = dbapi.execute("PRAGMA journal_mode").fetchone()
@@ -84,7 +85,9 @@ async def test_the_connections_that_write_are_wal_and_synchronous_full(
                     writes.append((verb, int(sync), str(mode)))
 
             dbapi.set_trace_callback(trace)
+            return dbapi
 
+        ctx.db._checkout = _checkout  # type: ignore[method-assign]
         started.set_result((ctx, supervisor))
 
     agent = asyncio.create_task(run_agent(config, on_started=on_started))
@@ -124,7 +127,7 @@ async def test_the_connections_that_write_are_wal_and_synchronous_full(
                 if view["status"] == "paid":
                     break
                 assert time.monotonic() < deadline, view
-        assert writes, "no payments write seen on the daemon's engine"
+        assert writes, "no payments write seen on the daemon's state DB"
         assert {verb for verb, _, _ in writes} == {"INSERT", "UPDATE"}
         assert all((sync, mode) == (FULL, "wal") for _, sync, mode in writes), writes
 

@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 
-from agent.db import migrate, open_engine
+from agent.db import migrate, open_state_db
 from pos_bridge.journal import Journal, StaleWrite
 from pos_bridge.payment_flow import State
 from tests.unit.pos_bridge.test_payment_flow import NOW, payment
@@ -17,7 +17,7 @@ from tests.unit.pos_bridge.test_payment_flow import NOW, payment
 def test_the_journal_refuses_a_stale_write(tmp_path: Path) -> None:
     """Two writers read v1; the first saves v2, the second's v2 (from the old v1) must not land,
     nor may an older version overwrite a newer one."""
-    engine = open_engine(tmp_path / "state.db")
+    engine = open_state_db(tmp_path / "state.db")
     migrate(engine)
 
     class NoOutbox:
@@ -43,4 +43,4 @@ def test_the_journal_refuses_a_stale_write(tmp_path: Path) -> None:
     try:
         asyncio.run(scenario())
     finally:
-        engine.dispose()
+        engine.close()

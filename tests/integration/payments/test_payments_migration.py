@@ -7,11 +7,10 @@ from pathlib import Path
 
 import pytest
 from alembic import command
-from sqlalchemy import insert, inspect, text
+from sqlalchemy import Connection, inspect, text
 from sqlalchemy.exc import IntegrityError
 
 from agent.db import _alembic_config, current_heads, migrate, open_engine
-from pos_bridge.journal import payments
 
 
 def _row(order_id: str, attempt: int, state: str) -> dict[str, object]:
@@ -36,6 +35,11 @@ def _row(order_id: str, attempt: int, state: str) -> dict[str, object]:
     )
 
 
+def _insert(conn: Connection, row: dict[str, object]) -> None:
+    names = ", ".join(row)
+    conn.execute(text(f"INSERT INTO payments ({names}) VALUES ({', '.join(':' + n for n in row)})"), row)
+
+
 @pytest.mark.parametrize("start", [None, "0002_agent_runs"])
 def test_payments_migration(tmp_path: Path, start: str | None) -> None:
     engine = open_engine(tmp_path / "s.db")
@@ -46,11 +50,11 @@ def test_payments_migration(tmp_path: Path, start: str | None) -> None:
     assert "0250_idempotency_scope" in current_heads(engine)
     assert {"payments", "payment_idempotency"} <= set(inspect(engine).get_table_names())
     with engine.begin() as conn:
-        conn.execute(insert(payments).values(**_row("A", 1, "failed")))
-        conn.execute(insert(payments).values(**_row("A", 2, "cancelled")))
-        conn.execute(insert(payments).values(**_row("A", 3, "paid")))
+        _insert(conn, _row("A", 1, "failed"))
+        _insert(conn, _row("A", 2, "cancelled"))
+        _insert(conn, _row("A", 3, "paid"))
     with pytest.raises(IntegrityError), engine.begin() as conn:  # at most one live attempt per order
-        conn.execute(insert(payments).values(**_row("A", 4, "created")))
+        _insert(conn, _row("A", 4, "created"))
     engine.dispose()
 
 

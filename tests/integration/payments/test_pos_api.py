@@ -260,7 +260,9 @@ async def test_bad_payment_requests(
 async def test_protocol_errors(tmp_path: Path, emulator: EmulatorServer) -> None:
     async with running(tmp_path, emulator.url) as h:
         json_type = {"Content-Type": "application/json"}
-        assert (await h.post("/v1/payments", raw=b"{not json", headers=json_type))[1]["error"] == "malformed_json"
+        assert (await h.post("/v1/payments", raw=b"{not json", headers=json_type))[1][
+            "error"
+        ] == "malformed_json"
         status, body = await h.post("/v1/payments", scan("P1", "1" * 18), auth=False)
         assert (status, body["error"]) == (401, "unauthorized")
         status, body = await h.get("/v1/payments/nope")
@@ -312,8 +314,6 @@ async def test_openapi_document(tmp_path: Path, emulator: EmulatorServer) -> Non
 async def test_member_phone_is_kept_only_as_the_agent_wide_salted_hash(
     tmp_path: Path, emulator: EmulatorServer
 ) -> None:
-    from sqlalchemy import text
-
     from membership.binding import phone_hash
     from tests.integration.payments.harness import PHONE_SALT
 
@@ -322,8 +322,8 @@ async def test_member_phone_is_kept_only_as_the_agent_wide_salted_hash(
         status, _ = await h.post("/v1/payments", {**scan("P1", key), "member_phone": "+886912345678"})
         assert status == 201
         await h.until("P1", "paid")
-        with h.engine.connect() as conn:
-            stored = conn.execute(text("SELECT member_phone_hash FROM payments")).scalar_one()
+        with h.engine.transaction() as conn:
+            [(stored,)] = conn.execute("SELECT member_phone_hash FROM payments").fetchall()
         # The same hash the conversion computes for "0912-345-678": one scheme across the agent.
         assert stored == phone_hash("0912-345-678", PHONE_SALT)
         for name in ("shopedge.db", "shopedge.db-wal"):

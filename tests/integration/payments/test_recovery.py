@@ -11,7 +11,7 @@ from pathlib import Path
 from typing import Any
 
 from agent.context import AgentContext
-from agent.db import migrate, open_engine
+from agent.db import migrate, open_state_db
 from agent.wiring.pos import ScannerFeed
 from emulators.linepay import EmulatorServer, Fault
 from pos_bridge.journal import Journal
@@ -78,7 +78,7 @@ def _draft(order_id: str) -> Payment:
 
 
 async def test_outbox_gap_is_repaired_at_start(tmp_path: Path) -> None:
-    engine = await asyncio.to_thread(open_engine, tmp_path / "s.db")
+    engine = await asyncio.to_thread(open_state_db, tmp_path / "s.db")
     await asyncio.to_thread(migrate, engine)
     outbox = FlakyOutbox()
     journal = Journal(engine, outbox=lambda: outbox, clock=time.time)
@@ -89,7 +89,7 @@ async def test_outbox_gap_is_repaired_at_start(tmp_path: Path) -> None:
     assert await journal.flush_outbox() == 1
     assert outbox.keys == ["payment:O1:0"]
     assert await journal.flush_outbox() == 0
-    engine.dispose()
+    engine.close()
 
 
 async def test_scanner_component_feeds_the_waiting_sale(tmp_path: Path, emulator: EmulatorServer) -> None:
@@ -145,7 +145,7 @@ async def test_every_journal_entry_reaches_the_real_outbox(tmp_path: Path, emula
 async def test_the_outboxed_mark_is_off_the_sales_path_and_settles(tmp_path: Path) -> None:
     """A state change waits for the outbox copy, not for the mark that spares the next start a
     re-send; the mark lands soon after, and a flush waits for it before it counts."""
-    engine = await asyncio.to_thread(open_engine, tmp_path / "s.db")
+    engine = await asyncio.to_thread(open_state_db, tmp_path / "s.db")
     await asyncio.to_thread(migrate, engine)
     outbox = FlakyOutbox()
     outbox.fail = False
@@ -167,4 +167,4 @@ async def test_the_outboxed_mark_is_off_the_sales_path_and_settles(tmp_path: Pat
     release.set()
     assert await journal.flush_outbox() == 0  # waited for the mark, then found nothing unsent
     assert written == [(created.line_order_id, created.version)]
-    engine.dispose()
+    engine.close()
