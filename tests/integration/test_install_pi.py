@@ -13,7 +13,7 @@ from pathlib import Path
 
 import pytest
 
-from agent.db import current_heads, migrate, open_engine, script_heads
+from agent.db import current_heads, migrate, open_state_db, script_heads
 from agent.state import get_setting, put_setting
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -90,10 +90,10 @@ def test_install_then_update_keeps_and_migrates_the_db(tmp_path: Path) -> None:
     root = tmp_path / "root"
     bin_dir, state = _stubs(tmp_path)
     db = root / "var/lib/shopedge/shopedge.db"
-    engine = open_engine(db)
-    migrate(engine, "0002_agent_runs")
-    put_setting(engine, "device_identity", "kept-identity")
-    engine.dispose()
+    state_db = open_state_db(db)
+    migrate(state_db, "0002_agent_runs")
+    put_setting(state_db, "device_identity", "kept-identity")
+    state_db.close()
     (root / "etc/shopedge").mkdir(parents=True)
     (root / "etc/shopedge/config.toml").write_text("# provisioned\n")
     (state / "active").touch()  # the agent is running
@@ -117,10 +117,10 @@ def test_install_then_update_keeps_and_migrates_the_db(tmp_path: Path) -> None:
     assert "systemctl enable --quiet shopedge.service" in log
     assert "systemctl enable --quiet shopedge-kiosk.service" in log
 
-    engine = open_engine(db)
-    assert current_heads(engine) == script_heads()
-    assert get_setting(engine, "device_identity") == "kept-identity"
-    engine.dispose()
+    state_db = open_state_db(db)
+    assert current_heads(state_db) == script_heads()
+    assert get_setting(state_db, "device_identity") == "kept-identity"
+    state_db.close()
     backups = sorted((root / "var/lib/shopedge/backups").glob("shopedge-*.db"))
     assert len(backups) == 1
     with sqlite3.connect(backups[0]) as conn:
@@ -137,9 +137,9 @@ def test_install_then_update_keeps_and_migrates_the_db(tmp_path: Path) -> None:
     assert not [line for line in log if line.startswith(("apt-get install", "useradd", "groupadd"))]
     assert "creating" not in out
     assert "systemctl stop shopedge.service" in log and "systemctl start shopedge.service" in log
-    engine = open_engine(db)
-    assert get_setting(engine, "device_identity") == "kept-identity"
-    engine.dispose()
+    state_db = open_state_db(db)
+    assert get_setting(state_db, "device_identity") == "kept-identity"
+    state_db.close()
 
 
 def test_fresh_install_without_config_asks_for_provision(tmp_path: Path) -> None:
