@@ -1,21 +1,32 @@
-"""The customer display: screen states, their layout, and drivers that put the pixels somewhere."""
+"""The customer display: screen states, their layout, and drivers that put the pixels somewhere.
 
-from drivers.display.base import DisplayDriver, DriverError
-from drivers.display.fonts import FontNotFoundError, find_fonts
-from drivers.display.layout import Frame, render
-from drivers.display.screens import (
-    DisplayError,
-    FailedScreen,
-    IdleScreen,
-    JoinedScreen,
-    PaidScreen,
-    PayScreen,
-    Screen,
-    ScreenError,
-    WaitingScreen,
-    screen_name,
-)
-from drivers.display.service import DisplayService, open_display
+The names below load on first use (PEP 562): the agent reads `drivers.display.config` at every
+start, and importing this package must not pull in Pillow, qrcode and zxing-cpp with it; the
+display stack loads when the display component starts (issue 17).
+"""
+
+from __future__ import annotations
+
+import importlib
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from drivers.display.base import DisplayDriver, DriverError
+    from drivers.display.fonts import FontNotFoundError, find_fonts
+    from drivers.display.layout import Frame, render
+    from drivers.display.screens import (
+        DisplayError,
+        FailedScreen,
+        IdleScreen,
+        JoinedScreen,
+        PaidScreen,
+        PayScreen,
+        Screen,
+        ScreenError,
+        WaitingScreen,
+        screen_name,
+    )
+    from drivers.display.service import DisplayService, open_display
 
 __all__ = [
     "DisplayDriver",
@@ -37,3 +48,21 @@ __all__ = [
     "render",
     "screen_name",
 ]
+
+_HOME = {
+    "DisplayDriver": "base",
+    "DriverError": "base",
+    "FontNotFoundError": "fonts",
+    "find_fonts": "fonts",
+    "Frame": "layout",
+    "render": "layout",
+    "DisplayService": "service",
+    "open_display": "service",
+}
+
+
+def __getattr__(name: str) -> Any:
+    if name not in __all__:
+        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+    module = importlib.import_module(f"{__name__}.{_HOME.get(name, 'screens')}")
+    return getattr(module, name)
