@@ -13,6 +13,7 @@ from __future__ import annotations
 import ast
 import functools
 import sqlite3
+from collections.abc import Callable
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -96,13 +97,6 @@ def code_heads() -> frozenset[str]:
     return frozenset(revisions - parents)
 
 
-def _state_db(db: StateDB | Engine) -> StateDB:
-    """The StateDB of either handle: the migration tests and tools hold an SQLAlchemy engine."""
-    if isinstance(db, StateDB):
-        return db
-    return StateDB(Path(str(db.url.database)))
-
-
 def _engine(db: StateDB | Engine) -> tuple[Engine, bool]:
     """An engine for Alembic on `db`, and whether it is ours to dispose of."""
     if isinstance(db, StateDB):
@@ -111,20 +105,19 @@ def _engine(db: StateDB | Engine) -> tuple[Engine, bool]:
 
 
 def stored_heads(db: StateDB | Engine) -> frozenset[str]:
-    """The revisions the database says it is at (empty for a new file), read without Alembic."""
-    state = _state_db(db)
-    try:
-        with state.transaction() as conn:
-            known = conn.execute(
-                "SELECT 1 FROM sqlite_master WHERE type = 'table' AND name = 'alembic_version'"
-            )
-            if known.fetchone() is None:  # nothing applied yet
-                return frozenset()
-            rows = conn.execute("SELECT version_num FROM alembic_version").fetchall()
-    finally:
-        if state is not db:
-            state.close()
-    return frozenset(str(row[0]) for row in rows)
+    """The revisions the database says it is at (empty for a new file), read without Alembic.
+    The migration tests and tools may hand an SQLAlchemy engine instead of the StateDB."""
+    if isinstance(db, StateDB):
+        with db.transaction() as conn:
+            return _stored_heads(conn.execute)
+    with db.connect() as connection:
+        return _stored_heads(connection.exec_driver_sql)
+
+
+def _stored_heads(execute: Callable[[str], Any]) -> frozenset[str]:
+    if execute(_HAS_VERSION_TABLE).fetchone() is None:  # nothing applied yet
+        return frozenset()
+    return frozenset(str(row[0]) for row in execute("SELECT version_num FROM alembic_version").fetchall())
 
 
 def migrate(db: StateDB | Engine, revision: str = "heads") -> None:

@@ -50,18 +50,24 @@ class StateDB:
         self.read_only = read_only
         self._idle: list[sqlite3.Connection] = []
         self._lock = threading.Lock()
+        self._closed = False
 
     def _connect(self) -> sqlite3.Connection:
         if self.read_only:
-            conn = sqlite3.connect(f"file:{self.path}?mode=ro", uri=True, check_same_thread=False)
-            conn.execute(f"PRAGMA busy_timeout={BUSY_TIMEOUT_MS}")
-            return conn
-        conn = sqlite3.connect(self.path, check_same_thread=False)
+            uri = self.path.resolve().as_uri() + "?mode=ro"
+            conn = sqlite3.connect(uri, uri=True, check_same_thread=False)
+            pragmas: tuple[str, ...] = (f"PRAGMA busy_timeout={BUSY_TIMEOUT_MS}",)
+        else:
+            conn = sqlite3.connect(self.path, check_same_thread=False)
+            pragmas = (
+                "PRAGMA journal_mode=WAL",
+                "PRAGMA synchronous=FULL",
+                "PRAGMA foreign_keys=ON",
+                f"PRAGMA busy_timeout={BUSY_TIMEOUT_MS}",
+            )
         try:
-            conn.execute("PRAGMA journal_mode=WAL")
-            conn.execute("PRAGMA synchronous=FULL")
-            conn.execute("PRAGMA foreign_keys=ON")
-            conn.execute(f"PRAGMA busy_timeout={BUSY_TIMEOUT_MS}")
+            for pragma in pragmas:
+                conn.execute(pragma)
         except BaseException:
             conn.close()
             raise
@@ -69,13 +75,14 @@ class StateDB:
 
     def _checkout(self) -> sqlite3.Connection:
         with self._lock:
+            self._closed = False
             if self._idle:
                 return self._idle.pop()
         return self._connect()
 
     def _checkin(self, conn: sqlite3.Connection) -> None:
         with self._lock:
-            if len(self._idle) < IDLE_CONNECTIONS:
+            if not self._closed and len(self._idle) < IDLE_CONNECTIONS:
                 self._idle.append(conn)
                 return
         conn.close()
@@ -89,25 +96,35 @@ class StateDB:
         block that only reads takes no write lock.
         """
         conn = self._checkout()
+        reusable = False
         try:
-            yield conn
-            conn.commit()
-        except BaseException:
-            with contextlib.suppress(sqlite3.Error):
-                conn.rollback()
+            try:
+                yield conn
+                conn.commit()
+            except BaseException:
+                with contextlib.suppress(sqlite3.Error):
+                    conn.rollback()
+                raise
+            reusable = True
+        finally:
             # A connection whose rollback failed too (an I/O error) is not reused.
-            if conn.in_transaction:
-                _close_quietly(conn)
-            else:
+            if not reusable:
+                try:
+                    reusable = not conn.in_transaction
+                except sqlite3.Error:  # closed under us
+                    reusable = False
+            if reusable:
                 self._checkin(conn)
-            raise
-        self._checkin(conn)
+            else:
+                _close_quietly(conn)
 
     def close(self) -> None:
-        """Close the pooled connections (the daemon's last step). Like SQLAlchemy's
-        `Engine.dispose()` it leaves the handle usable: a later block opens a new connection
-        (a test or the demo reading what the stopped daemon wrote)."""
+        """Close the pooled connections (the daemon's last step); one still in use is closed
+        when its block ends. Like SQLAlchemy's `Engine.dispose()` it leaves the handle usable:
+        a later block opens a new connection (a test or the demo reading what the stopped
+        daemon wrote)."""
         with self._lock:
+            self._closed = True
             idle, self._idle = self._idle, []
         for conn in idle:
             conn.close()

@@ -58,11 +58,28 @@ _HOME = {
     "render": "layout",
     "DisplayService": "service",
     "open_display": "service",
+    **dict.fromkeys(
+        [
+            "DisplayError",
+            "FailedScreen",
+            "IdleScreen",
+            "JoinedScreen",
+            "PaidScreen",
+            "PayScreen",
+            "Screen",
+            "ScreenError",
+            "WaitingScreen",
+            "screen_name",
+        ],
+        "screens",
+    ),
 }
 
 
 def __getattr__(name: str) -> Any:
-    if name not in __all__:
+    home = _HOME.get(name)
+    if home is None:
         raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
-    module = importlib.import_module(f"{__name__}.{_HOME.get(name, 'screens')}")
-    return getattr(module, name)
+    value = getattr(importlib.import_module(f"{__name__}.{home}"), name)
+    globals()[name] = value
+    return value

@@ -1,0 +1,116 @@
+"""base.statedb.StateDB on a real SQLite file: the pragmas every connection gets, commit and
+rollback, the pool across threads, what happens to a connection that fails, close, read-only."""
+
+from __future__ import annotations
+
+import sqlite3
+import threading
+from pathlib import Path
+
+import pytest
+
+from base.statedb import IDLE_CONNECTIONS, StateDB
+
+
+def _table(db: StateDB) -> None:
+    with db.transaction() as conn:
+        conn.execute("CREATE TABLE sales (order_id TEXT PRIMARY KEY, amount INTEGER NOT NULL)")
+
+
+def _orders(db: StateDB) -> list[str]:
+    with db.transaction() as conn:
+        return [row[0] for row in conn.execute("SELECT order_id FROM sales ORDER BY order_id")]
+
+
+def test_every_connection_is_wal_full_sync_with_foreign_keys(tmp_path: Path) -> None:
+    db = StateDB(tmp_path / "s.db")
+    with db.transaction() as conn:
+        assert conn.execute("PRAGMA journal_mode").fetchone() == ("wal",)
+        assert conn.execute("PRAGMA synchronous").fetchone() == (2,)  # FULL
+        assert conn.execute("PRAGMA foreign_keys").fetchone() == (1,)
+        assert conn.execute("PRAGMA busy_timeout").fetchone() == (5000,)
+    db.close()
+
+
+def test_a_block_commits_and_a_raising_block_leaves_nothing(tmp_path: Path) -> None:
+    db = StateDB(tmp_path / "s.db")
+    _table(db)
+    with db.transaction() as conn:
+        conn.execute("INSERT INTO sales VALUES ('A1', 100)")
+    with pytest.raises(ValueError, match="till gave up"), db.transaction() as conn:
+        conn.execute("INSERT INTO sales VALUES ('A2', 200)")
+        raise ValueError("till gave up")
+    with pytest.raises(sqlite3.IntegrityError), db.transaction() as conn:
+        conn.execute("INSERT INTO sales VALUES ('A3', 300)")
+        conn.execute("INSERT INTO sales VALUES ('A1', 100)")  # the whole block goes
+    assert _orders(db) == ["A1"]
+    other = StateDB(tmp_path / "s.db")  # another process's view: committed means on disk
+    assert _orders(other) == ["A1"]
+    db.close()
+    other.close()
+
+
+def test_connections_are_reused_across_threads_and_the_pool_stays_bounded(tmp_path: Path) -> None:
+    db = StateDB(tmp_path / "s.db")
+    _table(db)
+    barrier = threading.Barrier(IDLE_CONNECTIONS + 3)
+    errors: list[BaseException] = []
+
+    def sale(i: int) -> None:
+        try:
+            with db.transaction() as conn:
+                barrier.wait(10)  # every thread holds its own connection at once
+                conn.execute("INSERT INTO sales VALUES (?, ?)", (f"T{i:02d}", i))
+        except BaseException as exc:  # pragma: no cover - reported below
+            errors.append(exc)
+
+    threads = [threading.Thread(target=sale, args=(i,)) for i in range(IDLE_CONNECTIONS + 3)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join(30)
+    assert not errors
+    assert len(_orders(db)) == IDLE_CONNECTIONS + 3
+    assert len(db._idle) == IDLE_CONNECTIONS  # the extra ones were closed, not kept
+    db.close()
+    assert db._idle == []
+
+
+def test_the_body_error_survives_a_connection_closed_under_it(tmp_path: Path) -> None:
+    db = StateDB(tmp_path / "s.db")
+    with pytest.raises(ValueError, match="original"), db.transaction() as conn:
+        conn.close()
+        raise ValueError("original")
+    assert db._idle == []  # the dead connection is not handed out again
+    _table(db)  # and the next block gets a working one
+    assert _orders(db) == []
+    db.close()
+
+
+def test_a_connection_in_use_at_close_is_closed_when_its_block_ends(tmp_path: Path) -> None:
+    db = StateDB(tmp_path / "s.db")
+    _table(db)
+    with db.transaction() as conn:
+        db.close()
+        conn.execute("INSERT INTO sales VALUES ('late', 1)")
+    assert db._idle == []
+    with pytest.raises(sqlite3.ProgrammingError):
+        conn.execute("SELECT 1")
+    assert _orders(db) == ["late"]  # the handle is still usable, like Engine.dispose()
+    db.close()
+
+
+def test_read_only_reads_a_path_with_uri_characters_and_refuses_writes(tmp_path: Path) -> None:
+    path = tmp_path / "shop #1 ?%" / "s.db"
+    path.parent.mkdir()
+    db = StateDB(path)
+    _table(db)
+    with db.transaction() as conn:
+        conn.execute("INSERT INTO sales VALUES ('R1', 5)")
+    reader = StateDB(path, read_only=True)
+    assert _orders(reader) == ["R1"]
+    with pytest.raises(sqlite3.OperationalError, match="readonly"), reader.transaction() as conn:
+        conn.execute("INSERT INTO sales VALUES ('R2', 6)")
+    assert _orders(db) == ["R1"]
+    reader.close()
+    db.close()
