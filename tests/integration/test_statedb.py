@@ -37,12 +37,21 @@ def test_a_block_commits_and_a_raising_block_leaves_nothing(tmp_path: Path) -> N
     _table(db)
     with db.transaction() as conn:
         conn.execute("INSERT INTO sales VALUES ('A1', 100)")
-    with pytest.raises(ValueError, match="till gave up"), db.transaction() as conn:
-        conn.execute("INSERT INTO sales VALUES ('A2', 200)")
-        raise ValueError("till gave up")
-    with pytest.raises(sqlite3.IntegrityError), db.transaction() as conn:
-        conn.execute("INSERT INTO sales VALUES ('A3', 300)")
-        conn.execute("INSERT INTO sales VALUES ('A1', 100)")  # the whole block goes
+
+    def gives_up() -> None:
+        with db.transaction() as conn:
+            conn.execute("INSERT INTO sales VALUES ('A2', 200)")
+            raise ValueError("till gave up")
+
+    def duplicate() -> None:
+        with db.transaction() as conn:
+            conn.execute("INSERT INTO sales VALUES ('A3', 300)")
+            conn.execute("INSERT INTO sales VALUES ('A1', 100)")  # the whole block goes
+
+    with pytest.raises(ValueError, match="till gave up"):
+        gives_up()
+    with pytest.raises(sqlite3.IntegrityError):
+        duplicate()
     assert _orders(db) == ["A1"]
     other = StateDB(tmp_path / "s.db")  # another process's view: committed means on disk
     assert _orders(other) == ["A1"]
@@ -78,9 +87,14 @@ def test_connections_are_reused_across_threads_and_the_pool_stays_bounded(tmp_pa
 
 def test_the_body_error_survives_a_connection_closed_under_it(tmp_path: Path) -> None:
     db = StateDB(tmp_path / "s.db")
-    with pytest.raises(ValueError, match="original"), db.transaction() as conn:
-        conn.close()
-        raise ValueError("original")
+
+    def closed_under() -> None:
+        with db.transaction() as conn:
+            conn.close()
+            raise ValueError("original")
+
+    with pytest.raises(ValueError, match="original"):
+        closed_under()
     assert db._idle == []  # the dead connection is not handed out again
     _table(db)  # and the next block gets a working one
     assert _orders(db) == []
