@@ -77,9 +77,11 @@ _INSERT_CONVERSION = (
     f"INSERT INTO conversions ({', '.join(_CONVERSION_COLUMNS)}) "
     f"VALUES ({', '.join(':' + name for name in _CONVERSION_COLUMNS)})"
 )
-_SELECT_REJECTION = "SELECT count FROM binding_rejections WHERE reason = ?"
-_INSERT_REJECTION = "INSERT INTO binding_rejections (reason, count, last_at) VALUES (?, 1, ?)"
-_COUNT_REJECTION = "UPDATE binding_rejections SET count = count + 1, last_at = ? WHERE reason = ?"
+# One statement, so two first rejections for the same reason at once cannot collide.
+_COUNT_REJECTION = (
+    "INSERT INTO binding_rejections (reason, count, last_at) VALUES (?, 1, ?)"
+    " ON CONFLICT (reason) DO UPDATE SET count = count + 1, last_at = excluded.last_at"
+)
 _SELECT_REJECTION_COUNTS = "SELECT reason, count FROM binding_rejections"
 
 
@@ -220,11 +222,7 @@ def record_conversion_blocking(db: StateDB, conversion: Conversion) -> Conversio
 
 
 def _count_blocking(conn: sqlite3.Connection, reason: Rejection, now: float) -> None:
-    row = conn.execute(_SELECT_REJECTION, (reason.value,)).fetchone()
-    if row is None:
-        conn.execute(_INSERT_REJECTION, (reason.value, now))
-    else:
-        conn.execute(_COUNT_REJECTION, (now, reason.value))
+    conn.execute(_COUNT_REJECTION, (reason.value, now))
 
 
 def conversion_exists_blocking(db: StateDB, store_id: str, device_id: str, order_id: str) -> bool:

@@ -209,3 +209,34 @@ def test_classify_follows_causes_and_flags() -> None:
         permanent = True
 
     assert classify(Refused(), 1).dead
+
+
+def test_first_rejections_of_one_reason_from_many_threads_all_count(tmp_path: Path) -> None:
+    """Forged QR tokens arriving at once: each is counted, none fails on the counter's row.
+
+    A read-then-insert counter lost this race (the second writer's read was stale, SQLite refused
+    its write); the counter is one upsert now."""
+    import threading
+
+    from membership.conversion import Rejection, count_rejection_blocking, rejection_counts_blocking
+
+    db = open_state_db(tmp_path / "s.db")
+    migrate(db)
+    threads, errors = 8, []
+    barrier = threading.Barrier(threads)
+
+    def reject() -> None:
+        try:
+            barrier.wait(10)
+            count_rejection_blocking(db, Rejection.BAD_SIGNATURE, NOW)
+        except Exception as exc:  # collected: a lost count fails the test below
+            errors.append(exc)
+
+    workers = [threading.Thread(target=reject) for _ in range(threads)]
+    for worker in workers:
+        worker.start()
+    for worker in workers:
+        worker.join(30)
+    db.close()
+    assert errors == []
+    assert rejection_counts_blocking(db)[Rejection.BAD_SIGNATURE.value] == threads
