@@ -17,7 +17,6 @@ the same pages: 10 faults and 0.7 ms a frame (docs/performance.md).
 from __future__ import annotations
 
 import ctypes
-import ctypes.util
 import logging
 import os
 from typing import Final
@@ -50,11 +49,10 @@ def keep_frame_buffers() -> bool:
 def _mallopt(param: int, value: int, *, env: str) -> bool:
     if env in os.environ:
         return False  # the operator chose; glibc has read it already
-    name = ctypes.util.find_library("c")
-    if name is None:
-        return False
     try:
-        mallopt = ctypes.CDLL(name).mallopt
+        # The process's own symbols, libc's among them: `ctypes.util.find_library` would cost
+        # ~25 ms of every start (its import, and `ldconfig -p` in a subprocess).
+        mallopt = ctypes.CDLL(None).mallopt
     except (OSError, AttributeError):  # musl, macOS: no mallopt, nothing to tune
         return False
     mallopt.argtypes = [ctypes.c_int, ctypes.c_int]

@@ -18,8 +18,10 @@ async def step_beacons(run: DemoRun) -> str:
     """Waits (10 s at most) until the store beacon from `ble.store_beacon_hwids` is present."""
     from agent.demo import DemoStepFailed
 
-    component = next((c for c in run.supervisor.components if isinstance(c, BLEPresence)), None)
-    if component is None:
+    # BLE is a late component (agent.wiring): the supervisor holds its stand-in until it is built.
+    listed = next((c for c in run.supervisor.components if c.name == "ble"), None)
+    component = getattr(listed, "built", listed)
+    if not isinstance(component, BLEPresence):
         raise DemoStepFailed("no BLE component is running")
     hwids = run.config.ble.store_beacon_hwids
     if not hwids:

@@ -43,6 +43,8 @@ class PosBridge:
         self.ctx = ctx
         self.service: PaymentService | None = None
         self.url = ""
+        # Set once the API serves: the late components (agent.wiring) start then.
+        self.listening = asyncio.Event()
 
     async def run(self) -> None:
         ctx, config = self.ctx, self.ctx.config
@@ -84,6 +86,7 @@ class PosBridge:
                 self.service = service
                 ctx.services["payments"] = service
                 log.info("POS API listening", extra={"url": self.url})
+                self.listening.set()
                 while True:
                     self._report(service)
                     await asyncio.sleep(HEALTH_INTERVAL_S)

@@ -13,7 +13,7 @@ import pytest
 from agent.config import ShopEdgeConfig, parse_config
 from agent.context import AgentContext
 from agent.db import migrate, open_state_db
-from agent.wiring import build_components
+from agent.wiring import LateComponent, build_components
 from agent.wiring.beacon import BeaconAdvertising
 from base.health import Level
 from membership.beacon_code import Verdict, verify
@@ -49,9 +49,15 @@ def test_advertise_adds_the_beacon_component_and_the_greeter_is_always_there(
     tmp_path: Path, advertise: bool
 ) -> None:
     ctx = context(tmp_path, advertise=advertise)
-    names = [c.name for c in build_components(ctx)]
+    components = build_components(ctx)
+    names = [c.name for c in components]
     assert ("beacon" in names) is advertise
+    # Late components (built once the POS API serves): nothing of theirs exists before that.
+    stage = next(c for c in components if isinstance(c, LateComponent)).stage
+    assert "greeter" not in ctx.services
+    built = stage.build()
     assert isinstance(ctx.services.get("greeter"), Greeter)
+    assert isinstance(built.get("beacon"), BeaconAdvertising) is advertise
     ctx.db.close()
 
 

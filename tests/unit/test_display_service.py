@@ -177,7 +177,7 @@ def test_open_display_picks_the_driver(tmp_path: Path) -> None:
 
 
 def test_wiring_registers_the_display_service(tmp_path: Path) -> None:
-    from agent.wiring import build_components
+    from agent.wiring import LateComponent, build_components
 
     config = parse_config(
         {
@@ -189,8 +189,11 @@ def test_wiring_registers_the_display_service(tmp_path: Path) -> None:
     )
     ctx = AgentContext(config=config, db=None)  # type: ignore[arg-type]
     components = build_components(ctx)
+    late = next(c for c in components if c.name == "display")
+    assert isinstance(late, LateComponent) and "display" not in ctx.services  # built once POS serves
+    late.stage.build()
     service = ctx.services["display"]
-    assert service in components and isinstance(service, DisplayService)
+    assert late.built is service and isinstance(service, DisplayService)
     assert service.screen == IdleScreen("示範門市", "https://line.me/R/ti/p/@shopedge")
 
 
