@@ -99,7 +99,14 @@ async def run_agent(
             for sig in (signal.SIGTERM, signal.SIGINT):
                 loop.remove_signal_handler(sig)
             await outbox.close()
-        await asyncio.to_thread(finish_run, db, run_id)
+        try:
+            await asyncio.to_thread(finish_run, db, run_id)
+        except sqlite3.Error as exc:  # a full disk at SIGTERM: one line, not a traceback
+            log.error(
+                "stopped, but the clean stop could not be recorded; the next start reconciles",
+                extra={"error": f"{config.db_path}: {exc}"},
+            )
+            return 1
         log.info("shopedge stopped cleanly")
         return 0
     finally:

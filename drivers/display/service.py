@@ -215,7 +215,7 @@ class DisplayService:
         idle = self._mirror_task is None or self._mirror_task.done()
         if idle and time.monotonic() >= self._mirror_due:
             self._mirror_due = time.monotonic() + MIRROR_INTERVAL_S
-            await asyncio.gather(driver.present(image), mirror.present(image))
+            await asyncio.gather(driver.present(image), self._write_mirror(mirror, image))
             return
         self._mirror_newest = image
         await driver.present(image)
@@ -229,6 +229,10 @@ class DisplayService:
         if image is None:
             return
         self._mirror_due = time.monotonic() + MIRROR_INTERVAL_S
+        await self._write_mirror(mirror, image)
+
+    async def _write_mirror(self, mirror: PngDriver, image: Image.Image) -> None:
+        """The support copy; a failure (a full disk) is logged, never the shopper's problem."""
         try:
             await mirror.present(image)
         except DisplayError as exc:  # the shopper's screen is fine; only the support copy is stale

@@ -118,6 +118,7 @@ async def test_daemon_on_a_disk_that_fills_answers_503_and_status_goes_red_until
     text = (ROOT / "config.example.toml").read_text()
     text = text.replace('state_dir = "/var/lib/shopedge"', f'state_dir = "{small_disk.root / "state"}"')
     text = text.replace('listen = "127.0.0.1:8737"', f'listen = "127.0.0.1:{port}"')
+    text = text.replace('listen = "127.0.0.1:8738"', f'listen = "127.0.0.1:{free_port()}"')  # kiosk page
     config = tmp_path / "config.toml"
     config.write_text(text)
     token = "disk-full-test-token"
@@ -164,3 +165,43 @@ async def test_daemon_on_a_disk_that_fills_answers_503_and_status_goes_red_until
         if proc.poll() is None:
             proc.kill()
             proc.communicate()
+
+
+async def test_stopping_on_a_full_disk_is_one_error_line_not_a_traceback(
+    small_disk: SmallDisk, tmp_path: Path
+) -> None:
+    """SIGTERM while the disk is full: the stop cannot be recorded; exit 1 and one line saying so."""
+    port = free_port()
+    text = (ROOT / "config.example.toml").read_text()
+    text = text.replace('state_dir = "/var/lib/shopedge"', f'state_dir = "{small_disk.root / "state"}"')
+    text = text.replace('listen = "127.0.0.1:8737"', f'listen = "127.0.0.1:{port}"')
+    text = text.replace('listen = "127.0.0.1:8738"', f'listen = "127.0.0.1:{free_port()}"')  # kiosk page
+    config = tmp_path / "config.toml"
+    config.write_text(text)
+    proc = _spawn_daemon(config, {"SHOPEDGE_POS_TOKEN": "disk-full-stop-token"})
+    filled = False
+    try:
+        async with aiohttp.ClientSession() as http:
+            for _ in range(300):
+                try:
+                    async with http.get(f"http://127.0.0.1:{port}/status.json") as response:
+                        if response.status == 200:
+                            break
+                except aiohttp.ClientError:
+                    pass
+                await asyncio.sleep(0.1)
+            else:
+                raise AssertionError("the POS API never came up")
+        await asyncio.sleep(2.0)  # the late components (display, sync...) are up by then
+        small_disk.fill()
+        filled = True
+        proc.send_signal(signal.SIGTERM)
+        _, err = proc.communicate(timeout=15)
+    finally:
+        if filled:
+            small_disk.free()
+        if proc.poll() is None:
+            proc.kill()
+    assert proc.returncode == 1, err[-2000:]
+    assert "Traceback" not in err
+    assert "the clean stop could not be recorded" in err

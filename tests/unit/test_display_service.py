@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import os
 from collections.abc import AsyncIterator
 from pathlib import Path
 
@@ -13,6 +14,7 @@ from agent.config import DisplayConfig, parse_config
 from agent.context import AgentContext
 from agent.wiring.health import DriverHealth
 from base.health import HealthBoard, Level
+from drivers.display.base import DriverError
 from drivers.display.fake import MemoryDriver
 from drivers.display.fonts import FontNotFoundError, FontSet
 from drivers.display.layout import AMBER, OK_GREEN
@@ -276,3 +278,39 @@ async def test_the_support_copy_follows_a_burst_once_a_second_with_its_newest_fr
     with Image.open(tmp_path / "screen.png") as png:
         assert png.convert("RGB").tobytes() == driver.frames[-1].tobytes()
     assert service.screen == PaidScreen(999, BINDING_URL)
+
+
+async def test_a_support_copy_that_cannot_be_written_never_stops_the_shoppers_screen(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
+) -> None:
+    """A full disk at the first frame (or any frame the copy is due with): logged, screen goes on."""
+    import errno
+
+    import drivers.display.png as png_module
+
+    def full_disk(image: Image.Image, path: Path) -> None:
+        raise DriverError(f"cannot write {path} ({os.strerror(errno.ENOSPC)})")
+
+    monkeypatch.setattr(png_module, "write_png_atomic", full_disk)
+    driver, board = MemoryDriver((480, 320)), HealthBoard()
+    service = DisplayService(
+        config=DisplayConfig(size="480x320"),
+        health=DriverHealth(board),
+        initial=IdleScreen("Store"),
+        driver_factory=lambda: driver,
+        mirror_path=tmp_path / "screen.png",
+        wall_clock=Clock(NOW),
+    )
+    task = asyncio.create_task(service.run())
+    try:
+        await asyncio.wait_for(driver.wait_frames(1), 10)
+        await asyncio.sleep(1.1)  # the copy is due again with the next frame
+        await service.show(PaidScreen(120, BINDING_URL))
+        await asyncio.wait_for(driver.wait_frames(2), 10)
+        assert not task.done()  # the display did not crash with its support copy
+        assert {item.name: item.level for item in board.snapshot()}["display"] is Level.GREEN
+    finally:
+        task.cancel()
+        with pytest.raises(asyncio.CancelledError):
+            await task
+    assert [r.getMessage() for r in caplog.records].count("support copy not written") >= 2
