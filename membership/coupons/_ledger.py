@@ -70,32 +70,6 @@ class LedgerRow:
     redeemed_at: float | None
 
 
-# Every column of coupon_ledger (migration 0600_coupons): what `transition_blocking` may set.
-_COLUMNS = frozenset(
-    {
-        "campaign",
-        "line_user_id",
-        "state",
-        "channel",
-        "code",
-        "retry_key",
-        "store_id",
-        "device_id",
-        "order_id",
-        "reply_token",
-        "reply_ambiguous",
-        "attempts",
-        "first_push_at",
-        "created_at",
-        "updated_at",
-        "sent_at",
-        "month",
-        "request_id",
-        "error",
-        "redeemed_at",
-        "redeemed_order_id",
-    }
-)
 # The columns a `LedgerRow` is read from, in its field order.
 _ROW_COLUMNS = (
     "campaign",
@@ -118,6 +92,8 @@ _ROW_COLUMNS = (
     "error",
     "redeemed_at",
 )
+# Every column of coupon_ledger (migration 0600_coupons): what `transition_blocking` may set.
+_COLUMNS = frozenset({*_ROW_COLUMNS, "updated_at", "redeemed_order_id"})
 _CLAIM_COLUMNS = (
     "campaign",
     "line_user_id",

@@ -100,6 +100,17 @@ def test_outbox_stays_red_until_a_put_is_stored(tmp_path: Path) -> None:
     }
 
 
+def _config_on(small_disk: SmallDisk, tmp_path: Path, port: int) -> Path:
+    """The example config with its state on the small disk, the POS API on `port`."""
+    text = (ROOT / "config.example.toml").read_text()
+    text = text.replace('state_dir = "/var/lib/shopedge"', f'state_dir = "{small_disk.root / "state"}"')
+    text = text.replace('listen = "127.0.0.1:8737"', f'listen = "127.0.0.1:{port}"')
+    text = text.replace('listen = "127.0.0.1:8738"', f'listen = "127.0.0.1:{free_port()}"')  # kiosk page
+    config = tmp_path / "config.toml"
+    config.write_text(text)
+    return config
+
+
 def _spawn_daemon(config: Path, env: dict[str, str]) -> subprocess.Popen[str]:
     return subprocess.Popen(
         [sys.executable, "-m", "agent", "run", "--config", str(config)],
@@ -115,12 +126,7 @@ async def test_daemon_on_a_disk_that_fills_answers_503_and_status_goes_red_until
     small_disk: SmallDisk, tmp_path: Path
 ) -> None:
     port = free_port()
-    text = (ROOT / "config.example.toml").read_text()
-    text = text.replace('state_dir = "/var/lib/shopedge"', f'state_dir = "{small_disk.root / "state"}"')
-    text = text.replace('listen = "127.0.0.1:8737"', f'listen = "127.0.0.1:{port}"')
-    text = text.replace('listen = "127.0.0.1:8738"', f'listen = "127.0.0.1:{free_port()}"')  # kiosk page
-    config = tmp_path / "config.toml"
-    config.write_text(text)
+    config = _config_on(small_disk, tmp_path, port)
     token = "disk-full-test-token"
     proc = _spawn_daemon(config, {"SHOPEDGE_POS_TOKEN": token})
     base = f"http://127.0.0.1:{port}"
@@ -172,12 +178,7 @@ async def test_stopping_on_a_full_disk_is_one_error_line_not_a_traceback(
 ) -> None:
     """SIGTERM while the disk is full: the stop cannot be recorded; exit 1 and one line saying so."""
     port = free_port()
-    text = (ROOT / "config.example.toml").read_text()
-    text = text.replace('state_dir = "/var/lib/shopedge"', f'state_dir = "{small_disk.root / "state"}"')
-    text = text.replace('listen = "127.0.0.1:8737"', f'listen = "127.0.0.1:{port}"')
-    text = text.replace('listen = "127.0.0.1:8738"', f'listen = "127.0.0.1:{free_port()}"')  # kiosk page
-    config = tmp_path / "config.toml"
-    config.write_text(text)
+    config = _config_on(small_disk, tmp_path, port)
     proc = _spawn_daemon(config, {"SHOPEDGE_POS_TOKEN": "disk-full-stop-token"})
     filled = False
     try:
