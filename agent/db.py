@@ -108,6 +108,8 @@ def stored_heads(db: StateDB | Engine) -> frozenset[str]:
     """The revisions the database says it is at (empty for a new file), read without Alembic.
     The migration tests and tools may hand an SQLAlchemy engine instead of the StateDB."""
     if isinstance(db, StateDB):
+        if not db.path.exists():  # a new device: nothing applied, and no empty file left behind
+            return frozenset()
         with db.transaction() as conn:
             return _stored_heads(conn.execute)
     with db.connect() as connection:

@@ -257,6 +257,9 @@ linepay_capture = 1.5
             return []
         with sqlite3.connect(path) as conn:
             conn.row_factory = sqlite3.Row
+            known = conn.execute("SELECT 1 FROM sqlite_master WHERE type = 'table' AND name = 'payments'")
+            if known.fetchone() is None:  # killed during the first start, before its migrations committed
+                return []
             return [dict(row) for row in conn.execute("SELECT * FROM payments")]
 
 
