@@ -13,6 +13,7 @@ have delivered it but it can no longer be confirmed (never resent, so never a se
 
 from __future__ import annotations
 
+import dataclasses
 import functools
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -70,28 +71,8 @@ class LedgerRow:
     redeemed_at: float | None
 
 
-# The columns a `LedgerRow` is read from, in its field order.
-_ROW_COLUMNS = (
-    "campaign",
-    "line_user_id",
-    "state",
-    "channel",
-    "code",
-    "retry_key",
-    "store_id",
-    "device_id",
-    "order_id",
-    "reply_token",
-    "reply_ambiguous",
-    "attempts",
-    "first_push_at",
-    "created_at",
-    "sent_at",
-    "month",
-    "request_id",
-    "error",
-    "redeemed_at",
-)
+# The columns a `LedgerRow` is read from: its fields, named as the columns (as the journal does).
+_ROW_COLUMNS = tuple(field.name for field in dataclasses.fields(LedgerRow))
 # Every column of coupon_ledger (migration 0600_coupons): what `transition_blocking` may set.
 _COLUMNS = frozenset({*_ROW_COLUMNS, "updated_at", "redeemed_order_id"})
 _CLAIM_COLUMNS = (
@@ -113,48 +94,11 @@ _CLAIM_COLUMNS = (
 
 def _row(found: Sequence[Any]) -> LedgerRow:
     """A `LedgerRow` from a row of `_SELECT_ROW` (columns in `_ROW_COLUMNS` order)."""
-    (
-        campaign,
-        line_user_id,
-        state,
-        channel,
-        code,
-        retry_key,
-        store_id,
-        device_id,
-        order_id,
-        reply_token,
-        reply_ambiguous,
-        attempts,
-        first_push_at,
-        created_at,
-        sent_at,
-        month,
-        request_id,
-        error,
-        redeemed_at,
-    ) = found
-    return LedgerRow(
-        campaign=campaign,
-        line_user_id=line_user_id,
-        state=LedgerState(state),
-        channel=channel,
-        code=code,
-        retry_key=retry_key,
-        store_id=store_id,
-        device_id=device_id,
-        order_id=order_id,
-        reply_token=reply_token,
-        reply_ambiguous=bool(reply_ambiguous),
-        attempts=int(attempts),
-        first_push_at=first_push_at,
-        created_at=created_at,
-        sent_at=sent_at,
-        month=month,
-        request_id=request_id,
-        error=error,
-        redeemed_at=redeemed_at,
-    )
+    values = dict(zip(_ROW_COLUMNS, found, strict=True))
+    values["state"] = LedgerState(values["state"])
+    values["reply_ambiguous"] = bool(values["reply_ambiguous"])
+    values["attempts"] = int(values["attempts"])
+    return LedgerRow(**values)
 
 
 # Plain SQL on the pooled sqlite3 connection (base.statedb). Booleans are stored as 0/1.
