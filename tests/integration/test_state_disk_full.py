@@ -111,6 +111,19 @@ def _config_on(small_disk: SmallDisk, tmp_path: Path, port: int) -> Path:
     return config
 
 
+async def _until_pos_answers(http: aiohttp.ClientSession, base: str) -> None:
+    """Poll `/status.json` (30 s at most) until the daemon's POS API answers 200."""
+    for _ in range(300):
+        try:
+            async with http.get(f"{base}/status.json") as response:
+                if response.status == 200:
+                    return
+        except aiohttp.ClientError:
+            pass
+        await asyncio.sleep(0.1)
+    raise AssertionError("the POS API never came up")
+
+
 def _spawn_daemon(config: Path, env: dict[str, str]) -> subprocess.Popen[str]:
     return subprocess.Popen(
         [sys.executable, "-m", "agent", "run", "--config", str(config)],
@@ -140,16 +153,7 @@ async def test_daemon_on_a_disk_that_fills_answers_503_and_status_goes_red_until
 
     try:
         async with aiohttp.ClientSession() as http:
-            for _ in range(300):
-                try:
-                    async with http.get(f"{base}/status.json") as response:
-                        if response.status == 200:
-                            break
-                except aiohttp.ClientError:
-                    pass
-                await asyncio.sleep(0.1)
-            else:
-                raise AssertionError("the POS API never came up")
+            await _until_pos_answers(http, base)
             small_disk.fill()
             async with http.post(f"{base}/v1/payments", json=sale, headers=auth) as response:
                 assert response.status == 503
@@ -183,16 +187,7 @@ async def test_stopping_on_a_full_disk_is_one_error_line_not_a_traceback(
     filled = False
     try:
         async with aiohttp.ClientSession() as http:
-            for _ in range(300):
-                try:
-                    async with http.get(f"http://127.0.0.1:{port}/status.json") as response:
-                        if response.status == 200:
-                            break
-                except aiohttp.ClientError:
-                    pass
-                await asyncio.sleep(0.1)
-            else:
-                raise AssertionError("the POS API never came up")
+            await _until_pos_answers(http, f"http://127.0.0.1:{port}")
         await asyncio.sleep(2.0)  # the late components (display, sync...) are up by then
         small_disk.fill()
         filled = True
