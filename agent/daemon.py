@@ -64,6 +64,7 @@ async def run_agent(
             log.error("cannot open the outbox; nothing can be recorded safely", extra={"error": str(exc)})
             return 1
         ctx.services["outbox"] = outbox
+        db.route_writes(outbox.transaction)  # one writer thread for the file: group commits
         if not await asyncio.to_thread(last_run_was_clean, db):
             log.warning("previous run did not stop cleanly; reconciling state at start")
         try:
@@ -98,6 +99,7 @@ async def run_agent(
         finally:
             for sig in (signal.SIGTERM, signal.SIGINT):
                 loop.remove_signal_handler(sig)
+            db.route_writes(None)
             await outbox.close()
         try:
             await asyncio.to_thread(finish_run, db, run_id)
@@ -110,6 +112,7 @@ async def run_agent(
         log.info("shopedge stopped cleanly")
         return 0
     finally:
+        db.route_writes(None)
         if outbox is not None:
             await outbox.close()
         db.close()

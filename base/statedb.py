@@ -10,13 +10,17 @@ daemon used to open the file through SQLAlchemy; its import alone was ~0.37 s of
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import sqlite3
 import threading
-from collections.abc import Iterator, Sequence
+from collections.abc import Awaitable, Callable, Iterator, Sequence
 from pathlib import Path
+from typing import Protocol, TypeVar
 
-__all__ = ["CHUNK", "StateDB", "chunks", "placeholders", "transaction"]
+__all__ = ["CHUNK", "StateDB", "WriteRoute", "chunks", "placeholders"]
+
+_T = TypeVar("_T")
 
 CHUNK = 500  # ids per IN list, well under SQLite's limit on bound parameters
 IDLE_CONNECTIONS = 5  # kept open between uses, as SQLAlchemy's QueuePool did
@@ -29,6 +33,12 @@ def placeholders(count: int) -> str:
     offline_queue keeps its own copy: it is a leaf and imports no project package.
     """
     return ", ".join("?" * count)
+
+
+class WriteRoute(Protocol):
+    """Runs a write transaction's body on the file's one writer thread (`Outbox.transaction`)."""
+
+    def __call__(self, body: Callable[[sqlite3.Connection], _T], /) -> Awaitable[_T]: ...
 
 
 def chunks(ids: Sequence[int]) -> Iterator[Sequence[int]]:
@@ -51,6 +61,7 @@ class StateDB:
         self._idle: list[sqlite3.Connection] = []
         self._lock = threading.Lock()
         self._closed = False
+        self._route: WriteRoute | None = None
 
     def _connect(self) -> sqlite3.Connection:
         if self.read_only:
@@ -118,6 +129,30 @@ class StateDB:
             else:
                 _close_quietly(conn)
 
+    def route_writes(self, route: WriteRoute | None) -> None:
+        """Send `write()` bodies to `route` (the outbox's writer thread) from now on; None: back to
+        a pooled connection on a worker thread (before the outbox closes)."""
+        self._route = route
+
+    async def write(self, body: Callable[[sqlite3.Connection], _T]) -> _T:
+        """Run `body` in one write transaction, durable when this returns.
+
+        With a route (the daemon routes to the outbox's writer), the body joins the writer's
+        next group commit: writers on separate connections of one file take turns at SQLite's
+        lock, and one waiting for it sleeps in 1, 2, 5 ms steps while the other fsyncs, which
+        was most of a sale's wait at the counter (bench/footprint.py). Without a route it runs
+        on a pooled connection in a worker thread. Either way `body` must not commit itself,
+        and may run twice (a shared batch that failed is retried one body at a time).
+        """
+        route = self._route
+        if route is not None:
+            return await route(body)
+        return await asyncio.to_thread(self._write_blocking, body)
+
+    def _write_blocking(self, body: Callable[[sqlite3.Connection], _T]) -> _T:
+        with self.transaction() as conn:
+            return body(conn)
+
     def close(self) -> None:
         """Close the pooled connections (the daemon's last step); one still in use is closed
         when its block ends. Like SQLAlchemy's `Engine.dispose()` it leaves the handle usable:
@@ -133,8 +168,3 @@ class StateDB:
 def _close_quietly(conn: sqlite3.Connection) -> None:
     with contextlib.suppress(sqlite3.Error):
         conn.close()
-
-
-def transaction(db: StateDB) -> contextlib.AbstractContextManager[sqlite3.Connection]:
-    """`db.transaction()`, for callers that hold the database as a plain value."""
-    return db.transaction()

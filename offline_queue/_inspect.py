@@ -87,5 +87,3 @@ def retry_dead_blocking(conn: sqlite3.Connection, record_id: int) -> bool:
     ).fetchone()
     conn.execute("DELETE FROM outbox_dead WHERE id = ?", (record_id,))
     return row is not None
-
-

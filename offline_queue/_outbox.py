@@ -14,12 +14,13 @@ import json
 import logging
 import math
 import re
+import sqlite3
 import time
 from collections.abc import Callable, Iterable
 from enum import StrEnum
 from pathlib import Path
 from types import TracebackType
-from typing import Any
+from typing import Any, TypeVar
 
 from offline_queue._inspect import dead_letters_blocking, retry_dead_blocking, stats_blocking
 from offline_queue._model import (
@@ -36,7 +37,7 @@ from offline_queue._writer import BatchResult, Writer
 __all__ = ["HealthCallback", "InvalidRecordError", "Outbox", "OutboxCondition", "PrepareDatabase"]
 
 log = logging.getLogger(__name__)
-
+_T = TypeVar("_T")
 
 
 class OutboxCondition(StrEnum):
@@ -184,6 +185,20 @@ class Outbox:
             lambda s: s.put_blocking(stream, payload_json, durability, dedupe_key, expires_at),
             full=durability is Durability.CRITICAL,
         )
+        return result
+
+    async def transaction(self, body: Callable[[sqlite3.Connection], _T]) -> _T:
+        """Run another room's write transaction on the writer's connection (the state DB is one
+        file): `body` runs inside a group commit with `synchronous=FULL` and must not commit or
+        roll back itself; its result (or whatever it raises) comes back once that commit is
+        durable. If the batch it shares fails, it runs again alone, so it reads what it
+        needs inside the transaction and has no side effects outside it.
+
+        Raises:
+            OutboxClosedError: after `close()`.
+            Whatever `body` raises, and `sqlite3.Error` when the commit fails (health goes red).
+        """
+        result: _T = await self._writer.submit(lambda s: body(s.conn), full=True, foreign=True)
         return result
 
     # --- consumers ---------------------------------------------------------------------------

@@ -367,5 +367,3 @@ class Store:
         else:
             row = self.conn.execute("SELECT COUNT(*) FROM outbox WHERE stream = ?", (stream,)).fetchone()
         return int(row[0])
-
-

@@ -4,6 +4,11 @@ The writer takes whatever operations have queued up while the previous commit wa
 fsynced and runs them all in ONE transaction, so a burst of 100 puts costs one fsync, not 100.
 If that transaction fails, each operation is retried alone so one bad operation cannot fail its
 neighbours.
+
+The state DB's other writers (the payment journal) can run their transactions here too
+(`Outbox.transaction`): one writer per file means no SQLite lock contention between threads
+(whose busy handler sleeps 1, 2, 5 ms... while the other holds the lock through its fsync),
+and a journal write that arrives during a commit shares the next fsync with the outbox's puts.
 """
 
 from __future__ import annotations
@@ -30,13 +35,13 @@ __all__ = ["BatchResult", "Writer"]
 log = logging.getLogger(__name__)
 
 
-
 @dataclass(slots=True)
 class _Op:
     fn: Callable[[Store], Any]
     full: bool
     write: bool
     future: asyncio.Future[Any]
+    foreign: bool = False  # another room's transaction body: its exceptions reach it unchanged
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -74,16 +79,21 @@ class Writer(threading.Thread):
         self.batches = 0
         self.ops = 0
 
-    def submit(self, fn: Callable[[Store], Any], *, full: bool, write: bool = True) -> asyncio.Future[Any]:
+    def submit(
+        self, fn: Callable[[Store], Any], *, full: bool, write: bool = True, foreign: bool = False
+    ) -> asyncio.Future[Any]:
         """Queue one operation; the future resolves on the loop after its batch committed.
 
         `full` asks for a `synchronous=FULL` commit; `write=False` marks a read, whose success
         says nothing about whether the disk still takes writes (health stays as it was).
+        `foreign` marks another room's transaction body: what it raises is its own business
+        (its future gets the exception itself, not an `OutboxWriteError`), and only an SQLite
+        error counts against the outbox's health.
         """
         if self.closed:
             raise OutboxClosedError("the outbox is closed")
         future: asyncio.Future[Any] = self.loop.create_future()
-        self._queue.put(_Op(fn, full, write, future))
+        self._queue.put(_Op(fn, full, write, future, foreign))
         return future
 
     def stop(self) -> None:
@@ -162,7 +172,9 @@ class Writer(threading.Thread):
             outcomes = [(op.future, result, None) for op, result in zip(batch, results, strict=True)]
             wrote = any(op.write for op in batch)
         except Exception as batch_exc:
-            if len(batch) > 1:
+            # A foreign body's own refusal (a duplicate order) is its caller's news, not the disk's.
+            ordinary = isinstance(batch_exc, sqlite3.Error) or not any(op.foreign for op in batch)
+            if len(batch) > 1 and ordinary:
                 log.warning(
                     "outbox batch failed; retrying its operations one by one", extra={"error": str(batch_exc)}
                 )
@@ -172,8 +184,13 @@ class Writer(threading.Thread):
                     outcomes.append((op.future, result, None))
                     wrote = wrote or op.write
                 except Exception as exc:
-                    failure = _write_error(exc)
-                    outcomes.append((op.future, None, failure))
+                    if not op.foreign:
+                        failure = _write_error(exc)
+                        outcomes.append((op.future, None, failure))
+                        continue
+                    if isinstance(exc, sqlite3.Error):
+                        failure = _write_error(exc)
+                    outcomes.append((op.future, None, exc))
         self.batches += 1
         self.ops += len(batch)
         stored = self.store.inserted > inserted
@@ -225,4 +242,3 @@ def _write_error(exc: Exception) -> OutboxWriteError:
         code = getattr(exc, "sqlite_errorname", "")
         return OutboxWriteError(f"SQLite could not write the outbox ({code or type(exc).__name__}): {exc}")
     return OutboxWriteError(f"outbox operation failed: {exc!r}")
-

@@ -1,5 +1,4 @@
-"""The payments room's config sections: `[pos]` (the till's API) and `[linepay]` (merchant credentials).
-"""
+"""The payments room's config sections: `[pos]` (the till's API) and `[linepay]` (merchant credentials)."""
 
 from __future__ import annotations
 

@@ -11,7 +11,8 @@ already has, so a crash between the two writes is repaired at the next start.
 A write SQLite refuses (disk full, I/O error) raises `JournalWriteError` and reports the
 journal red through `on_health`; only a later journal write that commits turns it green again.
 
-Blocking functions end in `_blocking` and run only through `asyncio.to_thread`.
+Blocking reads end in `_blocking` and run only through `asyncio.to_thread`; writes are
+transaction bodies (`_body`) run by `StateDB.write`, on the outbox's writer thread in the daemon.
 """
 
 from __future__ import annotations
@@ -19,13 +20,14 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import dataclasses
+import functools
 import logging
 import sqlite3
 from collections.abc import Callable, Sequence
 from enum import StrEnum
-from typing import Any, ParamSpec, Protocol, TypeVar
+from typing import Any, Protocol, TypeVar
 
-from base.statedb import StateDB, placeholders, transaction
+from base.statedb import StateDB, placeholders
 from pos_bridge.payment_flow import NON_FINAL, Method, Payment, State
 
 __all__ = [
@@ -136,7 +138,6 @@ class Remembered:
 
 # Called on the loop after each journal write: (True, "") once a write commits, (False, why) when one fails.
 StorageHealth = Callable[[bool, str], None]
-_P = ParamSpec("_P")
 _T = TypeVar("_T")
 
 
@@ -200,46 +201,51 @@ class Journal:
     # ------------------------------------------------------------ blocking
 
     def _transaction(self) -> contextlib.AbstractContextManager[sqlite3.Connection]:
-        return transaction(self._db)
+        return self._db.transaction()
 
-    def _create_blocking(
-        self, payment: Payment, *, idempotency_key: str | None, request_hash: str, phone_hash: str | None
+    def _create_body(
+        self,
+        conn: sqlite3.Connection,
+        payment: Payment,
+        *,
+        idempotency_key: str | None,
+        request_hash: str,
+        phone_hash: str | None,
     ) -> Payment:
         now = self._clock()
-        with self._transaction() as conn:
-            (attempts,) = conn.execute(_COUNT_ATTEMPTS, (payment.order_id,)).fetchone()
-            attempt = int(attempts) + 1
-            # "." never appears in a POS order id (API pattern), so retries cannot collide with another order.
-            line_order_id = payment.order_id if attempt == 1 else f"{payment.order_id}.{attempt}"
-            fresh = dataclasses.replace(payment, line_order_id=line_order_id)
-            try:
-                conn.execute(
-                    _INSERT_PAYMENT,
-                    {
-                        **_row(fresh),
-                        "attempt": attempt,
-                        "member_phone_hash": phone_hash,
-                        "updated_at": now,
-                        "outboxed_version": -1,
-                    },
-                )
-            except sqlite3.IntegrityError:
-                existing = self._latest(conn, payment.order_id)
-                if existing is None:
-                    raise
-                raise DuplicateOrder(existing) from None
-            if idempotency_key is not None:
-                conn.execute(
-                    _INSERT_KEY,
-                    {
-                        "scope": str(IdempotencyScope.PAYMENT),
-                        "key": idempotency_key,
-                        "request_hash": request_hash,
-                        "order_id": payment.order_id,
-                        "line_order_id": line_order_id,
-                        "created_at": now,
-                    },
-                )
+        (attempts,) = conn.execute(_COUNT_ATTEMPTS, (payment.order_id,)).fetchone()
+        attempt = int(attempts) + 1
+        # "." never appears in a POS order id (API pattern), so retries cannot collide with another order.
+        line_order_id = payment.order_id if attempt == 1 else f"{payment.order_id}.{attempt}"
+        fresh = dataclasses.replace(payment, line_order_id=line_order_id)
+        try:
+            conn.execute(
+                _INSERT_PAYMENT,
+                {
+                    **_row(fresh),
+                    "attempt": attempt,
+                    "member_phone_hash": phone_hash,
+                    "updated_at": now,
+                    "outboxed_version": -1,
+                },
+            )
+        except sqlite3.IntegrityError:
+            existing = self._latest(conn, payment.order_id)
+            if existing is None:
+                raise
+            raise DuplicateOrder(existing) from None
+        if idempotency_key is not None:
+            conn.execute(
+                _INSERT_KEY,
+                {
+                    "scope": str(IdempotencyScope.PAYMENT),
+                    "key": idempotency_key,
+                    "request_hash": request_hash,
+                    "order_id": payment.order_id,
+                    "line_order_id": line_order_id,
+                    "created_at": now,
+                },
+            )
         return fresh
 
     @staticmethod
@@ -265,31 +271,30 @@ class Journal:
             found = conn.execute(_BY_LINE, (line_order_id,)).fetchone()
         return (request_hash, _payment(found)) if found is not None else None
 
-    def _save_blocking(self, payment: Payment, remember: Remembered | None = None) -> None:
-        with self._transaction() as conn:
-            if remember is not None:  # same transaction: a replayed request can never apply twice
-                conn.execute(
-                    _INSERT_KEY,
-                    {
-                        "scope": str(remember.scope),
-                        "key": remember.key,
-                        "request_hash": remember.request_hash,
-                        "order_id": payment.order_id,
-                        "line_order_id": payment.line_order_id,
-                        "created_at": self._clock(),
-                    },
-                )
-            cursor = conn.execute(
-                _SAVE,
+    def _save_body(self, conn: sqlite3.Connection, payment: Payment, remember: Remembered | None) -> None:
+        if remember is not None:  # same transaction: a replayed request can never apply twice
+            conn.execute(
+                _INSERT_KEY,
                 {
-                    **_row(payment),
-                    "updated_at": self._clock(),
-                    "w_line_order_id": payment.line_order_id,
-                    "w_version": payment.version,
+                    "scope": str(remember.scope),
+                    "key": remember.key,
+                    "request_hash": remember.request_hash,
+                    "order_id": payment.order_id,
+                    "line_order_id": payment.line_order_id,
+                    "created_at": self._clock(),
                 },
             )
-            if cursor.rowcount != 1:
-                raise StaleWrite(f"{payment.line_order_id} v{payment.version}")
+        cursor = conn.execute(
+            _SAVE,
+            {
+                **_row(payment),
+                "updated_at": self._clock(),
+                "w_line_order_id": payment.line_order_id,
+                "w_version": payment.version,
+            },
+        )
+        if cursor.rowcount != 1:
+            raise StaleWrite(f"{payment.line_order_id} v{payment.version}")
 
     def _non_final_blocking(self) -> list[Payment]:
         with self._transaction() as conn:
@@ -301,16 +306,17 @@ class Journal:
             rows = conn.execute(_UNSENT).fetchall()
         return [_payment(row) for row in rows]
 
-    def _mark_outboxed_blocking(self, marks: Sequence[tuple[str, int]]) -> None:
-        with self._transaction() as conn:
-            conn.executemany(_MARK_OUTBOXED, [(version, key, version) for key, version in marks])
+    @staticmethod
+    def _mark_outboxed_body(conn: sqlite3.Connection, marks: Sequence[tuple[str, int]]) -> None:
+        conn.executemany(_MARK_OUTBOXED, [(version, key, version) for key, version in marks])
 
     # ------------------------------------------------------------ async
 
-    async def _write(self, fn: Callable[_P, _T], *args: _P.args, **kwargs: _P.kwargs) -> _T:
-        """Run one blocking journal write in a thread; a refused write becomes `JournalWriteError`."""
+    async def _write(self, body: Callable[[sqlite3.Connection], _T]) -> _T:
+        """Run one journal write transaction (`StateDB.write`: the outbox's writer thread in the
+        daemon); a refused write becomes `JournalWriteError`."""
         try:
-            result = await asyncio.to_thread(fn, *args, **kwargs)
+            result = await self._db.write(body)
         except sqlite3.OperationalError as exc:
             detail = f"cannot write the payment journal: {exc}"
             self._report(False, detail)
@@ -346,11 +352,13 @@ class Journal:
             JournalWriteError: SQLite refused the write.
         """
         fresh = await self._write(
-            self._create_blocking,
-            payment,
-            idempotency_key=idempotency_key,
-            request_hash=request_hash,
-            phone_hash=phone_hash,
+            functools.partial(
+                self._create_body,
+                payment=payment,
+                idempotency_key=idempotency_key,
+                request_hash=request_hash,
+                phone_hash=phone_hash,
+            )
         )
         if replicate:
             await self._to_outbox(fresh)
@@ -368,7 +376,7 @@ class Journal:
             StaleWrite: the payment changed since it was read.
             JournalWriteError: SQLite refused the write.
         """
-        await self._write(self._save_blocking, payment, remember)
+        await self._write(functools.partial(self._save_body, payment=payment, remember=remember))
         if replicate:
             await self._to_outbox(payment)
 
@@ -428,6 +436,6 @@ class Journal:
                 marks, self._marks = list(self._marks.items()), {}
                 with contextlib.suppress(JournalWriteError):
                     # Not written: the outbox has them (deduped by key); the next flush re-sends them.
-                    await self._write(self._mark_outboxed_blocking, marks)
+                    await self._write(functools.partial(self._mark_outboxed_body, marks=marks))
         finally:
             self._marker = None

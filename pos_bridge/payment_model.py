@@ -44,6 +44,7 @@ __all__ = [
     "Step",
 ]
 
+
 class State(StrEnum):
     CREATED = "created"  # journaled; LINE Pay not asked yet (or a QR request in flight)
     REQUESTED = "requested"  # QR shown, polling the request status

@@ -14,6 +14,7 @@ import contextlib
 import socket
 import sqlite3
 import time
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -67,27 +68,45 @@ async def test_the_connections_that_write_are_wal_and_synchronous_full(
     started: asyncio.Future[tuple[AgentContext, Supervisor]] = asyncio.get_running_loop().create_future()
     writes: list[tuple[str, int, str]] = []  # (statement, synchronous, journal_mode) per payments write
 
+    def tracer(conn: sqlite3.Connection) -> Callable[[str], None]:
+        """SQLite's own trace of `conn`'s payments writes, with the pragmas it has now."""
+        (sync,) = conn.execute("PRAGMA synchronous").fetchone()
+        (mode,) = conn.execute("PRAGMA journal_mode").fetchone()
+
+        def trace(statement: str) -> None:
+            verb = statement.lstrip().split(" ", 1)[0].upper()
+            if verb in ("INSERT", "UPDATE") and "payments" in statement.split("(", 1)[0]:
+                writes.append((verb, int(sync), str(mode)))
+
+        return trace
+
     def on_started(ctx: AgentContext, supervisor: Supervisor) -> None:
-        # The journal writes plain SQL on the pool's sqlite3 connections, so its statements are
-        # seen by SQLite's own trace callback, set at every checkout with the pragmas that
-        # connection has at that moment.
+        # The journal writes plain SQL, in the daemon on the outbox writer's connection (one
+        # writer for the file) and otherwise on the pool's: both are traced, each statement with
+        # the pragmas its connection had when the transaction ran.
         checkout = ctx.db._checkout
 
         def _checkout() -> sqlite3.Connection:
             dbapi = checkout()
             dbapi.set_trace_callback(None)
-            (sync,) = dbapi.execute("PRAGMA synchronous").fetchone()
-            (mode,) = dbapi.execute("PRAGMA journal_mode").fetchone()
-
-            def trace(statement: str) -> None:
-                verb = statement.lstrip().split(" ", 1)[0].upper()
-                if verb in ("INSERT", "UPDATE") and "payments" in statement.split("(", 1)[0]:
-                    writes.append((verb, int(sync), str(mode)))
-
-            dbapi.set_trace_callback(trace)
+            dbapi.set_trace_callback(tracer(dbapi))
             return dbapi
 
         ctx.db._checkout = _checkout  # type: ignore[method-assign]
+        writer = ctx.services["outbox"]._writer
+        submit = writer.submit
+
+        def traced_submit(fn: Callable[[Any], Any], **kwargs: Any) -> asyncio.Future[Any]:
+            def run(store: Any) -> Any:  # on the writer's thread, inside its transaction
+                store.conn.set_trace_callback(tracer(store.conn))
+                try:
+                    return fn(store)
+                finally:
+                    store.conn.set_trace_callback(None)
+
+            return submit(run, **kwargs)
+
+        writer.submit = traced_submit
         started.set_result((ctx, supervisor))
 
     agent = asyncio.create_task(run_agent(config, on_started=on_started))

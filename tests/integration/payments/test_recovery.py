@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import sqlite3
 import threading
 import time
 from pathlib import Path
@@ -152,14 +153,14 @@ async def test_the_outboxed_mark_is_off_the_sales_path_and_settles(tmp_path: Pat
     journal = Journal(engine, outbox=lambda: outbox, clock=time.time)
     written: list[tuple[str, int]] = []
     release = threading.Event()
-    real_mark = journal._mark_outboxed_blocking
+    real_mark = journal._mark_outboxed_body
 
-    def slow_mark(marks: list[tuple[str, int]]) -> None:
+    def slow_mark(conn: sqlite3.Connection, marks: list[tuple[str, int]]) -> None:
         release.wait(5)
-        real_mark(marks)
+        real_mark(conn, marks)
         written.extend(marks)
 
-    journal._mark_outboxed_blocking = slow_mark  # type: ignore[method-assign]
+    journal._mark_outboxed_body = slow_mark  # type: ignore[method-assign]
     draft = _draft("K1")
     created = await asyncio.wait_for(journal.create(draft), timeout=2)
     assert outbox.keys == ["payment:K1:0"]  # the outbox copy: before create returned
