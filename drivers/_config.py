@@ -1,5 +1,4 @@
-"""What the drivers' config sections share (a leaf room keeps its own small copy of the rules).
-"""
+"""What the drivers' config sections share (a leaf room keeps its own small copy of the rules)."""
 
 from __future__ import annotations
 

@@ -19,7 +19,7 @@ import contextlib
 import logging
 import math
 import time
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from pathlib import Path
 from typing import TYPE_CHECKING, Final
 
@@ -215,26 +215,31 @@ class DisplayService:
         idle = self._mirror_task is None or self._mirror_task.done()
         if idle and time.monotonic() >= self._mirror_due:
             self._mirror_due = time.monotonic() + MIRROR_INTERVAL_S
-            await asyncio.gather(driver.present(image), self._write_mirror(mirror, image))
+            await asyncio.gather(driver.present(image), self._write_mirror(driver, mirror, image))
             return
         self._mirror_newest = image
         await driver.present(image)
         if idle:
-            later = self._mirror_later(mirror)
+            later = self._mirror_later(driver, mirror)
             self._mirror_task = asyncio.create_task(later, name="shopedge.display.mirror")
 
-    async def _mirror_later(self, mirror: PngDriver) -> None:
+    async def _mirror_later(self, driver: DisplayDriver, mirror: PngDriver) -> None:
         await asyncio.sleep(max(0.0, self._mirror_due - time.monotonic()))
         image, self._mirror_newest = self._mirror_newest, None
         if image is None:
             return
         self._mirror_due = time.monotonic() + MIRROR_INTERVAL_S
-        await self._write_mirror(mirror, image)
+        await self._write_mirror(driver, mirror, image)
 
-    async def _write_mirror(self, mirror: PngDriver, image: Image.Image) -> None:
-        """The support copy; a failure (a full disk) is logged, never the shopper's problem."""
+    async def _write_mirror(self, driver: DisplayDriver, mirror: PngDriver, image: Image.Image) -> None:
+        """The support copy; a failure (a full disk) is logged, never the shopper's problem.
+
+        A driver that encodes its frames as PNG anyway (the web driver, for the kiosk) lends
+        its encoding: the copy then costs a file write, not a second encode beside the frame.
+        """
+        encoded: Callable[[Image.Image], Awaitable[bytes]] | None = getattr(driver, "encoded", None)
         try:
-            await mirror.present(image)
+            await mirror.present(await encoded(image) if encoded is not None else image)
         except DisplayError as exc:  # the shopper's screen is fine; only the support copy is stale
             log.error("support copy not written", extra={"path": str(mirror.path), "error": str(exc)})
 

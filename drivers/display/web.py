@@ -19,8 +19,6 @@ import contextlib
 import json
 import logging
 import secrets
-import struct
-import zlib
 from types import TracebackType
 from typing import Final, Self
 
@@ -28,6 +26,7 @@ from aiohttp import web
 from PIL import Image
 
 from drivers.display.base import DriverError
+from drivers.display.png import encode_png
 
 __all__ = ["KIOSK_PAGE", "WebDriver", "encode_png"]
 
@@ -64,33 +63,6 @@ events.addEventListener("screen", (e) => {
 });
 </script></body></html>
 """
-
-
-def _chunk(kind: bytes, data: bytes) -> bytes:
-    return struct.pack(">I", len(data)) + kind + data + struct.pack(">I", zlib.crc32(kind + data))
-
-
-def encode_png(image: Image.Image) -> bytes:
-    """PNG bytes for the kiosk: 8-bit RGB, every row unfiltered, deflate level 1.
-
-    The screens are flat colours and text, so unfiltered rows deflate about as well as Pillow's
-    per-row adaptive filters (~35 kB for 800x480) while costing a quarter less CPU: trying five
-    filters on every row was the larger part of the encoding. The rows get their filter byte
-    (0) by pasting the pixels' bytes one column into a one-column-wider greyscale image, in C:
-    a third less than joining 480 slices in Python. Any other mode is converted.
-    """
-    rgb = image if image.mode == "RGB" else image.convert("RGB")
-    width, height = rgb.size
-    stride = width * 3
-    rows = Image.new("L", (stride + 1, height), 0)
-    rows.paste(Image.frombytes("L", (stride, height), rgb.tobytes()), (1, 0))
-    header = struct.pack(">IIBBBBB", width, height, 8, 2, 0, 0, 0)  # 8-bit, truecolour, no interlace
-    idat = zlib.compress(rows.tobytes(), 1)
-    return _PNG_SIGNATURE + _chunk(b"IHDR", header) + _chunk(b"IDAT", idat) + _IEND
-
-
-_PNG_SIGNATURE: Final = b"\x89PNG\r\n\x1a\n"
-_IEND: Final = _chunk(b"IEND", b"")
 
 
 class WebDriver:
@@ -183,6 +155,13 @@ class WebDriver:
         if image is None:
             return None
         return version, await asyncio.shield(self._encoding(image, version))
+
+    async def encoded(self, image: Image.Image) -> bytes:
+        """`image` as PNG: the kiosk's own encoding when it is the frame showing (the display's
+        support copy shares it instead of encoding the frame a second time)."""
+        if image is self._image:
+            return await asyncio.shield(self._encoding(image, self._version))
+        return await asyncio.to_thread(encode_png, image)
 
     def _encoding(self, image: Image.Image, version: int) -> asyncio.Future[bytes]:
         """The PNG of frame `version`, started once (shared by every client that asks)."""

@@ -278,3 +278,47 @@ async def _fetch_version(http: aiohttp.ClientSession, url: str, version: str) ->
     async with http.get(url) as resp:
         assert resp.status == 200 and resp.headers["X-Screen-Version"] == version
         return await resp.read()
+
+
+async def test_the_support_copy_shares_the_kiosks_encoding_of_a_frame(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """With a kiosk following, a frame the support copy is due with is encoded once, for both."""
+    import drivers.display.png as png_module
+    import drivers.display.web as web_module
+    from agent.config import DisplayConfig
+    from agent.wiring.health import DriverHealth
+    from base.health import HealthBoard
+    from drivers.display.screens import IdleScreen
+    from drivers.display.service import DisplayService
+
+    encoded = _count_encodings(monkeypatch)  # the kiosk's encodings ...
+    monkeypatch.setattr(png_module, "encode_png", web_module.encode_png)  # ... and the copy's own
+    web = WebDriver("127.0.0.1", 0, SIZE, heartbeat_s=0.2)
+    service = DisplayService(
+        config=DisplayConfig(size="800x480"),
+        health=DriverHealth(HealthBoard()),
+        initial=IdleScreen("Store"),
+        driver_factory=lambda: web,
+        mirror_path=tmp_path / "screen.png",
+    )
+    task = asyncio.create_task(service.run())
+    try:
+        async with asyncio.timeout(10):
+            while web._runner is None:  # noqa: ASYNC110
+                await asyncio.sleep(0.01)
+        async with (
+            aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=5)) as http,
+            http.get(web.url + "events") as resp,
+        ):
+            await resp.content.readuntil(b"\n\n")
+            async with asyncio.timeout(10):
+                while not (tmp_path / "screen.png").exists():  # noqa: ASYNC110
+                    await asyncio.sleep(0.01)
+            body = await _fetch_version(http, web.url + "screen.png", str(web.version))
+    finally:
+        task.cancel()
+        with pytest.raises(asyncio.CancelledError):
+            await task
+    assert web.version == 1 and encoded == [1]  # the first frame: the copy and the kiosk's, one encoding
+    assert (tmp_path / "screen.png").read_bytes() == body
