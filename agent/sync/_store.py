@@ -22,8 +22,8 @@ __all__ = [
     "last_seqs_blocking",
     "live_config_version_blocking",
     "load_live_config_blocking",
-    "record_seqs_blocking",
     "save_live_config_blocking",
+    "store_seqs",
 ]
 
 # Every statement is plain SQL on the pooled sqlite3 connection (base.statedb): SQLAlchemy's
@@ -81,19 +81,19 @@ def assign_seqs_blocking(
     return {rid: known[rid] for rid in record_ids}
 
 
-def record_seqs_blocking(
-    db: StateDB, stream: str, seqs: Mapping[int, int], *, acked: Iterable[int] = ()
+def store_seqs(
+    conn: sqlite3.Connection, stream: str, seqs: Mapping[int, int], *, acked: Iterable[int] = ()
 ) -> None:
     """Store seqs the uplink numbered in memory (continuing the stream's count); forget `acked`.
+    A transaction body (`StateDB.write`: in the daemon, the state DB's one writer thread).
 
     A record numbered again (a dead letter put back) takes its new number.
     """
-    with db.transaction() as conn:
-        _forget(conn, list(acked))
-        if not seqs:
-            return
-        conn.executemany(_UPSERT_SEQ, [(rid, stream, seq) for rid, seq in seqs.items()])
-        conn.execute(_SET_LAST, (stream, max(seqs.values())))
+    _forget(conn, list(acked))
+    if not seqs:
+        return
+    conn.executemany(_UPSERT_SEQ, [(rid, stream, seq) for rid, seq in seqs.items()])
+    conn.execute(_SET_LAST, (stream, max(seqs.values())))
 
 
 def last_seqs_blocking(db: StateDB) -> dict[str, int]:

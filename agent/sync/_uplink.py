@@ -33,7 +33,7 @@ from dataclasses import dataclass, field
 from typing import Any, Protocol
 
 from agent.sync._client import PublishRefused, SyncClient
-from agent.sync._store import assign_seqs_blocking, last_seqs_blocking, record_seqs_blocking
+from agent.sync._store import assign_seqs_blocking, last_seqs_blocking, store_seqs
 from base.envelope import format_ts
 from base.statedb import StateDB
 from base.topics import UP_KINDS, up_topic
@@ -290,11 +290,8 @@ class Uplink:
             fresh = [rid for rid in ids if rid not in self._seqs]
             seqs = {rid: base + rank for rank, rid in enumerate(fresh, start=1)}
             self._last_seq[stream] = base + len(fresh)
-            self._persisting.append(
-                asyncio.ensure_future(
-                    asyncio.to_thread(record_seqs_blocking, self.db, stream, dict(seqs), acked=acked)
-                )
-            )
+            store = functools.partial(store_seqs, stream=stream, seqs=dict(seqs), acked=acked)
+            self._persisting.append(asyncio.ensure_future(self.db.write(store)))
             seqs.update({rid: self._seqs[rid] for rid in ids if rid in self._seqs})
         self._seqs.update(seqs)
         self.stats.per_stream[stream] = self.stats.per_stream.get(stream, 0) + len(records)

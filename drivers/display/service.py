@@ -137,8 +137,8 @@ class DisplayService:
         """
         if type(screen) not in SCREEN_NAMES:
             raise ScreenError(f"not a screen state: {screen!r}")
-        if screen != self._screen:
-            log.info("display screen", extra={"screen": screen_name(screen)})
+        if screen != self._screen:  # debug: the payment's own "payment state" line tells the same at info
+            log.debug("display screen", extra={"screen": screen_name(screen)})
         self._screen = screen
         self._changed.set()
 

@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import json
 import re
+import sqlite3
 from collections import defaultdict
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import asdict, dataclass
@@ -32,6 +33,7 @@ __all__ = [
     "facts_since_blocking",
     "funnel_rows",
     "funnel_total",
+    "insert_facts",
     "parse_since",
     "record_fact_blocking",
     "record_facts_blocking",
@@ -143,7 +145,12 @@ def record_facts_blocking(db: StateDB, facts: Sequence[Fact]) -> list[bool]:
     """Record `facts` in one transaction, each unless a fact with its key exists; for each,
     True when it was new."""
     with db.transaction() as conn:
-        return [conn.execute(_INSERT_FACT, _fact_row(fact)).rowcount == 1 for fact in facts]
+        return insert_facts(conn, facts)
+
+
+def insert_facts(conn: sqlite3.Connection, facts: Sequence[Fact]) -> list[bool]:
+    """The statements of `record_facts_blocking`, as a transaction body (`StateDB.write`)."""
+    return [conn.execute(_INSERT_FACT, _fact_row(fact)).rowcount == 1 for fact in facts]
 
 
 def _fact_row(fact: Fact) -> tuple[Any, ...]:

@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import functools
 import logging
 import re
 import uuid
@@ -28,7 +29,7 @@ from base.health import Level
 from membership.config import CampaignConfig
 from membership.context import MembershipContext, MembershipSettings, SettingsStore
 from membership.coupons._events import offer_coupon_event
-from membership.coupons._funnel import Fact, FactKind, record_fact_blocking, record_facts_blocking
+from membership.coupons._funnel import Fact, FactKind, insert_facts, record_fact_blocking
 from membership.coupons._ledger import (
     LedgerRow,
     LedgerState,
@@ -131,12 +132,14 @@ def deliver_welcome(ctx: MembershipContext, conversion: WelcomeRequest) -> Await
 async def record_fact(ctx: MembershipContext, fact: Fact) -> bool:
     """Record a funnel fact (payments, binding QRs, friends, members...) from any capability;
     True when new. Idempotent: the same fact recorded twice counts once."""
-    return await asyncio.to_thread(record_fact_blocking, ctx.db, fact)
+    (new,) = await record_facts(ctx, [fact])
+    return new
 
 
 async def record_facts(ctx: MembershipContext, facts: Sequence[Fact]) -> list[bool]:
-    """`record_fact` for several facts of one moment (a sale's), in one transaction."""
-    return await asyncio.to_thread(record_facts_blocking, ctx.db, facts)
+    """`record_fact` for several facts of one moment (a sale's), in one transaction (in the
+    daemon, on the state DB's one writer: a sale's facts share its group commit)."""
+    return await ctx.db.write(functools.partial(insert_facts, facts=facts))
 
 
 class CouponService(PushJobs):
