@@ -88,6 +88,7 @@ class Outbox:
         self._on_health = on_health
         self._health: tuple[OutboxCondition, str] | None = None
         self._closing = False
+        self._on_stored: list[Callable[[], None]] = []
 
     @classmethod
     async def open(
@@ -299,9 +300,19 @@ class Outbox:
         # Let the writer's last call_soon_threadsafe callbacks resolve their futures.
         await asyncio.sleep(0)
 
+    def on_stored(self, callback: Callable[[], None]) -> Callable[[], None]:
+        """Call `callback` on the loop after each commit that stored a new record, so a consumer
+        can wait for records instead of claiming every stream a few times a second (an idle
+        uplink's polling was most of the daemon's idle CPU). Returns the unsubscribe function."""
+        self._on_stored.append(callback)
+        return lambda: self._on_stored.remove(callback) if callback in self._on_stored else None
+
     # --- health ------------------------------------------------------------------------------
 
     def _after_batch(self, result: BatchResult) -> None:
+        if result.stored:
+            for callback in list(self._on_stored):
+                callback()
         failing = self._health is not None and self._health[0] is OutboxCondition.WRITE_FAILED
         if result.failure is None and not result.stored and failing:
             # A read, claim, ack, release or deduplicated put that worked does not prove the

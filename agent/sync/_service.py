@@ -50,10 +50,14 @@ from base.health import Level
 from base.mqtt import client_id_for
 from base.topics import down_filter, status_topic, store_down_filter
 from membership.conversion import LINE_INBOX_STREAM
+from offline_queue import Outbox
 
 __all__ = ["DownlinkInbox", "LiveConfig", "SyncService", "status_payload"]
 
 log = logging.getLogger(__name__)
+# The uplink's poll when the outbox wakes it for every stored record: only what time alone makes
+# claimable again waits this long (a refused record's retry is 30 s, a lease 60 s).
+STORED_WAKE_POLL_S = 2.0
 
 
 def status_payload(
@@ -174,6 +178,11 @@ class SyncService:
             batch_max=self.live.config.mqtt.batch_max,
             max_message_bytes=cfg.max_message_bytes,
         )
+        outbox = self.outbox if isinstance(self.outbox, Outbox) else None
+        if outbox is not None:
+            # Woken by every stored record, the uplink polls only for what time alone makes
+            # claimable again (a retry that is due, a lease that ran out).
+            settings = replace(settings, idle_poll_s=STORED_WAKE_POLL_S)
         facts = ops_facts(self.ctx)
         self.uplink = Uplink(
             self.outbox,
@@ -182,6 +191,7 @@ class SyncService:
             wall_clock=self.ctx.wall_clock,
             on_acked=lambda at: facts.record_sync(at=at),
         )
+        unsubscribe = outbox.on_stored(self.uplink.wake.set) if outbox is not None else None
         self.live.follow("sync", ["mqtt.batch_max"], self._follow_batch_max)
         self._health(Level.AMBER, f"connecting to {cfg.host}:{cfg.port}")
         try:
@@ -199,6 +209,8 @@ class SyncService:
                 await self._report_pending()
                 await self._sleep(self.backoff.next_delay())
         finally:
+            if unsubscribe is not None:
+                unsubscribe()
             await self.uplink.release_all()
 
     def _disconnected(self, exc: Exception) -> None:

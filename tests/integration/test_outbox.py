@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import sqlite3
+from collections.abc import Callable
 from pathlib import Path
 
 import pytest
@@ -337,3 +338,72 @@ async def test_components_can_still_put_while_they_stop(
     assert await run_agent(config, on_started=started) == 0
     async with await Outbox.open(config.db_path) as box:
         assert [r.payload for r in await box.claim("sale")] == [{"last": True}]
+
+
+async def test_on_stored_wakes_a_consumer_for_new_records_only(db: Path, clock: FakeClock) -> None:
+    async with await Outbox.open(db, prepare=prepare_state_db, clock=clock) as box:
+        calls: list[int] = []
+        unsubscribe = box.on_stored(lambda: calls.append(1))
+        await box.put("sale", {"n": 1}, dedupe_key="k1")
+        await asyncio.sleep(0)  # the writer's callbacks run on the loop
+        assert calls == [1]
+        await box.put("sale", {"n": 1}, dedupe_key="k1")  # deduplicated: nothing new
+        (record,) = await box.claim("sale")
+        await box.ack([record.id])
+        await asyncio.sleep(0)
+        assert calls == [1]
+        unsubscribe()
+        unsubscribe()  # twice is harmless
+        await box.put("sale", {"n": 2})
+        await asyncio.sleep(0)
+        assert calls == [1]
+
+
+class _Refused(Exception):
+    """A transaction body's own refusal (like the journal's DuplicateOrder)."""
+
+
+async def test_another_rooms_transactions_share_the_writers_group_commit(db: Path, clock: FakeClock) -> None:
+    """Bodies queued together commit together with the outbox's puts; a body's own exception
+    reaches its caller unchanged and fails neither its neighbours nor the outbox's health."""
+    async with await Outbox.open(db, prepare=prepare_state_db, clock=clock) as box:
+        await box.transaction(lambda conn: conn.execute("CREATE TABLE notes (n INTEGER PRIMARY KEY)"))
+        batches = box._writer.batches
+
+        def note(n: int) -> Callable[[sqlite3.Connection], int]:
+            def body(conn: sqlite3.Connection) -> int:
+                conn.execute("INSERT INTO notes (n) VALUES (?)", (n,))
+                return n
+
+            return body
+
+        def refuse(conn: sqlite3.Connection) -> None:
+            conn.execute("INSERT INTO notes (n) VALUES (99)")
+            raise _Refused("no")
+
+        results = await asyncio.gather(
+            *(box.transaction(note(n)) for n in range(5)),
+            box.put("sale", {"n": 1}),
+            box.transaction(refuse),
+            return_exceptions=True,
+        )
+        assert results[:5] == [0, 1, 2, 3, 4]
+        assert isinstance(results[6], _Refused)
+        # one batch failed on the refusal, then each operation alone: 1 + 7, not 7 + 7
+        assert box._writer.batches - batches <= 8
+        rows = await box.transaction(lambda conn: [n for (n,) in conn.execute("SELECT n FROM notes")])
+        assert rows == [0, 1, 2, 3, 4]  # the refused body's insert was rolled back
+        assert await box.depth("sale") == 1
+        assert box._health is not None and box._health[0] is OutboxCondition.OK
+
+        together = box._writer.batches
+        await asyncio.gather(*(box.transaction(note(n)) for n in range(10, 20)))
+        assert box._writer.batches - together < 10  # queued while one committed: they shared commits
+
+
+async def test_a_transaction_body_sees_sqlite_errors_as_they_are(db: Path, clock: FakeClock) -> None:
+    async with await Outbox.open(db, prepare=prepare_state_db, clock=clock) as box:
+        with pytest.raises(sqlite3.OperationalError, match="no such table"):
+            await box.transaction(lambda conn: conn.execute("INSERT INTO missing VALUES (1)"))
+    with pytest.raises(OutboxClosedError):
+        await box.transaction(lambda conn: None)

@@ -5,7 +5,9 @@ from __future__ import annotations
 
 import sqlite3
 import threading
+from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -127,4 +129,42 @@ def test_read_only_reads_a_path_with_uri_characters_and_refuses_writes(tmp_path:
         conn.execute("INSERT INTO sales VALUES ('R2', 6)")
     assert _orders(db) == ["R1"]
     reader.close()
+    db.close()
+
+
+async def test_write_runs_on_the_route_while_one_is_set_and_on_the_pool_otherwise(tmp_path: Path) -> None:
+    """The daemon routes `write()` to the outbox's writer thread; without a route (and after
+    it is taken away, before the outbox closes) a body commits on a pooled connection."""
+    from agent.db import prepare_state_db
+    from offline_queue import Outbox
+
+    path = tmp_path / "state.db"
+    db = StateDB(path)
+    _table(db)
+    box = await Outbox.open(path, prepare=prepare_state_db)
+    routed: list[str] = []
+
+    def insert(order_id: str) -> Callable[[sqlite3.Connection], str]:
+        def body(conn: sqlite3.Connection) -> str:
+            conn.execute("INSERT INTO sales VALUES (?, 1)", (order_id,))
+            return order_id
+
+        return body
+
+    async def route(body: Callable[[sqlite3.Connection], Any]) -> Any:
+        routed.append("outbox")
+        return await box.transaction(body)
+
+    try:
+        assert await db.write(insert("A")) == "A"
+        db.route_writes(route)
+        assert await db.write(insert("B")) == "B"
+        with pytest.raises(sqlite3.IntegrityError):
+            await db.write(insert("B"))  # the body's error, unchanged, through the route
+        db.route_writes(None)
+        assert await db.write(insert("C")) == "C"
+    finally:
+        await box.close()
+    assert routed == ["outbox", "outbox"]
+    assert _orders(db) == ["A", "B", "C"]
     db.close()

@@ -67,8 +67,9 @@ async def test_the_connections_that_write_are_wal_and_synchronous_full(
     )
     started: asyncio.Future[tuple[AgentContext, Supervisor]] = asyncio.get_running_loop().create_future()
     writes: list[tuple[str, int, str]] = []  # (statement, synchronous, journal_mode) per payments write
+    on_writer: list[str] = []  # the payments writes made on the outbox writer's connection
 
-    def tracer(conn: sqlite3.Connection) -> Callable[[str], None]:
+    def tracer(conn: sqlite3.Connection, seen: list[str] | None = None) -> Callable[[str], None]:
         """SQLite's own trace of `conn`'s payments writes, with the pragmas it has now."""
         (sync,) = conn.execute("PRAGMA synchronous").fetchone()
         (mode,) = conn.execute("PRAGMA journal_mode").fetchone()
@@ -77,6 +78,8 @@ async def test_the_connections_that_write_are_wal_and_synchronous_full(
             verb = statement.lstrip().split(" ", 1)[0].upper()
             if verb in ("INSERT", "UPDATE") and "payments" in statement.split("(", 1)[0]:
                 writes.append((verb, int(sync), str(mode)))
+                if seen is not None:
+                    seen.append(verb)
 
         return trace
 
@@ -98,7 +101,7 @@ async def test_the_connections_that_write_are_wal_and_synchronous_full(
 
         def traced_submit(fn: Callable[[Any], Any], **kwargs: Any) -> asyncio.Future[Any]:
             def run(store: Any) -> Any:  # on the writer's thread, inside its transaction
-                store.conn.set_trace_callback(tracer(store.conn))
+                store.conn.set_trace_callback(tracer(store.conn, on_writer))
                 try:
                     return fn(store)
                 finally:
@@ -148,6 +151,7 @@ async def test_the_connections_that_write_are_wal_and_synchronous_full(
                 assert time.monotonic() < deadline, view
         assert writes, "no payments write seen on the daemon's state DB"
         assert {verb for verb, _, _ in writes} == {"INSERT", "UPDATE"}
+        assert set(on_writer) == {"INSERT", "UPDATE"}  # the journal writes on the file's one writer
         assert all((sync, mode) == (FULL, "wal") for _, sync, mode in writes), writes
 
         await box.put("crit", {"n": 1})
