@@ -25,6 +25,11 @@ _T = TypeVar("_T")
 CHUNK = 500  # ids per IN list, well under SQLite's limit on bound parameters
 IDLE_CONNECTIONS = 5  # kept open between uses, as SQLAlchemy's QueuePool did
 BUSY_TIMEOUT_MS = 5000
+# Page cache per pooled connection (KiB; SQLite's default is 2000). In the daemon the pool mostly
+# serves lookups by key (the writes go to the outbox's writer connection), and each of up to six
+# connections' caches grew toward the default as the file grew, for pages the OS page cache
+# holds anyway (resident memory grew with the sales: bench/footprint.py).
+CACHE_KIB = 512
 
 
 def placeholders(count: int) -> str:
@@ -67,7 +72,10 @@ class StateDB:
         if self.read_only:
             uri = self.path.resolve().as_uri() + "?mode=ro"
             conn = sqlite3.connect(uri, uri=True, check_same_thread=False)
-            pragmas: tuple[str, ...] = (f"PRAGMA busy_timeout={BUSY_TIMEOUT_MS}",)
+            pragmas: tuple[str, ...] = (
+                f"PRAGMA busy_timeout={BUSY_TIMEOUT_MS}",
+                f"PRAGMA cache_size=-{CACHE_KIB}",
+            )
         else:
             conn = sqlite3.connect(self.path, check_same_thread=False)
             pragmas = (
@@ -75,6 +83,7 @@ class StateDB:
                 "PRAGMA synchronous=FULL",
                 "PRAGMA foreign_keys=ON",
                 f"PRAGMA busy_timeout={BUSY_TIMEOUT_MS}",
+                f"PRAGMA cache_size=-{CACHE_KIB}",
             )
         try:
             for pragma in pragmas:

@@ -22,6 +22,7 @@ import hashlib
 import json
 import logging
 import time
+import weakref
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, replace
 
@@ -177,7 +178,8 @@ class PaymentService:
         )
         self._sleep = sleep
         self._cache: dict[str, Payment] = {}  # line_order_id -> latest journaled payment
-        self._locks: dict[str, asyncio.Lock] = {}
+        # Weak: a lock lives while someone holds or awaits it, not one per sale for months.
+        self._locks: weakref.WeakValueDictionary[str, asyncio.Lock] = weakref.WeakValueDictionary()
         self._pending: dict[str, tuple[Command, int]] = {}
         self._drivers: set[str] = set()
         self._changed: dict[str, asyncio.Event] = {}
@@ -416,7 +418,7 @@ class PaymentService:
     ) -> Payment:
         """Apply `event` to payment `key`; `first` is an earlier state whose outbox copy goes
         before this change's (a new attempt's created row, sent with its first change)."""
-        lock = self._locks.setdefault(key, asyncio.Lock())
+        lock = self._locks.get(key) or self._locks.setdefault(key, asyncio.Lock())
         async with lock:
             current = self._cache.get(key) or await self._journal.by_line_order_id(key)
             if current is None:

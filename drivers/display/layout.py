@@ -247,7 +247,10 @@ def _line_height(fonts: FontSet, px: int, bold: bool) -> int:
     return math.ceil(_ref_metrics(fonts, bold) * px / _REF_PX)
 
 
-@functools.lru_cache(maxsize=256)
+# 64: every screen's fixed labels (touched at each static paint, so they stay) and the last few
+# amounts. An amount's mask at the waiting screen's size is ~50 kB, and with 256 entries the
+# amounts of a day's sales kept ~8 MB of masks that are rarely drawn twice (bench/footprint.py).
+@functools.lru_cache(maxsize=64)
 def _text_mask(fonts: FontSet, px: int, bold: bool, text: str) -> tuple[Image.Image, int, int]:
     """The text rasterised once as an "L" mask, with its offset from the line box's top-left."""
     font = fonts.font(px, bold=bold)

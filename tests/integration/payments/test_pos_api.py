@@ -52,6 +52,7 @@ async def test_scan_code_payment(tmp_path: Path, emulator: EmulatorServer) -> No
                 break
             await asyncio.sleep(0.02)
         assert h.service._cache == {}  # settled payments live in the journal, not in memory
+        assert dict(h.service._locks) == {}  # nor their locks (one a sale would pile up for months)
 
 
 async def test_qr_payment(tmp_path: Path, emulator: EmulatorServer) -> None:
