@@ -12,6 +12,7 @@ import logging
 import signal
 import sqlite3
 from collections.abc import Callable
+from typing import TypeVar
 
 from agent import __version__
 from agent.config import ShopEdgeConfig
@@ -22,12 +23,13 @@ from agent.state import finish_run, last_run_was_clean, start_run
 from agent.supervisor import Supervisor
 from agent.wiring import build_components
 from agent.wiring.health import OUTBOX_LEVELS
-from base.statedb import StateDB
-from offline_queue import Outbox, OutboxError
+from base.statedb import RouteClosed, StateDB, WriteRoute
+from offline_queue import Outbox, OutboxClosedError, OutboxError
 
 __all__ = ["StateUnavailable", "run_agent"]
 
 log = logging.getLogger(__name__)
+_T = TypeVar("_T")
 
 
 class StateUnavailable(Exception):
@@ -64,7 +66,7 @@ async def run_agent(
             log.error("cannot open the outbox; nothing can be recorded safely", extra={"error": str(exc)})
             return 1
         ctx.services["outbox"] = outbox
-        db.route_writes(outbox.transaction)  # one writer thread for the file: group commits
+        db.route_writes(_via_outbox(outbox))  # one writer thread for the file: group commits
         if not await asyncio.to_thread(last_run_was_clean, db):
             log.warning("previous run did not stop cleanly; reconciling state at start")
         try:
@@ -116,6 +118,18 @@ async def run_agent(
         if outbox is not None:
             await outbox.close()
         db.close()
+
+
+def _via_outbox(outbox: Outbox) -> WriteRoute:
+    """The state DB's writes on the outbox's writer; on the pool again if that writer stops."""
+
+    async def route(body: Callable[[sqlite3.Connection], _T]) -> _T:
+        try:
+            return await outbox.transaction(body)
+        except OutboxClosedError:  # raised before the body ran: safe to run it elsewhere
+            raise RouteClosed from None
+
+    return route
 
 
 def _on_signal(supervisor: Supervisor, sig: signal.Signals) -> None:

@@ -18,7 +18,7 @@ from collections.abc import Awaitable, Callable, Iterator, Sequence
 from pathlib import Path
 from typing import Protocol, TypeVar
 
-__all__ = ["CHUNK", "StateDB", "WriteRoute", "chunks", "placeholders"]
+__all__ = ["CHUNK", "RouteClosed", "StateDB", "WriteRoute", "chunks", "placeholders"]
 
 _T = TypeVar("_T")
 
@@ -41,9 +41,14 @@ def placeholders(count: int) -> str:
 
 
 class WriteRoute(Protocol):
-    """Runs a write transaction's body on the file's one writer thread (`Outbox.transaction`)."""
+    """Runs a write transaction's body on the file's one writer thread (`Outbox.transaction`);
+    raises `RouteClosed`, having run nothing, when that writer is gone."""
 
     def __call__(self, body: Callable[[sqlite3.Connection], _T], /) -> Awaitable[_T]: ...
+
+
+class RouteClosed(Exception):
+    """The routed writer has stopped (closed, or crashed): `write()` runs the body on the pool."""
 
 
 def chunks(ids: Sequence[int]) -> Iterator[Sequence[int]]:
@@ -155,7 +160,8 @@ class StateDB:
         """
         route = self._route
         if route is not None:
-            return await route(body)
+            with contextlib.suppress(RouteClosed):  # a stopped writer must not stop the journal
+                return await route(body)
         return await asyncio.to_thread(self._write_blocking, body)
 
     def _write_blocking(self, body: Callable[[sqlite3.Connection], _T]) -> _T:

@@ -197,7 +197,8 @@ class Outbox:
 
         Raises:
             OutboxClosedError: after `close()`.
-            Whatever `body` raises, and `sqlite3.Error` when the commit fails (health goes red).
+            Whatever `body` raises (an `sqlite3.OperationalError`, the file refusing writes,
+            also turns the outbox's health red), and `sqlite3.Error` when the commit fails.
         """
         result: _T = await self._writer.submit(lambda s: body(s.conn), full=True, foreign=True)
         return result

@@ -88,7 +88,7 @@ class Writer(threading.Thread):
         says nothing about whether the disk still takes writes (health stays as it was).
         `foreign` marks another room's transaction body: what it raises is its own business
         (its future gets the exception itself, not an `OutboxWriteError`), and only an SQLite
-        error counts against the outbox's health.
+        operational error (the file refusing writes) counts against the outbox's health.
         """
         if self.closed:
             raise OutboxClosedError("the outbox is closed")
@@ -173,7 +173,7 @@ class Writer(threading.Thread):
             wrote = any(op.write for op in batch)
         except Exception as batch_exc:
             # A foreign body's own refusal (a duplicate order) is its caller's news, not the disk's.
-            ordinary = isinstance(batch_exc, sqlite3.Error) or not any(op.foreign for op in batch)
+            ordinary = _disk_trouble(batch_exc) or not any(op.foreign for op in batch)
             if len(batch) > 1 and ordinary:
                 log.warning(
                     "outbox batch failed; retrying its operations one by one", extra={"error": str(batch_exc)}
@@ -188,7 +188,7 @@ class Writer(threading.Thread):
                         failure = _write_error(exc)
                         outcomes.append((op.future, None, failure))
                         continue
-                    if isinstance(exc, sqlite3.Error):
+                    if _disk_trouble(exc):
                         failure = _write_error(exc)
                     outcomes.append((op.future, None, exc))
         self.batches += 1
@@ -233,6 +233,12 @@ def _sync_level(batch: Sequence[_Op]) -> bool | None:
     if any(op.full for op in batch):
         return True
     return False if any(op.write for op in batch) else None
+
+
+def _disk_trouble(exc: BaseException) -> bool:
+    """Whether a foreign body's exception says the file refuses writes (full disk, I/O error,
+    locked), as the outbox's health reports; a constraint it broke (a key used twice) does not."""
+    return isinstance(exc, sqlite3.OperationalError)
 
 
 def _write_error(exc: Exception) -> OutboxWriteError:

@@ -402,8 +402,17 @@ async def test_another_rooms_transactions_share_the_writers_group_commit(db: Pat
 
 
 async def test_a_transaction_body_sees_sqlite_errors_as_they_are(db: Path, clock: FakeClock) -> None:
+    """A broken constraint is the body's business; an operational error is the file's (health)."""
     async with await Outbox.open(db, prepare=prepare_state_db, clock=clock) as box:
+        await box.transaction(lambda conn: conn.execute("CREATE TABLE keys (k TEXT PRIMARY KEY)"))
+        await box.transaction(lambda conn: conn.execute("INSERT INTO keys VALUES ('a')"))
+        with pytest.raises(sqlite3.IntegrityError):
+            await box.transaction(lambda conn: conn.execute("INSERT INTO keys VALUES ('a')"))
+        await asyncio.sleep(0)
+        assert box._health is not None and box._health[0] is OutboxCondition.OK
         with pytest.raises(sqlite3.OperationalError, match="no such table"):
             await box.transaction(lambda conn: conn.execute("INSERT INTO missing VALUES (1)"))
+        await asyncio.sleep(0)
+        assert box._health is not None and box._health[0] is OutboxCondition.WRITE_FAILED
     with pytest.raises(OutboxClosedError):
         await box.transaction(lambda conn: None)

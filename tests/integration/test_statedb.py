@@ -168,3 +168,24 @@ async def test_write_runs_on_the_route_while_one_is_set_and_on_the_pool_otherwis
     assert routed == ["outbox", "outbox"]
     assert _orders(db) == ["A", "B", "C"]
     db.close()
+
+
+async def test_a_write_routed_to_a_stopped_outbox_commits_on_the_pool(tmp_path: Path) -> None:
+    """An outbox writer that has stopped (closed, or crashed) never stops the journal's writes."""
+    from agent.daemon import _via_outbox
+    from agent.db import prepare_state_db
+    from offline_queue import Outbox
+
+    path = tmp_path / "state.db"
+    db = StateDB(path)
+    _table(db)
+    box = await Outbox.open(path, prepare=prepare_state_db)
+    db.route_writes(_via_outbox(box))
+
+    def insert(conn: sqlite3.Connection) -> int:
+        return conn.execute("INSERT INTO sales VALUES ('late', 1)").rowcount
+
+    await box.close()
+    assert await db.write(insert) == 1
+    assert _orders(db) == ["late"]
+    db.close()
