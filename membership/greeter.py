@@ -39,7 +39,7 @@ from membership.coupons import (
     WelcomeRequest,
     budget_verdict,
     classify,
-    record_fact_blocking,
+    record_fact,
 )
 from membership.greeting import (
     REJECTIONS,
@@ -287,7 +287,7 @@ class Greeter:
             campaign=greeting,
         )
         try:
-            await self._db(record_fact_blocking, fact)
+            await record_fact(self.ctx, fact)
         except Exception as exc:  # the funnel is a report: never block a greeting on it
             log.error("visit fact not recorded", extra={"kind": kind, "error": str(exc)})
 

@@ -200,9 +200,6 @@ class Journal:
 
     # ------------------------------------------------------------ blocking
 
-    def _transaction(self) -> contextlib.AbstractContextManager[sqlite3.Connection]:
-        return self._db.transaction()
-
     def _create_body(
         self,
         conn: sqlite3.Connection,
@@ -254,16 +251,16 @@ class Journal:
         return _payment(row) if row is not None else None
 
     def _latest_blocking(self, order_id: str) -> Payment | None:
-        with self._transaction() as conn:
+        with self._db.transaction() as conn:
             return self._latest(conn, order_id)
 
     def _by_line_blocking(self, line_order_id: str) -> Payment | None:
-        with self._transaction() as conn:
+        with self._db.transaction() as conn:
             row = conn.execute(_BY_LINE, (line_order_id,)).fetchone()
         return _payment(row) if row is not None else None
 
     def _by_key_blocking(self, scope: IdempotencyScope, key: str) -> tuple[str, Payment] | None:
-        with self._transaction() as conn:
+        with self._db.transaction() as conn:
             row = conn.execute(_BY_KEY, (str(scope), key)).fetchone()
             if row is None:
                 return None
@@ -297,12 +294,12 @@ class Journal:
             raise StaleWrite(f"{payment.line_order_id} v{payment.version}")
 
     def _non_final_blocking(self) -> list[Payment]:
-        with self._transaction() as conn:
+        with self._db.transaction() as conn:
             rows = conn.execute(_NON_FINAL, _NON_FINAL_STATES).fetchall()
         return [_payment(row) for row in rows]
 
     def _unsent_blocking(self) -> list[Payment]:
-        with self._transaction() as conn:
+        with self._db.transaction() as conn:
             rows = conn.execute(_UNSENT).fetchall()
         return [_payment(row) for row in rows]
 

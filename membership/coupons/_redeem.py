@@ -21,9 +21,10 @@ from aiohttp import web
 from base.jsonread import JsonInputError, read_json
 from membership.context import MembershipContext
 from membership.coupons._events import offer_coupon_event
-from membership.coupons._funnel import Fact, FactKind, record_fact_blocking
+from membership.coupons._funnel import Fact, FactKind
 from membership.coupons._ledger import RedeemStatus, redeem_blocking
 from membership.coupons._policy import normalize_code
+from membership.coupons._service import record_fact
 
 __all__ = ["REDEEM_PATH", "add_coupon_routes"]
 
@@ -98,7 +99,7 @@ async def _redeem(request: web.Request) -> web.Response:
         line_user_id=row.line_user_id,
         campaign=row.campaign,
     )
-    if await asyncio.to_thread(record_fact_blocking, ctx.db, fact):
+    if await record_fact(ctx, fact):
         await offer_coupon_event(ctx.services.get("outbox"), fact)
     campaign = next((c for c in ctx.config.campaigns if c.name == row.campaign), None)
     return web.json_response(

@@ -29,7 +29,7 @@ from base.health import Level
 from membership.config import CampaignConfig
 from membership.context import MembershipContext, MembershipSettings, SettingsStore
 from membership.coupons._events import offer_coupon_event
-from membership.coupons._funnel import Fact, FactKind, insert_facts, record_fact_blocking
+from membership.coupons._funnel import Fact, FactKind, insert_facts
 from membership.coupons._ledger import (
     LedgerRow,
     LedgerState,
@@ -239,7 +239,7 @@ class CouponService(PushJobs):
             line_user_id=row.line_user_id,
             campaign=row.campaign,
         )
-        if await self._db(record_fact_blocking, fact):
+        if await record_fact(self.ctx, fact):
             await offer_coupon_event(self._outbox or self.ctx.services.get("outbox"), fact)
 
     async def _coupon_id(self, campaign: CampaignConfig) -> str:
