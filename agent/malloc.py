@@ -6,11 +6,15 @@ megabytes, so resident memory creeps up with no leak in Python. Two arenas keep 
 contending on one lock and return that memory: measured by bench/footprint.py, ~15 MB less
 after 400 sales. Equivalent to `MALLOC_ARENA_MAX=2`, which still wins when it is set.
 
-Every frame the display draws and encodes passes through buffers of about 1.2 MB (the pixels,
-the PNG's rows). Above glibc's mmap threshold (128 kB until it adapts, and in a thread's arena it
-did not) each is a fresh mmap and munmap: ~800 page faults and 3 ms of kernel time a frame.
-Holding allocations up to 4 MB on the heap, and trimming the heap only past 8 MB free, reuses
-the same pages: 10 faults and 0.7 ms a frame (docs/performance.md).
+Freed memory goes back to the system: every frame the display draws and encodes passes through
+buffers of about 1.2 MB (the pixels, the PNG's rows), and glibc's defaults keep them. Once one
+such buffer is freed, glibc raises its mmap threshold to that size (so later ones come from the
+heap, between small long-lived allocations that pin them) and its trim threshold to twice it.
+A fixed mmap threshold of 128 kB (glibc's starting value, no longer adapting) and a trim
+threshold of 128 kB return them: 104 -> 93 MB after 2,000 sales in bench/footprint.py, for ~1 ms
+more kernel time a sale (each frame's buffers are mapped and faulted in anew;
+docs/performance.md). An earlier round held them on the heap for that millisecond; the memory
+goal is the harder one on a 512 MB Pi that also runs kiosk Chromium.
 `MALLOC_MMAP_THRESHOLD_` / `MALLOC_TRIM_THRESHOLD_` set by the operator still win.
 """
 
@@ -21,13 +25,13 @@ import logging
 import os
 from typing import Final
 
-__all__ = ["ARENA_MAX", "MMAP_THRESHOLD", "TRIM_THRESHOLD", "keep_frame_buffers", "limit_malloc_arenas"]
+__all__ = ["ARENA_MAX", "MMAP_THRESHOLD", "TRIM_THRESHOLD", "limit_malloc_arenas", "return_freed_memory"]
 
 log = logging.getLogger(__name__)
 
 ARENA_MAX: Final = 2
-MMAP_THRESHOLD: Final = 4 * 1024 * 1024
-TRIM_THRESHOLD: Final = 8 * 1024 * 1024
+MMAP_THRESHOLD: Final = 128 * 1024
+TRIM_THRESHOLD: Final = 128 * 1024
 _M_TRIM_THRESHOLD: Final = -1  # glibc malloc.h
 _M_MMAP_THRESHOLD: Final = -3
 _M_ARENA_MAX: Final = -8
@@ -38,8 +42,8 @@ def limit_malloc_arenas(arenas: int = ARENA_MAX) -> bool:
     return _mallopt(_M_ARENA_MAX, arenas, env="MALLOC_ARENA_MAX")
 
 
-def keep_frame_buffers() -> bool:
-    """Keep frame-sized buffers on the heap (see above); False where not applied."""
+def return_freed_memory() -> bool:
+    """Fixed, low mmap and trim thresholds (see above); False where not applied."""
     if "MALLOC_MMAP_THRESHOLD_" in os.environ or "MALLOC_TRIM_THRESHOLD_" in os.environ:
         return False
     trim = _mallopt(_M_TRIM_THRESHOLD, TRIM_THRESHOLD, env="MALLOC_TRIM_THRESHOLD_")

@@ -17,10 +17,10 @@ def run(args: argparse.Namespace) -> int:
     from agent.config import secret_values
     from agent.daemon import run_agent
     from agent.logs import setup_logging
-    from agent.malloc import keep_frame_buffers, limit_malloc_arenas
+    from agent.malloc import limit_malloc_arenas, return_freed_memory
 
     limit_malloc_arenas()  # before asyncio.run starts any worker thread
-    keep_frame_buffers()
+    return_freed_memory()
     config = load_or_exit(args.config)
     setup_logging(args.log_level, secrets=secret_values(config))
     # uvloop (libuv) runs the one event loop: the stdlib loop's own Python (selectors, callback
