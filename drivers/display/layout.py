@@ -213,7 +213,7 @@ def _lower(px: int) -> int:
 
 @functools.lru_cache(maxsize=1024)
 def _ref_length(fonts: FontSet, text: str, bold: bool) -> float:
-    return float(fonts.font(_REF_PX, bold=bold).getlength(text))
+    return float(fonts.font(_REF_PX, bold=bold, text=text).getlength(text))
 
 
 @functools.lru_cache(maxsize=1024)
@@ -234,7 +234,7 @@ def _fit_px(fonts: FontSet, text: str, bold: bool, px: int, width: int, *, verif
 
 @functools.lru_cache(maxsize=1024)
 def _text_width(fonts: FontSet, text: str, bold: bool, px: int) -> int:
-    return math.ceil(fonts.font(px, bold=bold).getlength(text))
+    return math.ceil(fonts.font(px, bold=bold, text=text).getlength(text))
 
 
 @functools.lru_cache(maxsize=2)
@@ -253,7 +253,7 @@ def _line_height(fonts: FontSet, px: int, bold: bool) -> int:
 @functools.lru_cache(maxsize=64)
 def _text_mask(fonts: FontSet, px: int, bold: bool, text: str) -> tuple[Image.Image, int, int]:
     """The text rasterised once as an "L" mask, with its offset from the line box's top-left."""
-    font = fonts.font(px, bold=bold)
+    font = fonts.font(px, bold=bold, text=text)
     x0, y0, x1, y1 = font.getbbox(text, anchor="la")
     mask = Image.new("L", (max(1, int(x1 - x0)), max(1, int(y1 - y0))), 0)
     ImageDraw.Draw(mask).text((-x0, -y0), text, fill=255, font=font, anchor="la")
