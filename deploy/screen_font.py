@@ -101,7 +101,9 @@ def build(source_dir: Path, out: Path = OUT) -> None:
 
 
 def main() -> int:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
     parser.add_argument("--source-dir", type=Path, default=Path("/usr/share/fonts/opentype/noto"))
     args = parser.parse_args()
     try:

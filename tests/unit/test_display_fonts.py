@@ -106,7 +106,9 @@ def test_every_screen_is_pixel_identical_with_and_without_the_screen_font(name: 
     assert with_screen.screen is not None
     full_only = dataclasses.replace(with_screen, screen=None)
     for pending in (0, 3):
-        a = render(SCREENS[name], size=(800, 480), lang=lang, fonts=with_screen, now=NOW, pending_sync=pending)
+        a = render(
+            SCREENS[name], size=(800, 480), lang=lang, fonts=with_screen, now=NOW, pending_sync=pending
+        )
         b = render(SCREENS[name], size=(800, 480), lang=lang, fonts=full_only, now=NOW, pending_sync=pending)
         assert a.plan == b.plan, f"{name} {lang} pending={pending}"
         assert a.image.tobytes() == b.image.tobytes(), f"{name} {lang} pending={pending}"
