@@ -58,6 +58,7 @@ MAX_BATCH = 2000
 _CHUNK = 500  # ids per `IN (...)` statement
 
 _TABLES = {"outbox", "outbox_keys", "outbox_dead"}
+CACHE_KIB = 512  # page cache per connection, as base.statedb: the OS page cache holds the file anyway
 
 
 def connect_blocking(path: Path, *, read_only: bool = False) -> sqlite3.Connection:
@@ -70,6 +71,7 @@ def connect_blocking(path: Path, *, read_only: bool = False) -> sqlite3.Connecti
         conn = sqlite3.connect(path, isolation_level=None, check_same_thread=False)
     try:
         conn.execute("PRAGMA busy_timeout=5000")
+        conn.execute(f"PRAGMA cache_size=-{CACHE_KIB}")
         if not read_only:
             conn.execute("PRAGMA journal_mode=WAL")
             conn.execute("PRAGMA synchronous=FULL")

@@ -107,7 +107,9 @@ def module_px_for(matrix: QRMatrix, side: int) -> int:
     return max(0, side // (matrix.size + 2 * QUIET_MODULES))
 
 
-@functools.lru_cache(maxsize=8)
+# 3: the idle screen's friend QR and the last sale's two; every sale's binding QR is new, so
+# more entries only kept ~140 kB images that are never drawn again (bench/footprint.py).
+@functools.lru_cache(maxsize=3)
 def qr_image(matrix: QRMatrix, module_px: int) -> Image.Image:
     """The symbol with its quiet zone, `module_px` pixels per module, as an "L" image."""
     if module_px < 1:

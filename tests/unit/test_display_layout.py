@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
-from PIL import Image
+from PIL import Image, ImageDraw
 
 from drivers.display import layout as lay
 from drivers.display.fonts import FontSet, find_fonts
@@ -158,6 +158,21 @@ def test_render_is_deterministic_and_the_cache_is_not_mutated(fonts: FontSet) ->
     first.image.paste((255, 0, 0), (0, 0, 800, 480))
     second = lay.render(screen, size=(800, 480), lang="zh-TW", fonts=fonts, now=NOW)
     assert second.image.getpixel((400, 470)) == (255, 255, 255)
+    ImageDraw.Draw(second.image).rectangle((0, 0, 799, 479), fill=(0, 0, 255))
+    third = lay.render(screen, size=(800, 480), lang="zh-TW", fonts=fonts, now=NOW)
+    assert third.image.getpixel((400, 470)) == (255, 255, 255)
+    assert second.image.getpixel((400, 470)) == (0, 0, 255)
+
+
+def test_a_frame_without_a_countdown_shares_the_cached_pixels(fonts: FontSet) -> None:
+    """No 1.5 MB copy a frame: the same pixels, until something draws on one of them."""
+    screen = PaidScreen(180, "https://line.me/R/oaMessage/@shopedge/?b.y")
+    first = lay.render(screen, size=(800, 480), lang="zh-TW", fonts=fonts, now=NOW)
+    second = lay.render(screen, size=(800, 480), lang="zh-TW", fonts=fonts, now=NOW)
+    assert first.image is not second.image and first.image.im is second.image.im
+    pay = lay.render(SCREENS["pay"], size=(800, 480), lang="zh-TW", fonts=fonts, now=NOW)
+    again = lay.render(SCREENS["pay"], size=(800, 480), lang="zh-TW", fonts=fonts, now=NOW + 1)
+    assert pay.image.im is not again.image.im  # a countdown is drawn on a copy
 
 
 def test_expiring_countdown_turns_red(fonts: FontSet) -> None:
