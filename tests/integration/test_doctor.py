@@ -182,6 +182,7 @@ async def test_all_checks_pass_on_a_provisioned_device(device: Path) -> None:
     assert rows["clock"]["status"] in {"pass", "warn"}
     assert "s from LINE's clock" in rows["clock"]["detail"]
     assert rows["line_token"]["detail"] == "bot @shop123 (Test Shop)"
+    assert "screen font for" in rows["fonts"]["detail"], rows["fonts"]
 
 
 async def test_broker_down(device: Path, broker: Broker) -> None:
