@@ -17,7 +17,7 @@ from typing import TypeVar
 from agent import __version__
 from agent.config import ShopEdgeConfig
 from agent.context import AgentContext
-from agent.db import migrate, open_state_db
+from agent.db import Migration, MigrationError, MigrationFailed, open_state_db, start_migration
 from agent.sdnotify import systemd_component
 from agent.state import finish_run, last_run_was_clean, start_run
 from agent.supervisor import Supervisor
@@ -40,16 +40,26 @@ async def run_agent(
     config: ShopEdgeConfig,
     *,
     on_started: Callable[[AgentContext, Supervisor], None] | None = None,
+    migration: Migration | None = None,
 ) -> int:
     """Run until SIGTERM/SIGINT (or `Supervisor.stop()`); returns the process exit code.
+
+    `migration`: the state DB's migration, already started by the caller (`shopedge run` starts
+    it before its own imports); without it the daemon starts one if the schema differs.
 
     A state directory that cannot be written (a full disk) is one error line and exit code 1,
     not a traceback.
     """
     try:
-        db = await asyncio.to_thread(_open_state, config)
+        db = await asyncio.to_thread(_open_state, config, migration)
     except StateUnavailable as exc:
         log.error("cannot start: the state database cannot be written", extra={"error": str(exc)})
+        return 1
+    except MigrationFailed as exc:
+        log.error(
+            "cannot start: the state database could not be migrated",
+            extra={"error": str(exc), "output": exc.output},
+        )
         return 1
     ctx = AgentContext(config=config, db=db)
     run_id = 0
@@ -137,20 +147,23 @@ def _on_signal(supervisor: Supervisor, sig: signal.Signals) -> None:
     supervisor.stop()
 
 
-def _open_state(config: ShopEdgeConfig) -> StateDB:
+def _open_state(config: ShopEdgeConfig, migration: Migration | None) -> StateDB:
     try:
         db = open_state_db(config.db_path)
     except OSError as exc:
         raise StateUnavailable(f"{config.db_path.parent}: {exc.strerror or exc}") from None
     try:
-        migrate(db)
-    except (sqlite3.Error, OSError) as exc:
+        pending = migration if migration is not None else start_migration(config.db_path)
+        if pending is not None:
+            pending.wait()
+            log.info("state database migrated", extra={"path": str(config.db_path)})
+    except MigrationError as exc:
+        db.close()
+        raise StateUnavailable(str(exc)) from None
+    except (sqlite3.Error, OSError) as exc:  # reading the stored revisions
         db.close()
         raise StateUnavailable(f"{config.db_path}: {exc}") from None
-    except Exception as exc:  # Alembic runs SQLAlchemy, whose DBAPIError wraps the sqlite3 one
-        orig = getattr(exc, "orig", None)
-        if not isinstance(orig, sqlite3.Error):
-            raise
+    except BaseException:
         db.close()
-        raise StateUnavailable(f"{config.db_path}: {orig}") from None
+        raise
     return db

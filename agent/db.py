@@ -5,14 +5,21 @@ up to date with the Alembic migrations in `agent/migrations`, applied at start s
 field upgrades in place. Each capability adds its own migration branch off the base revision,
 and `upgrade("heads")` applies them all. Alembic and SQLAlchemy (~0.7 s and ~25 MB together on
 this machine) are imported only when the stored revisions differ from the code's, which
-`code_heads` reads from the revision files themselves; most starts load neither.
+`code_heads` reads from the revision files themselves; most starts load neither. When the
+daemon does need them (a device's first start, a start after an upgrade), `migrate_apart` runs
+the migration in a child process: imported once, those ~25 MB would stay resident for as long
+as that daemon runs.
 """
 
 from __future__ import annotations
 
 import ast
 import functools
+import os
 import sqlite3
+import subprocess
+import sys
+import time
 from collections.abc import Callable
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -24,17 +31,26 @@ if TYPE_CHECKING:
     from sqlalchemy import Engine
 
 __all__ = [
+    "Migration",
+    "MigrationError",
+    "MigrationFailed",
     "code_heads",
     "current_heads",
     "migrate",
+    "migrate_apart",
     "open_engine",
     "open_state_db",
     "prepare_state_db",
     "script_heads",
+    "start_migration",
     "stored_heads",
 ]
 
 MIGRATIONS = Path(__file__).with_name("migrations")
+# Under systemd's TimeoutStartSec (90 s, systemd/shopedge.service), so the daemon says why it
+# could not start instead of being killed mid-start.
+MIGRATE_TIMEOUT_S = 75.0
+_DATABASE_ERROR_EXIT = 3  # the child's exit code for "the database cannot be written"
 _HAS_VERSION_TABLE = "SELECT 1 FROM sqlite_master WHERE type = 'table' AND name = 'alembic_version'"
 
 
@@ -137,6 +153,96 @@ def migrate(db: StateDB | Engine, revision: str = "heads") -> None:
             engine.dispose()
 
 
+class MigrationError(Exception):
+    """The state DB could not be migrated because of the database itself (full disk, read-only
+    file, I/O error); the message names the file and SQLite's reason."""
+
+
+class MigrationFailed(Exception):
+    """The migration itself failed (a database from a newer release, a broken revision): the
+    message is the child's last line, `output` its whole stderr (the traceback)."""
+
+    def __init__(self, message: str, output: str) -> None:
+        super().__init__(message)
+        self.output = output
+
+
+def database_error(exc: BaseException) -> sqlite3.Error | OSError | None:
+    """The database's own error behind `exc`, if that is what it is (Alembic runs SQLAlchemy,
+    whose DBAPIError wraps the sqlite3 one); None for anything else, a bug to surface."""
+    if isinstance(exc, (sqlite3.Error, OSError)):
+        return exc
+    orig = getattr(exc, "orig", None)
+    return orig if isinstance(orig, sqlite3.Error) else None
+
+
+class Migration:
+    """A child process bringing the state DB to the code's heads (`python -m agent.db PATH`),
+    started by `start_migration` so the daemon's own imports run beside it."""
+
+    def __init__(self, path: Path, timeout_s: float = MIGRATE_TIMEOUT_S) -> None:
+        self.path = path
+        self._timeout_s = timeout_s
+        self._deadline = time.monotonic() + timeout_s
+        package_root = str(Path(__file__).resolve().parents[1])
+        env = dict(os.environ)
+        env["PYTHONPATH"] = os.pathsep.join(p for p in (package_root, env.get("PYTHONPATH")) if p)
+        self._child = subprocess.Popen(
+            [sys.executable, "-m", "agent.db", str(path)],
+            env=env,
+            stdin=subprocess.DEVNULL,
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.PIPE,
+            text=True,
+        )
+
+    def wait(self) -> None:
+        """Block until the child is done (call it from a thread).
+
+        Raises:
+            MigrationError: the database cannot be written (the child's one-line reason).
+            MigrationFailed: the migration itself failed, or did not finish within the timeout
+                (the child is killed; SQLite rolls back what it had not committed).
+        """
+        try:
+            _, stderr = self._child.communicate(timeout=max(0.0, self._deadline - time.monotonic()))
+        except subprocess.TimeoutExpired:
+            self._child.kill()
+            self._child.communicate()
+            raise MigrationFailed(
+                f"{self.path}: the migration did not finish within {self._timeout_s:g} s", ""
+            ) from None
+        code = self._child.returncode
+        if code == _DATABASE_ERROR_EXIT:
+            raise MigrationError((stderr.strip().splitlines() or ["the database cannot be written"])[-1])
+        if code != 0:
+            last = (stderr.strip().splitlines() or [f"exit code {code}"])[-1]
+            raise MigrationFailed(f"{self.path}: {last}", stderr)
+
+
+def start_migration(path: Path, timeout_s: float = MIGRATE_TIMEOUT_S) -> Migration | None:
+    """The child migrating the state DB at `path`, started; None when it is at the code's heads
+    already (no child)."""
+    db = StateDB(path)
+    try:
+        if stored_heads(db) == code_heads():
+            return None
+    finally:
+        db.close()
+    return Migration(path, timeout_s)
+
+
+def migrate_apart(db: StateDB, timeout_s: float = MIGRATE_TIMEOUT_S) -> bool:
+    """Bring the state DB to the code's heads in a child process and wait for it; False if it
+    was there already (no child started). Blocking: call it from a thread. Raises as
+    `Migration.wait` does."""
+    migration = start_migration(db.path, timeout_s)
+    if migration is None:
+        return False
+    migration.wait()
+    return True
+
+
 def current_heads(db: StateDB | Engine) -> set[str]:
     from alembic.runtime.migration import MigrationContext
 
@@ -162,3 +268,24 @@ def prepare_state_db(path: Path) -> None:
         migrate(db)
     finally:
         db.close()
+
+
+def _main(argv: list[str]) -> int:
+    """`python -m agent.db PATH`: migrate the state DB at PATH (what `migrate_apart` runs)."""
+    if len(argv) != 1:
+        print("usage: python -m agent.db STATE_DB_PATH", file=sys.stderr)
+        return 2
+    path = Path(argv[0])
+    try:
+        prepare_state_db(path)
+    except Exception as exc:
+        reason = database_error(exc)
+        if reason is None:
+            raise
+        print(f"{path}: {reason}", file=sys.stderr)
+        return _DATABASE_ERROR_EXIT
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(_main(sys.argv[1:]))
