@@ -46,15 +46,22 @@ def test_fresh_then_behind_then_current(tmp_path: Path) -> None:
         engine.dispose()
 
 
+def _in_a_fresh_process(code: str) -> str:
+    return subprocess.run(
+        [sys.executable, "-c", "import sys; from pathlib import Path;" + code],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        check=True,
+    ).stdout.strip()
+
+
 def _modules_after_migrate(db: Path) -> str:
-    code = (
-        "import sys; from pathlib import Path; from agent.db import migrate, open_engine;"
+    return _in_a_fresh_process(
+        "from agent.db import migrate, open_engine;"
         f"e = open_engine(Path({str(db)!r})); migrate(e); e.dispose();"
         "print('alembic' in sys.modules)"
     )
-    return subprocess.run(
-        [sys.executable, "-c", code], cwd=ROOT, capture_output=True, text=True, check=True
-    ).stdout.strip()
 
 
 def test_a_start_on_a_current_schema_never_imports_alembic(tmp_path: Path) -> None:
@@ -64,15 +71,11 @@ def test_a_start_on_a_current_schema_never_imports_alembic(tmp_path: Path) -> No
 
 
 def _migrate_apart_in_a_fresh_process(db: Path) -> str:
-    code = (
-        "import sys; from pathlib import Path;"
+    return _in_a_fresh_process(
         "from agent.db import code_heads, migrate_apart, open_state_db, stored_heads;"
         f"db = open_state_db(Path({str(db)!r})); done = migrate_apart(db);"
         "print(done, stored_heads(db) == code_heads(), 'alembic' in sys.modules, 'sqlalchemy' in sys.modules)"
     )
-    return subprocess.run(
-        [sys.executable, "-c", code], cwd=ROOT, capture_output=True, text=True, check=True
-    ).stdout.strip()
 
 
 def test_the_daemon_s_migration_runs_in_a_child_and_leaves_alembic_out_of_its_memory(tmp_path: Path) -> None:
