@@ -167,7 +167,7 @@ class MigrationFailed(Exception):
         self.output = output
 
 
-def database_error(exc: BaseException) -> sqlite3.Error | OSError | None:
+def _database_error(exc: BaseException) -> sqlite3.Error | OSError | None:
     """The database's own error behind `exc`, if that is what it is (Alembic runs SQLAlchemy,
     whose DBAPIError wraps the sqlite3 one); None for anything else, a bug to surface."""
     if isinstance(exc, (sqlite3.Error, OSError)):
@@ -279,7 +279,7 @@ def _main(argv: list[str]) -> int:
     try:
         prepare_state_db(path)
     except Exception as exc:
-        reason = database_error(exc)
+        reason = _database_error(exc)
         if reason is None:
             raise
         print(f"{path}: {reason}", file=sys.stderr)
