@@ -44,8 +44,8 @@ async def run_agent(
 ) -> int:
     """Run until SIGTERM/SIGINT (or `Supervisor.stop()`); returns the process exit code.
 
-    `migration`: the state DB's migration, already started by the caller (`shopedge run` starts
-    it before its own imports); without it the daemon starts one if the schema differs.
+    `migration`: the state DB's migration, already checked and started by the caller (`shopedge
+    run` does it before its own imports); without it the daemon checks the schema itself.
 
     A state directory that cannot be written (a full disk) is one error line and exit code 1,
     not a traceback.
@@ -154,8 +154,7 @@ def _open_state(config: ShopEdgeConfig, migration: Migration | None) -> StateDB:
         raise StateUnavailable(f"{config.db_path.parent}: {exc.strerror or exc}") from None
     try:
         pending = migration if migration is not None else start_migration(config.db_path)
-        if pending is not None:
-            pending.wait()
+        if pending.wait():
             log.info("state database migrated", extra={"path": str(config.db_path)})
     except MigrationError as exc:
         db.close()

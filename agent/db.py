@@ -6,8 +6,8 @@ field upgrades in place. Each capability adds its own migration branch off the b
 and `upgrade("heads")` applies them all. Alembic and SQLAlchemy (~0.7 s and ~25 MB together on
 this machine) are imported only when the stored revisions differ from the code's, which
 `code_heads` reads from the revision files themselves; most starts load neither. When the
-daemon does need them (a device's first start, a start after an upgrade), `migrate_apart` runs
-the migration in a child process: imported once, those ~25 MB would stay resident for as long
+daemon does need them (a device's first start, a start after an upgrade), `start_migration`
+runs the migration in a child process: imported once, those ~25 MB would stay resident for as long
 as that daemon runs.
 """
 
@@ -177,33 +177,26 @@ def _database_error(exc: BaseException) -> sqlite3.Error | OSError | None:
 
 
 class Migration:
-    """A child process bringing the state DB to the code's heads (`python -m agent.db PATH`),
-    started by `start_migration` so the daemon's own imports run beside it."""
+    """The state DB's migration: a child process bringing it to the code's heads (`python -m
+    agent.db PATH`), started by `start_migration` so the daemon's own imports run beside it, or
+    nothing to do when the schema is current (`child` None)."""
 
-    def __init__(self, path: Path, timeout_s: float = MIGRATE_TIMEOUT_S) -> None:
+    def __init__(self, path: Path, child: subprocess.Popen[str] | None, timeout_s: float) -> None:
         self.path = path
+        self._child = child
         self._timeout_s = timeout_s
         self._deadline = time.monotonic() + timeout_s
-        package_root = str(Path(__file__).resolve().parents[1])
-        env = dict(os.environ)
-        env["PYTHONPATH"] = os.pathsep.join(p for p in (package_root, env.get("PYTHONPATH")) if p)
-        self._child = subprocess.Popen(
-            [sys.executable, "-m", "agent.db", str(path)],
-            env=env,
-            stdin=subprocess.DEVNULL,
-            stdout=subprocess.DEVNULL,
-            stderr=subprocess.PIPE,
-            text=True,
-        )
 
-    def wait(self) -> None:
-        """Block until the child is done (call it from a thread).
+    def wait(self) -> bool:
+        """Block until the child is done (call it from a thread); False if there was none.
 
         Raises:
             MigrationError: the database cannot be written (the child's one-line reason).
             MigrationFailed: the migration itself failed, or did not finish within the timeout
                 (the child is killed; SQLite rolls back what it had not committed).
         """
+        if self._child is None:
+            return False
         try:
             _, stderr = self._child.communicate(timeout=max(0.0, self._deadline - time.monotonic()))
         except subprocess.TimeoutExpired:
@@ -218,29 +211,38 @@ class Migration:
         if code != 0:
             last = (stderr.strip().splitlines() or [f"exit code {code}"])[-1]
             raise MigrationFailed(f"{self.path}: {last}", stderr)
+        return True
 
 
-def start_migration(path: Path, timeout_s: float = MIGRATE_TIMEOUT_S) -> Migration | None:
-    """The child migrating the state DB at `path`, started; None when it is at the code's heads
-    already (no child)."""
+def start_migration(path: Path, timeout_s: float = MIGRATE_TIMEOUT_S) -> Migration:
+    """The state DB at `path`'s migration, its child started when the stored revisions differ
+    from the code's (read once, here)."""
     db = StateDB(path)
     try:
-        if stored_heads(db) == code_heads():
-            return None
+        current = stored_heads(db) == code_heads()
     finally:
         db.close()
-    return Migration(path, timeout_s)
+    if current:
+        return Migration(path, None, timeout_s)
+    package_root = str(Path(__file__).resolve().parents[1])
+    env = dict(os.environ)
+    env["PYTHONPATH"] = os.pathsep.join(p for p in (package_root, env.get("PYTHONPATH")) if p)
+    child = subprocess.Popen(
+        [sys.executable, "-m", "agent.db", str(path)],
+        env=env,
+        stdin=subprocess.DEVNULL,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    return Migration(path, child, timeout_s)
 
 
 def migrate_apart(db: StateDB, timeout_s: float = MIGRATE_TIMEOUT_S) -> bool:
     """Bring the state DB to the code's heads in a child process and wait for it; False if it
     was there already (no child started). Blocking: call it from a thread. Raises as
     `Migration.wait` does."""
-    migration = start_migration(db.path, timeout_s)
-    if migration is None:
-        return False
-    migration.wait()
-    return True
+    return start_migration(db.path, timeout_s).wait()
 
 
 def current_heads(db: StateDB | Engine) -> set[str]:

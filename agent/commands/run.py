@@ -43,8 +43,9 @@ def run(args: argparse.Namespace) -> int:
 
 
 def _start_migration(path: Path) -> Migration | None:
-    """The migration child, or None: also when the stored revisions cannot be read here, so the
-    daemon tries again and says why in its log (logging is not set up yet)."""
+    """The state DB's migration (its child started if the schema differs), or None when the
+    stored revisions cannot be read here: the daemon tries again and says why in its log
+    (logging is not set up yet)."""
     from agent.db import start_migration
 
     try:
